@@ -1,0 +1,62 @@
+"""Atomic file writes: write to a temporary name in the same folder, fsync, then rename.
+
+A crash or a full disk leaves the previous file intact and never a file that looks complete but is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from healthgym_core.errors import DataError, HealthGymError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path`, on any error it is removed."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise HealthGymError(f"{path}: cannot write here ({e.strerror or e})") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except OSError as e:
+        raise HealthGymError(f"{path}: write failed ({e.strerror or e}); the previous file, if any, is intact") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def check_table_suffix(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(str(path), "output must end in .csv or .parquet")
+    return suffix
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV or Parquet by extension, atomically."""
+    suffix = check_table_suffix(path)
+    if suffix == ".csv":
+        return atomic_write(path, lambda p: frame.to_csv(p, index=False))
+    return atomic_write(path, lambda p: frame.to_parquet(p, index=False))

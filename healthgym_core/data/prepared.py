@@ -1,0 +1,67 @@
+"""Everything training and evaluation need, built once per study: split, transforms, tensors, frozen features.
+
+`PreparedData` is plain numpy and dataclasses, so a study driver can put it in Ray's object store once and every
+trial reads it without rebuilding it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from healthgym_core.data.cohort import Cohort
+from healthgym_core.data.schema import Schema
+from healthgym_core.data.split import DEFAULT_FRACTIONS, Split, split_patients
+from healthgym_core.data.transforms import CohortTransform
+from healthgym_core.evaluation.features import FeatureSpace
+
+
+@dataclass
+class PreparedData:
+    schema: Schema
+    source: str
+    fingerprint: str
+    split: Split
+    transform: CohortTransform
+    train: np.ndarray  # [P_train, T, F] float32, model space
+    val: np.ndarray
+    test: np.ndarray
+    train_cohort: Cohort  # original units, for real-vs-synthetic metrics
+    val_cohort: Cohort
+    test_cohort: Cohort
+    features: FeatureSpace  # fitted on training patients, frozen
+
+    @property
+    def n_months(self) -> int:
+        return int(self.train.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.train.shape[2])
+
+    def describe(self) -> str:
+        return (
+            f"{self.source}; schema {self.schema.name} (width {self.schema.width}); "
+            f"{len(self.split.train)}/{len(self.split.val)}/{len(self.split.test)} train/val/test patients "
+            f"x {self.n_months} months (split seed {self.split.seed}); data {self.fingerprint}"
+        )
+
+
+def prepare_data(
+    cohort: Cohort,
+    split_seed: int = 0,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> PreparedData:
+    """Split patients, fit the transforms and the frozen feature space on training patients only, encode."""
+    split = split_patients(cohort.n_patients, seed=split_seed, fractions=fractions)
+    train_c, val_c, test_c = (cohort.subset(ix) for ix in (split.train, split.val, split.test))
+    transform = CohortTransform.fit(train_c)
+    tensors = [transform.encode(c) for c in (train_c, val_c, test_c)]
+    for name, t in zip(("train", "validation", "test"), tensors):
+        if not np.isfinite(t).all():
+            raise ValueError(f"non-finite values after transforming the {name} patients")
+    features = FeatureSpace.fit(train_c, val_c)
+    return PreparedData(
+        cohort.schema, cohort.source, cohort.fingerprint(), split, transform, *tensors, train_c, val_c, test_c, features
+    )

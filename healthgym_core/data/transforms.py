@@ -1,0 +1,90 @@
+"""Box-Cox + min-max for real variables, one-hot for the others, and the exact inverse back to the file's units.
+
+Upstream procedure (Health Gym v1): x' = x + 1e-3; lambda by maximum likelihood (scipy.stats.boxcox); bc =
+BoxCox_lambda(x'); y = (bc - min) / range with min and range of bc over the training rows. Fitted on training
+patients only. The inverse clamps lambda*bc + 1 at 1e-12 as upstream does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from healthgym_core.data.cohort import Cohort
+from healthgym_core.data.schema import Schema
+
+EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class BoxCoxMinMax:
+    """Parameters of one real variable's transform (`range` is max - min of the Box-Cox values)."""
+
+    lam: float
+    min: float
+    range: float
+    eps: float = EPS
+
+    @classmethod
+    def fit(cls, x: np.ndarray, eps: float = EPS) -> "BoxCoxMinMax":
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        x = x[~np.isnan(x)] + eps
+        if x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0) or np.ptp(x) == 0:
+            return cls(1.0, 0.0, 1.0, eps)  # upstream's guard for degenerate columns
+        _, lam = stats.boxcox(x)
+        bc = special.boxcox(x, lam)
+        lo, rng = float(bc.min()), float(bc.max() - bc.min())
+        return cls(float(lam), lo, rng if rng != 0 else 1.0, eps)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        bc = special.boxcox(np.asarray(x, dtype=np.float64) + self.eps, self.lam)
+        return (bc - self.min) / self.range
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        bc = np.asarray(y, dtype=np.float64) * self.range + self.min
+        if self.lam == 0:
+            return np.exp(bc) - self.eps
+        base = np.maximum(self.lam * bc + 1.0, 1e-12)
+        return np.power(base, 1.0 / self.lam) - self.eps
+
+
+@dataclass(frozen=True)
+class CohortTransform:
+    """Maps a cohort to model tensors [P, T, F] in the schema's one-hot layout, and back."""
+
+    schema: Schema
+    reals: tuple[BoxCoxMinMax, ...]
+
+    @classmethod
+    def fit(cls, train: Cohort) -> "CohortTransform":
+        return cls(train.schema, tuple(BoxCoxMinMax.fit(train.reals[:, :, j]) for j in range(train.schema.n_real)))
+
+    def encode_arrays(self, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        n, t = reals.shape[:2]
+        out = np.zeros((n, t, self.schema.width), dtype=np.float64)
+        for j, p in enumerate(self.reals):
+            out[:, :, j] = p.transform(reals[:, :, j])
+        for j, (start, end) in enumerate(self.schema.blocks()):
+            k = codes[:, :, j]
+            np.put_along_axis(out[:, :, start:end], k[..., None], 1.0, axis=-1)
+        return out
+
+    def encode(self, cohort: Cohort, dtype: type = np.float32) -> np.ndarray:
+        return self.encode_arrays(cohort.reals, cohort.codes).astype(dtype)
+
+    def decode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Post-process like a released dataset: inverse transform for reals, argmax for each one-hot block."""
+        x = np.asarray(x, dtype=np.float64)
+        reals = np.stack([p.inverse(x[:, :, j]) for j, p in enumerate(self.reals)], axis=-1) if self.reals else np.zeros(x.shape[:2] + (0,))
+        blocks = self.schema.blocks()
+        codes = np.stack([x[:, :, s:e].argmax(-1) for s, e in blocks], axis=-1) if blocks else np.zeros(x.shape[:2] + (0,), np.int64)
+        return reals, codes.astype(np.int64)
+
+    def to_dict(self) -> dict:
+        return {"schema": self.schema.to_dict(), "reals": [asdict(p) for p in self.reals]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CohortTransform":
+        return cls(Schema.from_dict(d["schema"]), tuple(BoxCoxMinMax(**p) for p in d["reals"]))
