@@ -1,0 +1,130 @@
+"""Checkpoints: everything needed to resume a trial exactly or to sample from its generator.
+
+Only tensors, numbers and strings are stored (metadata as JSON text), so a checkpoint loads with
+`torch.load(..., weights_only=True)`: no pickled code runs. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from healthgym_core.atomic import atomic_write
+from healthgym_core.config import TrainConfig
+from healthgym_core.data.prepared import PreparedData
+from healthgym_core.data.schema import Schema
+from healthgym_core.data.split import Split
+from healthgym_core.data.transforms import CohortTransform
+from healthgym_core.errors import CheckpointError
+from healthgym_core.nn.generator import Generator
+from healthgym_core.nn.heads import Layout
+from healthgym_core.state import TrainState, build_state
+
+FORMAT = "healthgym-checkpoint"
+VERSION = 1
+
+
+def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
+    meta = {
+        "epoch": state.epoch,
+        "g_steps": state.g_steps,
+        "d_steps": state.d_steps,
+        "sequence_months": state.sequence_months,
+        "config": state.config.to_dict(),
+        "kernel": state.kernel,
+        "schema": data.schema.to_dict(),
+        "split": data.split.to_dict(),
+        "transform": data.transform.to_dict(),
+        "data_fingerprint": data.fingerprint,
+        "source": data.source,
+        "n_months": data.n_months,
+        "history": state.history,
+    }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "meta": json.dumps(meta),
+        "generator": state.generator.state_dict(),
+        "critic": state.critic.state_dict(),
+        "opt_g": state.opt_g.state_dict(),
+        "opt_d": state.opt_d.state_dict(),
+        "noise_rng": state.noise_rng.get_state().cpu(),
+        "batch_rng": json.dumps(state.batch_rng.bit_generator.state),
+    }
+
+
+def save_checkpoint(path: str | Path, state: TrainState, data: PreparedData) -> Path:
+    """Atomically write the checkpoint; on failure the previous file at `path` is intact."""
+    payload = checkpoint_dict(state, data)
+    return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load with weights_only=True and check the format; a clear CheckpointError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {first[:120]})") from None
+    except Exception as e:  # pickle.UnpicklingError and friends from weights_only
+        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}); only weights-only checkpoints are accepted") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a Health Gym checkpoint")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (this version reads {VERSION})")
+    try:
+        ckpt["meta"] = json.loads(ckpt["meta"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged") from None
+    return ckpt
+
+
+def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = None) -> TrainState:
+    """Rebuild the exact training state. The data must be the same (checked by fingerprint)."""
+    meta = ckpt["meta"]
+    if meta["data_fingerprint"] != data.fingerprint:
+        raise CheckpointError(
+            f"checkpoint was trained on data {meta['data_fingerprint']} but the prepared data is {data.fingerprint}"
+        )
+    cfg = config or TrainConfig.from_dict(meta["config"])
+    cfg.kernel = meta["kernel"]
+    state = build_state(cfg, data)
+    try:
+        state.generator.load_state_dict(ckpt["generator"])
+        state.critic.load_state_dict(ckpt["critic"])
+        state.opt_g.load_state_dict(ckpt["opt_g"])
+        state.opt_d.load_state_dict(ckpt["opt_d"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint does not match the model built from its config ({str(e).splitlines()[0][:120]})") from None
+    state.noise_rng.set_state(ckpt["noise_rng"])
+    bit = np.random.PCG64()
+    bit.state = json.loads(ckpt["batch_rng"])
+    state.batch_rng = np.random.Generator(bit)
+    state.epoch, state.g_steps, state.d_steps = meta["epoch"], meta["g_steps"], meta["d_steps"]
+    state.sequence_months = meta["sequence_months"]
+    state.history = list(meta.get("history", []))
+    return state
+
+
+def generator_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> tuple[Generator, CohortTransform, dict]:
+    """The trained generator, the data transform and the metadata; no training data needed."""
+    meta = ckpt["meta"]
+    cfg = TrainConfig.from_dict(meta["config"])
+    schema = Schema.from_dict(meta["schema"])
+    gen = Generator(Layout.of(schema), cfg.noise_size, cfg.hidden, kernel=meta["kernel"], align_reverse=cfg.align_reverse)
+    try:
+        gen.load_state_dict(ckpt["generator"])
+    except RuntimeError as e:
+        raise CheckpointError(f"generator weights do not match the checkpoint's config ({str(e).splitlines()[0][:120]})") from None
+    return gen.to(device), CohortTransform.from_dict(meta["transform"]), meta
+
+
+def checkpoint_split(ckpt: dict) -> Split:
+    return Split.from_dict(ckpt["meta"]["split"])

@@ -1,0 +1,77 @@
+"""WGAN-GP losses of Health Gym v1: gradient penalty and the correlation loss (2025 and 2022 forms)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CORR_FORMS = ("2025", "2022")
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    weight: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight * mean((||dD/dx_hat|| - 1)^2) with one alpha ~ U[0,1) per sequence; the norm is over all L*F inputs.
+
+    Shaped by the actual batch (upstream used the configured batch size). Returns (penalty, mean gradient norm).
+    """
+    b = real.shape[0]
+    alpha = torch.rand(b, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    score = critic(x_hat)
+    (grad,) = torch.autograd.grad(score, x_hat, grad_outputs=torch.ones_like(score), create_graph=True)
+    norm = torch.sqrt(grad.reshape(b, -1).pow(2).sum(dim=1) + 1e-12)
+    return weight * ((norm - 1) ** 2).mean(), norm.detach().mean()
+
+
+def correlation_2025(x: torch.Tensor) -> torch.Tensor:
+    """Upstream 2025 correlation of the rows of x [..., F]: std-based, constant columns -> 0, clamped, diag 1."""
+    x = x.reshape(-1, x.shape[-1]).float()
+    n, f = x.shape
+    if n < 2:
+        return torch.eye(f, device=x.device)
+    xc = x - x.mean(dim=0, keepdim=True)
+    std = xc.std(dim=0, unbiased=True, keepdim=True)
+    std = torch.where(std < 1e-8, torch.ones_like(std), std)
+    z = xc / std
+    c = (z.T @ z) / (n - 1)
+    c = c.clamp(-1.0, 1.0)
+    eye = torch.eye(f, dtype=torch.bool, device=x.device)
+    return c.masked_fill(eye, 1.0)
+
+
+def correlation_2022(x: torch.Tensor) -> torch.Tensor:
+    """Upstream 2022 correlation: norm-based Pearson, 0 on the diagonal of constant columns, no clamp."""
+    x = x.reshape(-1, x.shape[-1]).float()
+    xc = x - x.mean(dim=0, keepdim=True)
+    z = xc / xc.norm(dim=0, keepdim=True).clamp_min(1e-8)
+    return z.T @ z
+
+
+def correlation(x: torch.Tensor, form: str) -> torch.Tensor:
+    if form == "2025":
+        return correlation_2025(x)
+    if form == "2022":
+        return correlation_2022(x)
+    raise ValueError(f"correlation form must be one of {CORR_FORMS}, got {form!r}")
+
+
+def correlation_loss(
+    c_fake: torch.Tensor,
+    c_real: torch.Tensor,
+    form: str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """2025: the random-threshold L1 (u ~ U[0,1)^{FxF} fresh per call; sign(c) * min(u, |c|)); 2022: plain L1."""
+    if form == "2022":
+        return (c_fake - c_real).abs().mean()
+    if form != "2025":
+        raise ValueError(f"correlation form must be one of {CORR_FORMS}, got {form!r}")
+    u = torch.rand(c_fake.shape, generator=generator, device=c_fake.device, dtype=c_fake.dtype)
+    f = torch.sign(c_fake) * torch.minimum(u, c_fake.abs())
+    r = torch.sign(c_real) * torch.minimum(u, c_real.abs())
+    return (f - r).abs().mean()

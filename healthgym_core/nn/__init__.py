@@ -1,0 +1,1 @@
+"""The Health Gym v1 networks: recurrent kernels, generator and critic."""

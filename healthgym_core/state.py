@@ -1,0 +1,105 @@
+"""The training state of one trial: networks, optimisers, RNGs and budget counters."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from healthgym_core.config import TrainConfig
+from healthgym_core.curriculum import Schedule
+from healthgym_core.data.prepared import PreparedData
+from healthgym_core.errors import ConfigError
+from healthgym_core.losses import correlation
+from healthgym_core.nn.critic import Critic
+from healthgym_core.nn.generator import Generator
+from healthgym_core.nn.heads import Layout
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def _native_double_backward_works(device: torch.device) -> bool:
+    """nn.LSTM's gradient-penalty double backward, tried once on a tiny input."""
+    try:
+        lstm = torch.nn.LSTM(4, 4, batch_first=True, bidirectional=True).to(device)
+        x = torch.rand(2, 3, 4, device=device, requires_grad=True)
+        with torch.backends.cudnn.flags(enabled=False):
+            (g,) = torch.autograd.grad(lstm(x)[1][0].sum(), x, create_graph=True)
+            g.pow(2).sum().backward()
+        return True
+    except RuntimeError:
+        return False
+
+
+def resolve_kernel(name: str, device: torch.device) -> str:
+    if name != "auto":
+        return name
+    if device.type == "cpu" or _native_double_backward_works(device):
+        return "native"
+    warnings.warn(f"nn.LSTM double backward failed on {device}; using the reference LSTM cell", stacklevel=2)
+    return "reference"
+
+
+def check_against_data(config: TrainConfig, data: PreparedData) -> None:
+    """Options that only make sense against the data: lengths and batch size."""
+    Schedule.parse(config.schedule).check(data.n_months)
+    n_train = int(data.train.shape[0])
+    if config.batch_size > n_train:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is larger than the {n_train} training patients; "
+            "use a smaller batch or more patients"
+        )
+
+
+@dataclass
+class TrainState:
+    config: TrainConfig
+    device: torch.device
+    kernel: str
+    generator: Generator
+    critic: Critic
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+    noise_rng: torch.Generator  # noise, GP alphas, correlation thresholds (on the device)
+    batch_rng: np.random.Generator  # shuffling and random lengths
+    c_real: torch.Tensor  # fixed correlation target at the full length
+    epoch: int = 0  # epochs completed
+    g_steps: int = 0
+    d_steps: int = 0
+    sequence_months: int = 0  # real patient-months fed to the critic
+    history: list[dict] = field(default_factory=list)  # epoch summaries
+
+
+def real_correlation(data: PreparedData, form: str, device: torch.device) -> torch.Tensor:
+    """Correlation target over all training patients at the full length (upstream: one random batch)."""
+    return correlation(torch.from_numpy(data.train), form).to(device)
+
+
+def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
+    """Fresh networks and optimisers from the config's seed."""
+    config.validate()
+    check_against_data(config, data)
+    device = resolve_device(config.device)
+    kernel = resolve_kernel(config.kernel, device)
+    torch.manual_seed(config.seed)
+    layout = Layout.of(data.schema)
+    gen = Generator(layout, config.noise_size, config.hidden, kernel=kernel, align_reverse=config.align_reverse).to(device)
+    critic = Critic(layout, config.hidden, kernel=kernel).to(device)
+    betas = (config.beta1, config.beta2)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr_d, betas=betas)
+    noise_rng = torch.Generator(device=device)
+    noise_rng.manual_seed(config.seed)
+    batch_rng = np.random.default_rng(config.seed)
+    return TrainState(
+        config, device, kernel, gen, critic, opt_g, opt_d, noise_rng, batch_rng,
+        real_correlation(data, config.corr_form, device),
+    )

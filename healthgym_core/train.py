@@ -1,0 +1,175 @@
+"""Plain trainer (no Ray): python -m healthgym_core.train --data simulated --schema demo7 --epochs N --out DIR
+
+Trains one configuration with the same `train_epoch` the study uses, evaluates on validation patients after
+every epoch, and writes into DIR:
+
+    run.json                 the configuration and where the data came from
+    steps.parquet            per-step log (epoch, step, L, D_loss, GP, grad_norm, D_real, D_fake, W_gap, G_loss, Corr)
+    epochs.csv               per-epoch means, budget counters and validation metrics
+    checkpoints/last.pt      resumable state (also best.pt: lowest fd_feat)
+    synthetic.csv            a synthetic cohort sampled from the last generator
+    learning_dynamics.png    D_loss / G_loss per step coloured by curriculum length
+    real_vs_synthetic.png    held-out validation patients vs synthetic ones
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from healthgym_core import cli
+from healthgym_core.atomic import atomic_write, check_table_suffix, write_table
+from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
+from healthgym_core.config import TrainConfig
+from healthgym_core.data.cohort import load_cohort
+from healthgym_core.data.prepared import PreparedData, prepare_data
+from healthgym_core.epoch import train_epoch
+from healthgym_core.errors import ConfigError
+from healthgym_core.evaluation.validation import evaluate, generate
+from healthgym_core.plots import learning_dynamics, real_vs_synthetic
+from healthgym_core.sampling import sample
+from healthgym_core.state import TrainState, build_state
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m healthgym_core.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = TrainConfig()
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="simulated", help="cohort file (.csv/.parquet), 'simulated' (the embedded simulated cohort, NOT the Health Gym dataset) or 'art4hiv' (the cached download)")
+    g.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
+    g.add_argument("--patients", type=int, default=None, help="first N patients (simulated: generate N; default 2000)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohort")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the 70/15/15 patient split")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=10, help="total epochs (with --resume: train until this many)")
+    t.add_argument("--schedule", default=d.schedule, help="curriculum: ladder:10-20-..., staged:K:..., full[:L], random:...")
+    t.add_argument("--n-critic", type=int, default=d.n_critic, help="critic updates per generator update")
+    t.add_argument("--gp-weight", type=float, default=d.gp_weight, help="gradient-penalty weight")
+    t.add_argument("--corr-weight", type=float, default=d.corr_weight, help="correlation-loss weight (0: ablation)")
+    t.add_argument("--corr-form", default=d.corr_form, choices=["2025", "2022"], help="2025 random-threshold L1 or 2022 plain L1")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--hidden", type=int, default=d.hidden, help="hidden size HD (noise size follows it)")
+    t.add_argument("--lr-g", type=float, default=d.lr_g)
+    t.add_argument("--lr-d", type=float, default=d.lr_d)
+    t.add_argument("--seed", type=int, default=d.seed, help="training seed (weights, noise, batches)")
+    t.add_argument("--align-reverse", action="store_true", help="re-align the generator's reversed LSTM in time (upstream does not)")
+    t.add_argument("--fresh-real-batch", action="store_true", help="a new real batch for every critic step (upstream reuses one)")
+    x = p.add_argument_group("execution and output")
+    x.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    x.add_argument("--kernel", default="auto", choices=["auto", "native", "reference"], help="LSTM kernel")
+    x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    x.add_argument("--eval-samples", type=int, default=d.eval_samples, help="synthetic patients per evaluation")
+    x.add_argument("--sample-patients", type=int, default=1000, help="patients in the exported synthetic cohort")
+    x.add_argument("--sample-out", default="synthetic.csv", help="file name of the export inside --out (.csv or .parquet)")
+    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        n_critic=args.n_critic, gp_weight=args.gp_weight, corr_weight=args.corr_weight, schedule=args.schedule,
+        corr_form=args.corr_form, seed=args.seed, batch_size=args.batch_size, hidden=args.hidden, lr_g=args.lr_g,
+        lr_d=args.lr_d, align_reverse=args.align_reverse, fresh_real_batch=args.fresh_real_batch,
+        device=args.device, kernel=args.kernel, eval_samples=args.eval_samples,
+    ).validate()
+
+
+def run_epoch(state: TrainState, data: PreparedData, progress=None) -> tuple[list[dict], dict]:
+    """One epoch plus its validation metrics: the unit both the plain trainer and the study report."""
+    t0 = time.perf_counter()
+    result = train_epoch(state, data, progress)
+    t1 = time.perf_counter()
+    metrics = evaluate(state.generator, state.critic, data, state.config.seed, state.config.eval_samples)
+    t2 = time.perf_counter()
+    summary = {**result.summary, **metrics, "train_seconds": t1 - t0, "eval_seconds": t2 - t1}
+    state.history[-1] = summary
+    return result.records, summary
+
+
+def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: PreparedData) -> None:
+    learning_dynamics(steps, out / "learning_dynamics.png")
+    soft = generate(state.generator, max(len(data.split.val), 200), data.n_months, state.config.seed + 7).numpy()
+    fake = data.transform.decode(soft)
+    real_vs_synthetic(data.schema, (data.val_cohort.reals, data.val_cohort.codes), fake, out / "real_vs_synthetic.png",
+                      title=f"Validation patients vs synthetic, epoch {state.epoch} ({data.source.split(' (')[0]})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    out = Path(args.out)
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.sample_patients < 1:
+        raise ConfigError(f"--sample-patients must be at least 1, got {args.sample_patients}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    check_table_suffix(args.sample_out)
+    last = out / "checkpoints" / "last.pt"
+    if not args.resume and (last.exists() or (out / "run.json").exists()):
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if args.resume and not last.exists():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    config = config_from_args(args)
+
+    # Everything is checked before anything is written.
+    cohort = load_cohort(args.data, args.schema, patients=args.patients, seed=args.data_seed)
+    data = prepare_data(cohort, split_seed=args.split_seed)
+    if args.resume:
+        ckpt = load_checkpoint(last)
+        state = restore_state(ckpt, data)
+        steps = pd.read_parquet(out / "steps.parquet") if (out / "steps.parquet").exists() else pd.DataFrame()
+        if len(steps):
+            steps = steps[steps["epoch"] <= state.epoch]
+        if state.epoch >= args.epochs:
+            print(f"{out}: already trained {state.epoch} epochs (--epochs {args.epochs}); nothing to do", file=sys.stderr)
+    else:
+        state = build_state(config, data)
+        steps = pd.DataFrame()
+
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"data: {data.describe()}", file=sys.stderr)
+    print(f"device {state.device}, kernel {state.kernel}, {torch.get_num_threads()} threads", file=sys.stderr)
+    run_info = {"config": state.config.to_dict(), "data": {"source": data.source, "fingerprint": data.fingerprint,
+                "schema": data.schema.name, "split": {"seed": data.split.seed, "train": len(data.split.train),
+                "val": len(data.split.val), "test": len(data.split.test)}}, "argv": list(argv or sys.argv[1:])}
+    atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(run_info, indent=2)))
+
+    history = [h for h in state.history]
+    best = min((h.get("fd_feat", float("inf")) for h in history), default=float("inf"))
+    bar = tqdm(total=args.epochs, initial=state.epoch, unit="epoch", disable=args.quiet, file=sys.stderr)
+    while state.epoch < args.epochs:
+        records, summary = run_epoch(state, data)
+        steps = pd.concat([steps, pd.DataFrame(records)], ignore_index=True)
+        write_table(steps, out / "steps.parquet")
+        save_checkpoint(last, state, data)
+        if summary["fd_feat"] < best:
+            best = summary["fd_feat"]
+            save_checkpoint(out / "checkpoints" / "best.pt", state, data)
+        write_table(pd.DataFrame(state.history), out / "epochs.csv")
+        bar.set_postfix(D=f"{summary['D_loss']:.2f}", G=f"{summary['G_loss']:.2f}", gap=f"{summary['wasserstein_gap']:.2f}",
+                        fd=f"{summary['fd_feat']:.2f}")
+        bar.update(1)
+    bar.close()
+    if len(steps):
+        write_figures(out, steps, state, data)
+    sample(load_checkpoint(last), args.sample_patients, seed=state.config.seed, out=out / args.sample_out)
+    print(f"note: trained on {data.source}", file=sys.stderr)
+    print(f"wrote {out}: steps.parquet, epochs.csv, checkpoints/, {args.sample_out}, learning_dynamics.png, real_vs_synthetic.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

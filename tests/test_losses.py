@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from healthgym_core.losses import correlation_2022, correlation_2025, correlation_loss, gradient_penalty
+
+
+class Linear(torch.nn.Module):
+    """D(x) = sum(w * x): its input gradient is w for every sequence."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x):
+        return (x * self.w).sum(dim=(1, 2)).unsqueeze(1)
+
+
+def test_gradient_penalty_on_a_linear_critic():
+    w = torch.zeros(4, 3)
+    w[0, 0], w[1, 2] = 2.0, 2.0 ** 0.5 * 1.0  # ||w|| = sqrt(4 + 2) = sqrt(6)
+    real, fake = torch.rand(5, 4, 3), torch.rand(5, 4, 3)
+    gp, norm = gradient_penalty(Linear(w), real, fake, weight=10.0)
+    expected = 10.0 * (6 ** 0.5 - 1) ** 2
+    assert gp.item() == pytest.approx(expected, rel=1e-5)
+    assert norm.item() == pytest.approx(6 ** 0.5, rel=1e-5)
+
+
+def test_gradient_penalty_uses_the_actual_batch_and_one_alpha_per_sequence():
+    w = torch.ones(2, 2) * 0.5  # ||w|| = 1: no penalty
+    gp, _ = gradient_penalty(Linear(w), torch.rand(3, 2, 2), torch.rand(3, 2, 2), weight=10.0)
+    assert gp.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_correlation_hand_checked():
+    t = torch.arange(10.0)
+    x = torch.stack([t, 2 * t + 1, -t, torch.full_like(t, 3.0)], dim=1)
+    c = correlation_2025(x)
+    assert torch.allclose(c[0, 1], torch.tensor(1.0)) and torch.allclose(c[0, 2], torch.tensor(-1.0))
+    assert c[0, 3] == 0 and c[3, 3] == 1  # constant column: 0 off the diagonal, 1 on it
+    assert torch.allclose(c, c.T)
+    c22 = correlation_2022(x)
+    assert torch.allclose(c22[0, 1], torch.tensor(1.0), atol=1e-6) and c22[3, 3] == 0
+
+
+def test_correlation_of_one_hot_rows_is_in_range_with_unit_diagonal(small_data):
+    c = correlation_2025(torch.from_numpy(small_data.train))
+    assert c.shape == (22, 22)
+    assert torch.allclose(torch.diagonal(c), torch.ones(22))
+    assert c.min() >= -1 and c.max() <= 1 and torch.allclose(c, c.T, atol=1e-6)
+
+
+def test_correlation_loss_of_real_against_itself_is_zero(small_data):
+    c = correlation_2025(torch.from_numpy(small_data.train))
+    assert correlation_loss(c, c, "2025").item() == 0.0
+    assert correlation_loss(c, c, "2022").item() == 0.0
+
+
+def test_random_threshold_matches_its_expectation():
+    """Same sign, |f| = a < |r| = b: E_u |sign*min(u,a) - sign*min(u,b)| = (b - a)(1 - (a + b)/2).
+    Opposite signs: (a - a^2/2) + (b - b^2/2). Plain L1 gives b - a and a + b."""
+    torch.manual_seed(0)
+    a, b, n = 0.2, 0.7, 400
+    same = correlation_loss(torch.full((n, n), a), torch.full((n, n), b), "2025").item()
+    opposite = correlation_loss(torch.full((n, n), -a), torch.full((n, n), b), "2025").item()
+    assert same == pytest.approx((b - a) * (1 - (a + b) / 2), abs=3e-3)
+    assert opposite == pytest.approx((a - a * a / 2) + (b - b * b / 2), abs=3e-3)
+    assert correlation_loss(torch.full((2, 2), a), torch.full((2, 2), b), "2022").item() == pytest.approx(b - a)
