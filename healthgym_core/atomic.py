@@ -16,6 +16,8 @@ import pandas as pd
 from healthgym_core.errors import DataError, HealthGymError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -29,6 +31,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise HealthGymError(f"{path}: cannot write here ({e.strerror or e})") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:

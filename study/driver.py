@@ -1,0 +1,183 @@
+"""The study driver behind `python study/run.py`: data once, Optuna proposing, ASHA pruning, a leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from healthgym_core.atomic import atomic_write
+from healthgym_core.config import TrainConfig
+from healthgym_core.curriculum import Schedule
+from healthgym_core.data.cohort import load_cohort
+from healthgym_core.data.prepared import PreparedData, prepare_data
+from healthgym_core.errors import ConfigError
+from healthgym_core.state import check_against_data
+from study.presets import PRESETS, Preset
+from study.spaces import UPSTREAM, SearchSpace, load_space
+from study.trainable import METRICS
+
+STUDY_FILE = "study.json"
+OPTUNA_FILE = "optuna.db"
+REMOTE = ("s3://", "gs://", "gcs://", "abfs://")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python study/run.py",
+        description="Search Health Gym v1 training settings with Ray Tune: Optuna proposes, ASHA prunes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--space", default="curriculum", help="curriculum, critic, correlation, full, baseline, or a .toml space file")
+    p.add_argument("--metric", default="wasserstein_gap", choices=METRICS, help="pruning signal (all are reported)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes: cpu (laptop), gpu (paper size), smoke (tests); default: gpu if the cluster has GPUs, else cpu")
+    p.add_argument("--smoke", action="store_true", help="same as --preset smoke: a study in under 2 minutes")
+    p.add_argument("--num-samples", type=int, default=None, help="trials (baseline: seeds)")
+    p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (ASHA's max_t)")
+    p.add_argument("--grace-period", type=int, default=None, help="epochs before ASHA may stop a trial")
+    p.add_argument("--reduction-factor", type=int, default=None, help="ASHA reduction factor")
+    p.add_argument("--no-pruning", action="store_true", help="run every trial to --max-epochs (no ASHA)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)")
+    d = p.add_argument_group("data and model size (override the preset)")
+    d.add_argument("--data", default="simulated", help="cohort file, 'simulated' (NOT the Health Gym dataset) or 'art4hiv'")
+    d.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
+    d.add_argument("--patients", type=int, default=None)
+    d.add_argument("--split-seed", type=int, default=0)
+    d.add_argument("--hidden", type=int, default=None)
+    d.add_argument("--batch-size", type=int, default=None)
+    d.add_argument("--eval-samples", type=int, default=None)
+    r = p.add_argument_group("resources and storage")
+    r.add_argument("--cpus-per-trial", type=float, default=1.0)
+    r.add_argument("--gpus-per-trial", type=float, default=None, help="fractional allowed; default 0 without GPUs, 0.25 with")
+    r.add_argument("--max-concurrent", type=int, default=None, help="limit on trials running at once")
+    r.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker dies (from its checkpoint)")
+    r.add_argument("--address", default=None, help="'auto' to join a running Ray cluster")
+    r.add_argument("--storage", default="experiments", help="results folder or s3:// / gs:// URI")
+    r.add_argument("--local-dir", default="experiments", help="where study.json, optuna.db and the leaderboard go when --storage is remote")
+    r.add_argument("--name", default=None, help="experiment name (default: the space's name)")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted study in the same experiment folder")
+    r.add_argument("--no-dashboard", action="store_true", help="start a local Ray without its dashboard")
+    r.add_argument("--export-patients", type=int, default=1000, help="synthetic patients sampled from the best trial")
+    return p
+
+
+def experiment_dirs(args: argparse.Namespace) -> tuple[str, Path]:
+    """(Tune storage path, local experiment folder)."""
+    if args.storage.startswith(REMOTE):
+        return args.storage, Path(args.local_dir).resolve() / args.name
+    storage = str(Path(args.storage).resolve())
+    return storage, Path(storage) / args.name
+
+
+def check_writable(folder: Path) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"storage {folder} is not writable")
+
+
+def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
+    name = "smoke" if args.smoke else args.preset or ("gpu" if cluster_gpus > 0 else "cpu")
+    return PRESETS[name]
+
+
+def base_config(args: argparse.Namespace, preset: Preset, space: SearchSpace) -> dict:
+    """Everything a trial does not get from the search: preset sizes, the space's fixed values, upstream factors."""
+    cfg = TrainConfig(
+        hidden=args.hidden or preset.hidden,
+        batch_size=args.batch_size or preset.batch_size,
+        eval_samples=args.eval_samples or preset.eval_samples,
+        seed=args.seed,
+        device="auto",
+        **UPSTREAM,
+    ).to_dict()
+    cfg.update(space.fixed)
+    return cfg
+
+
+def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData) -> None:
+    """Refuse up front what no trial could run: schedules longer than the data, a batch larger than the patients."""
+    check_against_data(TrainConfig.from_dict(base).validate(), data)
+    for f in space.factors:
+        if f.name == "schedule":
+            for s in f.choices:
+                Schedule.parse(s).check(data.n_months)
+
+
+def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace) -> None:
+    record = {"args": vars(args), "preset": preset.to_dict(), "space": {"name": space.name, "path": space.path,
+              "description": space.description, "factors": [f.describe() for f in space.factors]},
+              "data": {"source": data.source, "fingerprint": data.fingerprint, "schema": data.schema.name,
+                       "split_seed": data.split.seed, "train": len(data.split.train), "val": len(data.split.val),
+                       "test": len(data.split.test), "months": data.n_months},
+              "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / STUDY_FILE, lambda p: p.write_text(json.dumps(record, indent=2)))
+
+
+def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Namespace:
+    record = json.loads((folder / STUDY_FILE).read_text())
+    saved = argparse.Namespace(**record["args"])
+    for keep in ("resume", "address", "no_dashboard", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
+        setattr(saved, keep, getattr(current, keep))
+    saved.resume = True
+    return saved
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    for name in ("num_samples", "max_epochs", "grace_period", "patients", "hidden", "batch_size", "eval_samples", "export_patients"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if args.reduction_factor is not None and args.reduction_factor < 2:
+        raise ConfigError(f"--reduction-factor must be at least 2, got {args.reduction_factor}")
+    if args.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        raise ConfigError(f"--gpus-per-trial must be 0 or more, got {args.gpus_per_trial}")
+    if args.max_failures < 0:
+        raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    validate_args(args)
+    space = load_space(args.space)
+    args.name = args.name or space.name
+    storage, folder = experiment_dirs(args)
+    check_writable(folder)
+    if args.resume:
+        if not (folder / STUDY_FILE).exists():
+            raise ConfigError(f"--resume: no study at {folder}")
+        args = load_study_args(folder, args)
+        space = load_space(args.space)
+    elif (folder / STUDY_FILE).exists():
+        raise ConfigError(f"{folder} already holds a study; pass --resume to continue it or choose another --name")
+
+    # All input is checked before Ray starts (locally) or anything is written.
+    from study import tuning  # imports Ray
+
+    if args.address:
+        cluster_gpus = tuning.start_ray(args.address)
+    else:
+        import torch
+
+        cluster_gpus = float(torch.cuda.device_count())
+    preset = choose_preset(args, cluster_gpus)
+    cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
+    data = prepare_data(cohort, split_seed=args.split_seed)
+    base = base_config(args, preset, space)
+    check_space_against_data(space, base, data)
+    if not args.address:
+        tuning.start_ray(None, dashboard=not args.no_dashboard)
+    if not args.resume:
+        save_study(folder, args, preset, data, space)
+    print(preset.note, file=sys.stderr)
+    print(f"data: {data.describe()}", file=sys.stderr)
+    print(f"space {space.name}: {space.description}", file=sys.stderr)
+    return tuning.run_study(args, space, preset, base, data, storage, folder, cluster_gpus)

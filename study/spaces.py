@@ -1,0 +1,157 @@
+"""Read search spaces (search_spaces/*.toml or a user's file) and turn them into Optuna distributions.
+
+A space file holds a `description` and a list of `[[factor]]` tables. Each factor names a training option
+(a TrainConfig field) and is either a choice (`choices = [...]`) or a range (`low`, `high`, optional
+`log = true`; whole numbers when both bounds are integers), with a one-line `why`. An optional `[fixed]` table
+sets other options for every trial of the space.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import search_spaces
+from healthgym_core.config import TrainConfig
+from healthgym_core.errors import ConfigError, DataError
+
+SPACES_DIR = Path(search_spaces.__file__).parent
+BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline")
+# The upstream Health Gym v1 configuration: every search evaluates it first.
+UPSTREAM = {"n_critic": 5, "gp_weight": 10.0, "corr_weight": 10.0, "corr_form": "2025", "schedule": "ladder:10-20-30-40-50-60"}
+TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed"}
+
+
+@dataclass(frozen=True)
+class Factor:
+    name: str
+    why: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    @property
+    def is_int(self) -> bool:
+        return self.choices is None and isinstance(self.low, int) and isinstance(self.high, int)
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"
+        scale = " (log)" if self.log else ""
+        return f"{self.name} in [{self.low}, {self.high}]{scale}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    description: str
+    factors: tuple[Factor, ...]
+    fixed: dict = field(default_factory=dict)
+    path: str = ""
+
+    def optuna_distributions(self) -> dict:
+        import optuna.distributions as d
+
+        out = {}
+        for f in self.factors:
+            if f.choices is not None:
+                out[f.name] = d.CategoricalDistribution(list(f.choices))
+            elif f.is_int:
+                out[f.name] = d.IntDistribution(int(f.low), int(f.high), log=f.log)
+            else:
+                out[f.name] = d.FloatDistribution(float(f.low), float(f.high), log=f.log)
+        return out
+
+    def upstream_point(self) -> dict | None:
+        """The upstream configuration restricted to this space's factors, or None if it lies outside."""
+        point = {f.name: UPSTREAM[f.name] for f in self.factors if f.name in UPSTREAM}
+        if len(point) != len(self.factors) or not all(f.contains(point[f.name]) for f in self.factors):
+            return None
+        return point
+
+
+def _bad(path: str, problem: str) -> DataError:
+    return DataError(path, problem)
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    """A built-in space by name or a user's space file (.toml)."""
+    if name_or_path in BUILTIN:
+        path = SPACES_DIR / f"{name_or_path}.toml"
+    else:
+        path = Path(name_or_path)
+        if path.suffix.lower() != ".toml" and not path.exists():
+            raise ConfigError(f"unknown space {name_or_path!r}: use one of {', '.join(BUILTIN)} or a .toml space file")
+    file = str(path)
+    if not path.is_file():
+        raise _bad(file, "space file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise _bad(file, f"not valid TOML: {e}") from None
+    unknown = set(raw) - {"description", "factor", "fixed"}
+    if unknown:
+        raise _bad(file, f"unknown key {sorted(unknown)[0]!r} (expected description, [[factor]], [fixed])")
+    factors = []
+    for i, item in enumerate(raw.get("factor", [])):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise _bad(file, f"factor {i + 1} has no name")
+        name = item["name"]
+        if name not in TUNABLE:
+            raise _bad(file, f"factor {name!r} is not a training option (one of {', '.join(sorted(TUNABLE))})")
+        extra = set(item) - {"name", "why", "choices", "low", "high", "log"}
+        if extra:
+            raise _bad(file, f"factor {name!r}: unknown key {sorted(extra)[0]!r}")
+        why = item.get("why", "")
+        if not isinstance(why, str) or not why.strip():
+            raise _bad(file, f"factor {name!r}: give a one-line why")
+        if "choices" in item:
+            choices = item["choices"]
+            if not isinstance(choices, list) or not choices or ("low" in item or "high" in item):
+                raise _bad(file, f"factor {name!r}: choices must be a non-empty list (and no low/high)")
+            factors.append(Factor(name, why, choices=tuple(choices)))
+        else:
+            low, high = item.get("low"), item.get("high")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise _bad(file, f"factor {name!r}: needs choices, or numbers low < high")
+            log = bool(item.get("log", False))
+            if log and low <= 0:
+                raise _bad(file, f"factor {name!r}: a log range needs low > 0")
+            factors.append(Factor(name, why, low=low, high=high, log=log))
+    names = [f.name for f in factors]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise _bad(file, f"factor {dup!r} is listed twice")
+    fixed = raw.get("fixed", {})
+    if not isinstance(fixed, dict) or set(fixed) - TUNABLE:
+        raise _bad(file, f"[fixed] may only set training options, not {sorted(set(fixed) - TUNABLE)}")
+    space = SearchSpace(path.stem, str(raw.get("description", "")), tuple(factors), dict(fixed), file)
+    _check_values(space, file)
+    return space
+
+
+def _check_values(space: SearchSpace, file: str) -> None:
+    """Every choice and bound must make a valid training config (schedules parse, weights >= 0, ...)."""
+    base = TrainConfig()
+    samples = [dict(space.fixed)]
+    for f in space.factors:
+        values = f.choices if f.choices is not None else (f.low, f.high)
+        samples += [{**space.fixed, f.name: v} for v in values]
+    for s in samples:
+        try:
+            TrainConfig(**{**base.to_dict(), **s}).validate()
+        except (ConfigError, TypeError) as e:
+            raise _bad(file, f"invalid value in the space: {e}") from None

@@ -1,0 +1,62 @@
+"""The Tune function trainable: builds (or restores) the core's training state and reports once per epoch.
+
+No training logic lives here: each report is one call of the core's `run_epoch` (train_epoch + evaluate).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+from ray import tune
+
+from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
+from healthgym_core.config import TrainConfig
+from healthgym_core.data.prepared import PreparedData
+from healthgym_core.errors import NonFiniteLossError
+from healthgym_core.state import build_state
+from healthgym_core.train import run_epoch
+
+CHECKPOINT_FILE = "state.pt"
+STEPS_FILE = "steps.csv"
+DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)
+METRICS = ("wasserstein_gap", "fd_feat", "sliced_w")
+
+
+def trial_config(config: dict, base: dict) -> TrainConfig:
+    return TrainConfig.from_dict({**base, **config}).validate()
+
+
+def train_healthgym(config: dict, *, data: PreparedData, base: dict, max_epochs: int, metric: str, threads: int = 1) -> None:
+    """Train one trial up to `max_epochs`, reporting metrics and a checkpoint after every epoch."""
+    # As many torch threads as CPUs reserved: more oversubscribes the machine and OpenMP spin-waits (10x slower).
+    torch.set_num_threads(threads)
+    cfg = trial_config(config, base)
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as folder:
+            state = restore_state(load_checkpoint(Path(folder) / CHECKPOINT_FILE), data)
+    else:
+        state = build_state(cfg, data)
+    steps_log = Path(STEPS_FILE)  # in the trial's folder; synced with the trial's artifacts
+    last: dict = {}
+    while state.epoch < max_epochs:
+        try:
+            records, summary = run_epoch(state, data)
+        except NonFiniteLossError as e:
+            # Stop this trial only: its last good checkpoint stays, the study goes on.
+            report = {**last, "epoch": state.epoch + 1, "diverged": 1, metric: DIVERGED_SCORE,
+                      "diverged_reason": str(e), "diverged_values": json.dumps(e.values)}
+            tune.report(report)
+            return
+        pd.DataFrame(records).to_csv(steps_log, mode="a", header=not steps_log.exists(), index=False)
+        metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        metrics["diverged"] = 0
+        last = metrics
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp) / CHECKPOINT_FILE, state, data)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -1,0 +1,172 @@
+"""The Ray Tune wiring: Ray start-up, OptunaSearch + ASHA, Tuner (fresh or restored), leaderboard and export."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from healthgym_core.atomic import write_table
+from healthgym_core.data.prepared import PreparedData
+from healthgym_core.sampling import sample
+from study.driver import OPTUNA_FILE
+from study.leaderboard import RANK_METRIC, format_board, rank, trial_row
+from study.presets import Preset
+from study.spaces import UPSTREAM, SearchSpace
+from study.trainable import CHECKPOINT_FILE, train_healthgym
+
+
+def start_ray(address: str | None, dashboard: bool = True) -> float:
+    """Join a cluster (`--address auto`) or start a local Ray whose dashboard listens on 127.0.0.1 only.
+    Returns the number of GPUs the cluster has."""
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=os.cpu_count())
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+class DefineByRun:
+    """Optuna define-by-run space: the space's factors, plus a per-trial seed (`--seed` + Optuna's trial number),
+    so that a configuration proposed twice is a seed replicate rather than an identical rerun. A class, not a
+    closure, so Tune can save the searcher for --resume."""
+
+    def __init__(self, space: SearchSpace, seed: int) -> None:
+        self.space, self.seed = space, seed
+
+    def __call__(self, trial: optuna.Trial) -> dict:
+        for f in self.space.factors:
+            if f.choices is not None:
+                trial.suggest_categorical(f.name, list(f.choices))
+            elif f.is_int:
+                trial.suggest_int(f.name, int(f.low), int(f.high), log=f.log)
+            else:
+                trial.suggest_float(f.name, float(f.low), float(f.high), log=f.log)
+        return {"seed": self.seed + trial.number}
+
+
+def make_searcher(space: SearchSpace, args: argparse.Namespace, folder: Path) -> OptunaSearch:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
+    point = space.upstream_point()
+    if point is None:
+        print(f"note: the upstream configuration lies outside space {space.name}; it is not evaluated first", file=sys.stderr)
+    return OptunaSearch(
+        space=DefineByRun(space, args.seed),
+        metric=args.metric,
+        mode="min",
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
+        storage=storage,
+        study_name=args.name,
+        points_to_evaluate=[point] if point else None,
+    )
+
+
+def make_scheduler(args: argparse.Namespace, preset: Preset):
+    if args.no_pruning:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=args.max_epochs or preset.max_epochs,
+        grace_period=args.grace_period or preset.grace_period,
+        reduction_factor=args.reduction_factor or preset.reduction_factor,
+        brackets=1,
+    )
+
+
+def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base: dict, data: PreparedData,
+              storage: str, folder: Path, cluster_gpus: float) -> int:
+    max_epochs = args.max_epochs or preset.max_epochs
+    num_samples = args.num_samples or preset.num_samples
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if cluster_gpus > 0 else 0.0)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_healthgym, data=data, base=base, max_epochs=max_epochs, metric=args.metric,
+                             threads=max(1, int(args.cpus_per_trial))),
+        {"cpu": args.cpus_per_trial, "gpu": gpus},
+    )
+    # With a search algorithm Tune keeps one trial pending by default, so trials start one after another as
+    # workers boot (about 10-30 s each here); let as many start as could run at once.
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
+    exp_path = f"{storage.rstrip('/')}/{args.name}"
+    if args.resume and tune.Tuner.can_restore(exp_path):
+        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+    else:
+        if space.factors:
+            search_alg, param_space = make_searcher(space, args, folder), {}
+        else:  # baseline: the upstream configuration once per seed
+            search_alg, param_space = None, {"seed": tune.grid_search(list(range(args.seed, args.seed + num_samples)))}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=args.metric, mode="min", search_alg=search_alg, scheduler=make_scheduler(args, preset),
+                num_samples=num_samples if space.factors else 1, max_concurrent_trials=args.max_concurrent,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=args.name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=args.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=3, checkpoint_score_attribute=args.metric,
+                                                        checkpoint_score_order="min"),
+                sync_config=tune.SyncConfig(sync_artifacts=True),
+                verbose=1,
+            ),
+        )
+    results = tuner.fit()
+    return finish(results, args, space, max_epochs, folder)
+
+
+def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -> pd.DataFrame:
+    factors = [f.name for f in space.factors]
+    rows = []
+    for r in results:
+        history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        ckpt = r.checkpoint.path if r.checkpoint is not None else None
+        trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name
+        rows.append(trial_row(trial_id, r.config, factors, history, max_epochs, error=r.error is not None,
+                              checkpoint=ckpt, path=r.path))
+    board = rank(pd.DataFrame(rows))
+    board["upstream"] = [all(row.get(k) == v for k, v in UPSTREAM.items() if k in factors) if factors else True
+                         for row in board.to_dict("records")]
+    return board
+
+
+def finish(results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpace, max_epochs: int, folder: Path) -> int:
+    board = leaderboard(results, space, max_epochs)
+    write_table(board, folder / "leaderboard.parquet")
+    write_table(board, folder / "leaderboard.csv")
+    factors = [f.name for f in space.factors]
+    print("\nLeaderboard (completed trials first, by final fd_feat; pruned = stopped early by ASHA):")
+    print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
+    counts = board["status"].value_counts().to_dict()
+    print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    best = board[board["status"] == "completed"].head(1)
+    if len(best) and best["checkpoint"].iloc[0]:
+        row = best.iloc[0]
+        ckpt_dir = row["checkpoint"]
+        out = folder / "synthetic_best.csv"
+        with tune.Checkpoint(ckpt_dir).as_directory() as d:
+            sample(Path(d) / CHECKPOINT_FILE, args.export_patients, seed=args.seed, out=out)
+        print(f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
+              f"floor {row['fd_feat_floor']:.4g})")
+        print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
+        print(f"synthetic cohort from the best trial: {out}")
+    elif not len(best):
+        print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
+    print(f"leaderboard: {folder / 'leaderboard.parquet'}")
+    print("\nInspect it:")
+    print(f"  tensorboard --logdir {results.experiment_path}")
+    if space.factors:
+        print(f"  optuna-dashboard sqlite:///{folder / OPTUNA_FILE}")
+    print("  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml")
+    return 0 if counts.get("error", 0) < len(board) else 1
