@@ -102,7 +102,7 @@ def train_epoch(
     """
     cfg = state.config
     schedule = Schedule.parse(cfg.schedule)
-    train = torch.from_numpy(data.train)
+    train = data.tensor("train")
     n_train = train.shape[0]
     plan = schedule.epoch_plan(state.epoch, n_train, cfg.batch_size, state.batch_rng, data.n_months)
     state.generator.train()

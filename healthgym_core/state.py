@@ -80,7 +80,7 @@ class TrainState:
 
 def real_correlation(data: PreparedData, form: str, device: torch.device) -> torch.Tensor:
     """Correlation target over all training patients at the full length (upstream: one random batch)."""
-    return correlation(torch.from_numpy(data.train), form).to(device)
+    return correlation(data.tensor("train"), form).to(device)
 
 
 def build_state(config: TrainConfig, data: PreparedData) -> TrainState:

@@ -6,7 +6,9 @@ trial reads it without rebuilding it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +17,9 @@ from healthgym_core.data.schema import Schema
 from healthgym_core.data.split import DEFAULT_FRACTIONS, Split, split_patients
 from healthgym_core.data.transforms import CohortTransform
 from healthgym_core.evaluation.features import FeatureSpace
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -31,6 +36,15 @@ class PreparedData:
     val_cohort: Cohort
     test_cohort: Cohort
     features: FeatureSpace  # fitted on training patients, frozen
+
+    def tensor(self, part: str) -> "torch.Tensor":
+        """A read-only view of the train/val/test array as a tensor, without copying. Arrays shared through
+        Ray's object store are not writable; nothing here writes to them."""
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(getattr(self, part))
 
     @property
     def n_months(self) -> int:

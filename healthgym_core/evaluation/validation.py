@@ -45,7 +45,7 @@ def evaluate(generator: Generator, critic: torch.nn.Module, data: PreparedData, 
     soft = generate(generator, n_samples, T, seed + EVAL_NOISE_OFFSET)
     n_val = data.val.shape[0]
     critic.eval()
-    gap = wasserstein_gap(critic, torch.from_numpy(data.val).to(device), soft[:n_val].to(device))
+    gap = wasserstein_gap(critic, data.tensor("val").to(device), soft[:n_val].to(device))
     critic.train()
     soft_np = soft.numpy()
     reals, codes = data.transform.decode(soft_np)

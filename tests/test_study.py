@@ -1,0 +1,108 @@
+"""The Ray Tune study end to end, as a user runs it: python study/run.py ..."""
+
+import os
+import random
+import signal
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from healthgym_core.data.cohort import read_cohort
+from study.spaces import BUILTIN, UPSTREAM, load_space
+from tests.study_helpers import kill_session, results, start_study, study, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_study_prunes_records_and_exports(tmp_path):
+    r = study("--space", "curriculum", "--smoke", "--num-samples", 6, "--max-epochs", 4, "--grace-period", 1,
+              "--storage", tmp_path, "--no-dashboard", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folder = tmp_path / "curriculum"
+    assert "smoke preset" in r.stderr and "NOT the Health Gym dataset" in r.stderr
+    board = pd.read_parquet(folder / "leaderboard.parquet")
+    assert len(board) == 6 and set(board["status"]) <= {"completed", "pruned"}
+    # ASHA really prunes, and the leaderboard marks it.
+    pruned = board[board["pruned"]]
+    assert len(pruned) >= 1 and (pruned["epochs"] < 4).all()
+    assert (board.loc[board["status"] == "completed", "epochs"] == 4).all()
+    # The upstream configuration is the first point of every search (trial seed = --seed + 0).
+    first = board[board["seed"] == 0]
+    assert first["schedule"].tolist() == [UPSTREAM["schedule"]] and bool(first["upstream"].iloc[0])
+    for col in ("last_fd_feat", "best_fd_feat", "last_wasserstein_gap", "last_sliced_w", "g_steps", "checkpoint"):
+        assert col in board
+    # Budget counters: a completed trial ran 4 epochs of 6 steps (one batch per length) with n_critic 5.
+    done = board[board["status"] == "completed"].iloc[0]
+    assert done["g_steps"] == 4 * 6 and done["d_steps"] == 4 * 6 * 5
+    # Optuna study in SQLite, with every trial and its intermediate values.
+    con = sqlite3.connect(folder / "optuna.db")
+    n_trials = con.execute("select count(*) from trials").fetchone()[0]
+    n_inter = con.execute("select count(*) from trial_intermediate_values").fetchone()[0]
+    con.close()
+    # Tune hands a trial's last result to Optuna as its final value, the others as intermediate values.
+    assert n_trials == 6 and n_inter == (board["epochs"] - 1).sum()
+    # Synthetic cohort from the best trial, in the input format.
+    best = read_cohort(folder / "synthetic_best.csv", "demo7")
+    assert best.n_patients == 1000 and best.n_months == 60
+    assert "tensorboard --logdir" in r.stdout and "optuna-dashboard sqlite:///" in r.stdout
+    # TensorBoard event files per trial.
+    assert len(list(folder.glob("*/events.out.tfevents.*"))) == 6
+    # Per-step learning dynamics per trial.
+    steps = pd.read_csv(next(folder.glob("*/steps.csv")))
+    assert {"epoch", "L", "D_loss", "G_loss"} <= set(steps.columns)
+
+    # The same command again must not overwrite the study.
+    before = (folder / "leaderboard.parquet").read_bytes()
+    again = study("--space", "curriculum", "--smoke", "--storage", tmp_path, "--no-dashboard", timeout=60)
+    assert again.returncode == 2 and "already holds a study" in again.stderr
+    assert (folder / "leaderboard.parquet").read_bytes() == before
+
+
+@pytest.mark.parametrize("space", [s for s in BUILTIN if s != "curriculum"])
+def test_every_space_runs(tmp_path, space):
+    r = study("--space", space, "--smoke", "--num-samples", 2, "--max-epochs", 1, "--storage", tmp_path,
+              "--no-dashboard", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    board = pd.read_parquet(tmp_path / space / "leaderboard.parquet")
+    assert len(board) == 2 and (board["status"] == "completed").all()
+    factors = [f.name for f in load_space(space).factors]
+    if space == "baseline":
+        assert sorted(board["seed"]) == [0, 1]  # one trial per seed, upstream configuration
+    else:
+        up = board[board["seed"] == 0].iloc[0]
+        assert all(up[f] == UPSTREAM[f] for f in factors)
+
+
+def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path):
+    args = ("--space", "critic", "--smoke", "--num-samples", 4, "--max-epochs", 3, "--no-pruning",
+            "--storage", tmp_path, "--no-dashboard")
+    folder = tmp_path / "critic"
+    p = start_study(*args)
+    try:
+        # Kill the driver with SIGKILL once some epochs have been reported, mid-study.
+        assert wait_for(lambda: sum(len(x) for x in results(folder)) >= 2, timeout=240), p.stderr.read() if p.poll() else ""
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        kill_session(p.pid)
+    assert not (folder / "leaderboard.parquet").exists()
+    r = study(*args, "--resume", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    board = pd.read_parquet(folder / "leaderboard.parquet")
+    assert len(board) == 4 and (board["status"] == "completed").all() and (board["epochs"] == 3).all()
+    assert board["trial_id"].is_unique and sorted(board["seed"]) == [0, 1, 2, 3]
+
+
+def test_bad_options_exit_2_before_ray_starts(tmp_path):
+    for args, needle in [
+        (["--space", "nosuch"], "unknown space 'nosuch'"),
+        (["--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--batch-size", "5000"], "larger than the"),
+        (["--resume"], "--resume: no study"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+    ]:
+        r = study("--smoke", "--storage", tmp_path, "--no-dashboard", *args, timeout=120)
+        assert r.returncode == 2 and needle in r.stderr, (args, r.stderr[-2000:])
+        assert "Started a local Ray" not in r.stderr
+    assert not any(tmp_path.iterdir())
