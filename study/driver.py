@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cluster_gpus = float(torch.cuda.device_count())
     preset = choose_preset(args, cluster_gpus)
+    if args.address and cluster_gpus == 0 and args.preset is None and not args.smoke:
+        print("note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
+              "--preset gpu --gpus-per-trial 0.25 so that trials ask for GPU workers", file=sys.stderr)
     cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
     data = prepare_data(cohort, split_seed=args.split_seed)
     base = base_config(args, preset, space)

@@ -94,7 +94,10 @@ def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base
     )
     # With a search algorithm Tune keeps one trial pending by default, so trials start one after another as
     # workers boot (about 10-30 s each here); let as many start as could run at once.
+    # On a cluster the autoscaler adds nodes for pending trials, so let several wait even if none fit yet.
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
+    if args.address:
+        slots = max(slots, 16)
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
     exp_path = f"{storage.rstrip('/')}/{args.name}"
     if args.resume and tune.Tuner.can_restore(exp_path):

@@ -312,13 +312,18 @@ def test_study_autoscales_on_a_fake_gpu_cluster(fake_cluster, tmp_path):
     storage = tmp_path / "results"
     cmd = [sys.executable, str(ROOT / "study" / "run.py"), "--space", "critic", "--smoke", "--address", "auto",
            "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5", "--max-concurrent", "4",
-           "--storage", str(storage), "--local-dir", str(tmp_path / "local"), "--name", "fake", "--no-dashboard",
+           "--storage", str(storage), "--name", "fake", "--no-dashboard",
            "--export-patients", "20"]
+    # --max-concurrent 4: the driver sizes Tune's pending-trial queue from the CPUs it sees at start (none: the
+    # head advertises 0), which would let only one trial wait, and so ask for one worker, at a time.
     t0 = time.monotonic()
     try:
         run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"study timed out; output:\n{(e.stdout or b'')[-4000:]!r}\n{(e.stderr or b'')[-4000:]!r}")
+        out = [(x.decode(errors="replace") if isinstance(x, bytes) else x or "")[-3000:] for x in (e.stdout, e.stderr)]
+        monitor = Path(temp_dir) / "session_latest" / "logs" / "monitor.err"
+        tail = monitor.read_text()[-2000:] if monitor.exists() else ""
+        pytest.fail(f"study timed out\n{out[0]}\n--- stderr ---\n{out[1]}\n--- autoscaler monitor.err ---\n{tail}")
     elapsed = time.monotonic() - t0
     log = run.stdout[-6000:] + "\n--- stderr ---\n" + run.stderr[-6000:]
     # Count the nodes while the cluster is still up (the fixture stops it afterwards).

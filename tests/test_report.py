@@ -1,0 +1,299 @@
+"""study/report.py: a self-contained HTML report of a study, checked as text and in a real headless Chromium.
+
+The browser is driven over the Chrome DevTools protocol (aiohttp, which Ray already brings): every script error,
+console error and network request of the page is recorded, images must decode, and a header click must sort the
+leaderboard. Chromium comes from the system (Debian: apt-get install chromium); without it the browser test is
+skipped with a reason, and nothing is installed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study import report as report_mod
+from tests.study_helpers import ROOT, env, study
+
+REPORT = [sys.executable, str(ROOT / "study" / "report.py")]
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+DATA_IMG = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tiny Chrome DevTools protocol client
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Browser:
+    """Headless Chromium on a private profile, driven over the DevTools protocol; closed by `close()`."""
+
+    def __init__(self, profile: Path, width: int = 1400, height: int = 2400) -> None:
+        self.profile, self.width, self.height = profile, width, height
+        self.log = profile.parent / f"{profile.name}-chromium.log"
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-default-apps", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+             "--enable-logging=stderr", "--v=0", f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True)
+
+    def port(self, timeout: float = 60) -> int:
+        marker = self.profile / "DevToolsActivePort"
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if marker.is_file() and marker.read_text().strip():
+                return int(marker.read_text().split()[0])
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self.proc.returncode}: {self.log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        raise TimeoutError("chromium did not open its DevTools port")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+        self.proc.wait(timeout=30)
+
+
+class Session:
+    def __init__(self, ws) -> None:
+        self.ws, self.next_id, self.events = ws, 0, []
+
+    async def call(self, method: str, **params) -> dict:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:
+            msg = await asyncio.wait_for(self.ws.receive_json(), 60)
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    async def js(self, expression: str):
+        r = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def of(self, method: str) -> list[dict]:
+        return [e["params"] for e in self.events if e.get("method") == method]
+
+
+async def _inspect(port: int, page: Path, width: int, height: int) -> dict:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
+            target = next(t for t in await r.json() if t["type"] == "page")
+        async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            s = Session(ws)
+            for domain in ("Runtime", "Page", "Log", "Network"):
+                await s.call(f"{domain}.enable")
+            await s.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+            url = page.resolve().as_uri()
+            await s.call("Page.navigate", url=url)
+            end = time.monotonic() + 60
+            while not await s.js(f"location.href === {json.dumps(url)} && document.readyState === 'complete'"):
+                assert time.monotonic() < end, "the report did not finish loading"
+                await asyncio.sleep(0.2)
+            out = {
+                "images": await s.js("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"),
+                "rows": await s.js("Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => r.className)"),
+                "dom": await s.js("document.documentElement.outerHTML"),
+            }
+            # click the final-fd_feat header twice: ascending, then descending
+            col = await s.js("Array.from(document.querySelectorAll('#leaderboard thead th')).findIndex(h => h.textContent === 'last_fd_feat')")
+            read = (f"Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => r.cells[{col}].getAttribute('data-v'))")
+            click = f"document.querySelectorAll('#leaderboard thead th')[{col}].click()"
+            await s.js(click)
+            out["ascending"] = await s.js(read)
+            await s.js(click)
+            out["descending"] = await s.js(read)
+            await s.js("window.scrollTo(0, 0)")
+            shot = await s.call("Page.captureScreenshot", format="png")
+            out["screenshot"] = base64.b64decode(shot["data"])
+            out["exceptions"] = [e["exceptionDetails"] for e in s.of("Runtime.exceptionThrown")]
+            out["console_errors"] = [e for e in s.of("Runtime.consoleAPICalled") if e.get("type") in ("error", "assert")]
+            out["log_errors"] = [e["entry"] for e in s.of("Log.entryAdded") if e["entry"].get("level") == "error"]
+            out["requests"] = [e["request"]["url"] for e in s.of("Network.requestWillBeSent")]
+            return out
+
+
+def inspect_in_chromium(page: Path, profile: Path, width: int = 1400, height: int = 2400) -> dict:
+    """Load `page` in headless Chromium; what the page did, its DOM after scripts, a screenshot and Chromium's log."""
+    browser = Browser(profile, width, height)
+    try:
+        result = asyncio.run(asyncio.wait_for(_inspect(browser.port(), page, width, height), 120))
+    finally:
+        browser.close()
+    result["chromium_log"] = browser.log.read_text(errors="replace")
+    return result
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The smoke study and its report
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    """A smoke study, then moved elsewhere: the leaderboard's absolute paths no longer exist, as after a copy."""
+    storage = tmp_path_factory.mktemp("report_study")
+    r = study("--space", "curriculum", "--smoke", "--num-samples", 3, "--max-epochs", 2, "--grace-period", 1,
+              "--storage", storage, "--no-dashboard")
+    assert r.returncode == 0, r.stderr[-4000:]
+    moved = tmp_path_factory.mktemp("moved") / "curriculum"
+    shutil.move(storage / "curriculum", moved)
+    # what a final evaluation will write; its columns are not fixed, so any table must render
+    pd.DataFrame({"trial_id": ["t1", "t2"], "metric": ["fd_feat", "mmd2"], "value": [1.23456, 0.5], "floor": [0.1, None]}
+                 ).to_csv(moved / "final_summary.csv", index=False)
+    return moved
+
+
+@pytest.fixture(scope="module")
+def written(experiment) -> tuple[Path, subprocess.CompletedProcess]:
+    r = subprocess.run([*REPORT, str(experiment)], capture_output=True, text=True, timeout=600, env=env())
+    return experiment / "report.html", r
+
+
+@pytest.mark.slow
+def test_report_is_one_self_contained_file(experiment, written):
+    page, r = written
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "warning:" not in r.stderr, r.stderr  # every section drew
+    assert page.is_file()
+    text = page.read_text(encoding="utf-8")
+    # nothing loaded from elsewhere: no remote src/href, no remote CSS
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//|@import", text, re.I)
+    images = DATA_IMG.findall(text)
+    assert len(images) >= 6
+    for data in images:
+        assert png_size(base64.b64decode(data))[0] > 100
+    record = json.loads((experiment / "study.json").read_text())
+    assert html.escape(record["data"]["source"]) in text
+    assert "NOT the Health Gym dataset" in text
+    assert record["data"]["fingerprint"] in text
+    board = pd.read_parquet(experiment / "leaderboard.parquet")
+    assert not Path(board["checkpoint"].iloc[0]).exists()  # the recorded paths are stale after the move ...
+    assert "Static correlations" in text or "static correlations" in text  # ... yet the best checkpoint was found
+    assert 'id="leaderboard"' in text and 'class="data sortable"' in text
+    for trial in board["trial_id"]:
+        assert f'data-v="{trial}"' in text
+    assert text.count('class="status-') == len(board)
+    assert ("upstream" in text) and re.search(r'<tr class="status-\w+ upstream">', text)
+    final = text[text.index('id="final"'):]
+    assert "mmd2" in final and "1.235" in final and "<table" in final
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium on PATH (Debian: apt-get install -y chromium)")
+def test_report_in_headless_chromium(experiment, written, tmp_path):
+    page, r = written
+    assert r.returncode == 0, r.stderr[-4000:]
+    seen = inspect_in_chromium(page, tmp_path / "profile")
+    assert seen["exceptions"] == [], seen["exceptions"]
+    assert seen["console_errors"] == [], seen["console_errors"]
+    assert seen["log_errors"] == [], seen["log_errors"]
+    assert "Uncaught" not in seen["chromium_log"]
+    assert all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen["requests"]
+    # every embedded figure decodes in the browser
+    assert len(seen["images"]) >= 6
+    assert all(done and w > 100 and h > 50 for done, w, h in seen["images"]), seen["images"]
+    assert seen["dom"].count("<img") == len(seen["images"])
+    # the leaderboard: one row per trial, statuses as classes, the upstream row highlighted
+    board = pd.read_parquet(experiment / "leaderboard.parquet")
+    assert len(seen["rows"]) == len(board)
+    assert [c.split()[0] for c in seen["rows"]] == [f"status-{s}" for s in board["status"]]
+    assert sum("upstream" in c.split() for c in seen["rows"]) == int(board["upstream"].sum())
+    for trial in board["trial_id"]:
+        assert trial in seen["dom"]
+    # clicking a header sorts by number, blanks last
+    values = [float(v) for v in seen["ascending"] if v]
+    assert values == sorted(values) and len(values) == board["last_fd_feat"].notna().sum()
+    values = [float(v) for v in seen["descending"] if v]
+    assert values == sorted(values, reverse=True)
+    # a screenshot of the first screen
+    assert png_size(seen["screenshot"]) == (1400, 2400)
+    assert len(seen["screenshot"]) > 50_000
+    (tmp_path / "report.png").write_bytes(seen["screenshot"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Errors and the small pieces (fast)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _run_main(argv, capsys) -> tuple[int, str]:
+    from healthgym_core import cli
+
+    code = cli.run(report_mod.main, argv)
+    return code, capsys.readouterr().err
+
+
+def test_not_a_study_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "something.txt").write_text("x")
+    code, err = _run_main([str(tmp_path)], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "study.json" in err
+    code, err = _run_main([str(tmp_path / "missing")], capsys)
+    assert code == 2 and err.startswith("error: ") and "no such folder" in err
+
+
+def test_study_without_leaderboard_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "study.json").write_text("{}")
+    code, err = _run_main([str(tmp_path)], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "leaderboard" in err
+
+
+def test_script_error_path(tmp_path):
+    r = subprocess.run([*REPORT, str(tmp_path)], capture_output=True, text=True, timeout=120, env=env())
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_dynamic_correlations_follow_the_health_gym_recipe():
+    t = np.arange(60, dtype=float)
+    wave = np.sin(t / 3)
+    a = 2 * t + wave
+    b = -t - wave                 # opposite trend, opposite cycle
+    c = np.full_like(t, 4.0)      # constant: every pair with it is skipped
+    x = np.stack([np.stack([a, b, c], axis=1)] * 3)  # 3 patients [P, T, V]
+    trend, cycle = report_mod.dynamic_correlations(x)
+    assert trend[0, 1] == pytest.approx(-1, abs=1e-5)
+    assert cycle[0, 1] == pytest.approx(-1, abs=1e-5)
+    assert cycle[0, 0] == pytest.approx(1, abs=1e-5)
+    assert np.isnan(trend[0, 2]) and np.isnan(cycle[2, 2])
+
+
+def test_pearson_matrix_marks_constant_columns():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=200), np.zeros(200), rng.normal(size=200)])
+    r = report_mod.pearson_matrix(x)
+    assert np.isnan(r[1]).all() and np.isnan(r[:, 1]).all()
+    assert r[0, 2] == pytest.approx(np.corrcoef(x[:, 0], x[:, 2])[0, 1])
+
+
+def test_dynamics_windows():
+    assert report_mod.dynamics_windows(1) == [(1, 1)]
+    assert report_mod.dynamics_windows(4) == [(1, 2), (3, 4)]
+    assert report_mod.dynamics_windows(200) == [(1, 20), (181, 200)]
