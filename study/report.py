@@ -628,12 +628,14 @@ def importance_html(exp: Experiment) -> str:
     try:
         study = optuna.load_study(study_name=exp.name, storage=f"sqlite:///{db}")
     except Exception as e:  # noqa: BLE001 - a damaged or foreign database must not end the report
-        return note(f"Parameter importances skipped: cannot load the Optuna study {esc(exp.name)} ({esc(type(e).__name__)}: {esc(e)}).")
+        return note(f"Parameter importances skipped: cannot load the Optuna study {esc(exp.name)} "
+                    f"({esc(type(e).__name__)}: {esc(e)}).")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     results, notes = [], []
     results.append(_importances(optuna, complete, lambda t: t.value, f"{exp.metric} as Optuna recorded it", notes))
     seed0 = int(exp.args.get("seed") or 0)
-    final = exp.board[exp.board["status"] == "completed"].set_index("seed")[f"last_{RANK_METRIC}"] if "seed" in exp.board else pd.Series(dtype=float)
+    done = exp.board[exp.board["status"] == "completed"]
+    final = done.set_index("seed")[f"last_{RANK_METRIC}"] if "seed" in done else pd.Series(dtype=float)
     results.append(_importances(optuna, [t for t in complete if seed0 + t.number in final.index],
                                 lambda t: float(final[seed0 + t.number]), f"final {RANK_METRIC}, completed trials", notes))
     results = [r for r in results if r]
@@ -680,6 +682,10 @@ def _importances(optuna, trials: list, target: Callable, title: str, notes: list
 
 
 def search_html(exp: Experiment) -> str:
+    if not any(len(h) for h in exp.histories.values()):
+        return section("search", "The search", note(
+            "No trial folder with a result.json was found next to study.json (remote storage? copy the trial "
+            "folders here), so the per-epoch pictures are missing.", warn=True))
     parts = [
         "<h3>Every trial per epoch</h3>", guarded("search curves", lambda: curves_figure(exp)),
         "<h3>Best so far</h3>", guarded("best so far", lambda: best_so_far_figure(exp)),
@@ -702,10 +708,12 @@ def agreement_html(exp: Experiment) -> str:
         ax.set_yscale("log")
     ax.set_xlabel("final Wasserstein gap (the trial's own critic; lower = closer by its own account)")
     ax.set_ylabel(f"final {RANK_METRIC} (shared feature space; lower is better)")
-    shown = f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(frame)})" if np.isfinite(rho) else f"n = {len(frame)}: too few for a rank correlation"
+    shown = (f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(frame)})" if np.isfinite(rho)
+             else f"n = {len(frame)}: too few for a rank correlation")
     ax.set_title(shown)
     ax.legend(fontsize=8, loc="best")
-    body = figure_html(fig, "Wasserstein gap vs fd_feat across trials") + f'<p class="lead">{agreement_sentence(rho, len(frame))}</p>'
+    body = (figure_html(fig, "Wasserstein gap vs fd_feat across trials")
+            + f'<p class="lead">{agreement_sentence(rho, len(frame))}</p>')
     return section("agreement", "Does the trial's own Wasserstein gap agree with the comparable metric?",
                    body + per_epoch_agreement(exp))
 
@@ -747,7 +755,8 @@ def per_epoch_agreement(exp: Experiment) -> str:
         rho = spearmanr(g["wasserstein_gap"], g[RANK_METRIC])[0] if len(g) >= 3 else math.nan
         rows.append({"epoch": int(epoch), "trials reporting": len(g), "Spearman rho (gap vs fd_feat)": rho})
     table = table_html(pd.DataFrame(rows), sortable=False)
-    return f"<h3>At the same epoch</h3><p>Rank correlation across the trials that reached each epoch (blank: fewer than 3).</p>{table}"
+    return ("<h3>At the same epoch</h3><p>Rank correlation across the trials that reached each epoch "
+            f"(blank: fewer than 3).</p>{table}")
 
 
 def dynamics_html(exp: Experiment) -> str:
@@ -764,7 +773,8 @@ def dynamics_html(exp: Experiment) -> str:
              "(the critic's gap grows with L). Early and late windows of each trial.</p>")
     if best is not None and up is not None and up["trial_id"] == best["trial_id"]:
         intro += note("The best trial is the upstream default configuration, shown once.")
-    figs = [guarded(f"learning dynamics {what}", lambda what=what, row=row: _dynamics_figure(exp, what, row)) for what, row in trials]
+    figs = [guarded(f"learning dynamics {what}", lambda what=what, row=row: _dynamics_figure(exp, what, row))
+            for what, row in trials]
     return section("dynamics", "Learning dynamics", intro + "".join(figs))
 
 
@@ -791,7 +801,8 @@ def _dynamics_figure(exp: Experiment, what: str, row: pd.Series) -> str:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)
     status = f"{row['status']}, {fmt(row['epochs'])} epochs"
-    return f"<h3>{esc(what.capitalize())}: {_describe_trial(exp, row)} ({esc(status)})</h3>" + figure_html(fig, f"learning dynamics of the {what}")
+    return (f"<h3>{esc(what.capitalize())}: {_describe_trial(exp, row)} ({esc(status)})</h3>"
+            + figure_html(fig, f"learning dynamics of the {what}"))
 
 
 # --- real vs synthetic ---------------------------------------------------------------------------------------------
@@ -895,9 +906,11 @@ def joint_table_html(comp: Comparison) -> str:
     rows = []
     for label, t in tables.items():
         for i, s in enumerate(a.labels):
-            cells = "".join(f'<td style="background:rgba(74,144,200,{min(v / 100, 1) * 0.85 + 0.03:.2f})">{v:.1f}</td>' for v in t[i])
+            cells = "".join(f'<td style="background:rgba(74,144,200,{min(v / 100, 1) * 0.85 + 0.03:.2f})">{v:.1f}</td>'
+                            for v in t[i])
             rows.append(f'<tr><th class="text">{esc(label)}, {esc(s)}</th>{cells}</tr>')
-    table = (f'<table class="data"><thead><tr><th class="text">% of patient-months: {esc(a.name)} (rows) &times; {esc(b.name)}</th>{head}'
+    corner = f"% of patient-months: {esc(a.name)} (rows) &times; {esc(b.name)}"
+    table = (f'<table class="data"><thead><tr><th class="text">{corner}</th>{head}'
              f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
     real, fake = tables["Real"], tables["Synthetic"]
     missed = int(((real >= 1.0) & (fake < 0.1)).sum())

@@ -116,9 +116,10 @@ async def _inspect(port: int, page: Path, width: int, height: int) -> dict:
                 "dom": await s.js("document.documentElement.outerHTML"),
             }
             # click the final-fd_feat header twice: ascending, then descending
-            col = await s.js("Array.from(document.querySelectorAll('#leaderboard thead th')).findIndex(h => h.textContent === 'last_fd_feat')")
-            read = (f"Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => r.cells[{col}].getAttribute('data-v'))")
-            click = f"document.querySelectorAll('#leaderboard thead th')[{col}].click()"
+            heads, rows = "document.querySelectorAll('#leaderboard thead th')", "document.querySelectorAll('#leaderboard tbody tr')"
+            col = await s.js(f"Array.from({heads}).findIndex(h => h.textContent === 'last_fd_feat')")
+            read = f"Array.from({rows}).map(r => r.cells[{col}].getAttribute('data-v'))"
+            click = f"{heads}[{col}].click()"
             await s.js(click)
             out["ascending"] = await s.js(read)
             await s.js(click)

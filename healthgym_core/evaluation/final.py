@@ -24,8 +24,8 @@ The choices made here (see also each function):
 * Detection: a one-hidden-layer MLP in numpy (32 ReLU units, L2, full-batch Adam) on standardised summary features,
   balanced classes (the larger group subsampled), two-fold cross-fitting: each half is scored by the model
   trained on the other half; accuracy and AUC are averaged over the two folds.
-* Utility: label = the first real variable at the last month above 200 copies/mL when it is named VL, otherwise
-  above the test patients' median there; inputs = summary features of the first 80% of months (48 of 60);
+* Utility: label = the first real variable at the last month above 200 copies/mL when it is named VL (and both
+  classes occur among the test patients), otherwise above the test patients' median there; inputs = summary features of the first 80% of months (48 of 60);
   L2-regularised logistic regression (Newton) on standardised features; the synthetic and the real training sets
   are subsampled to the same size so TSTR and TRTR differ only in where the training data came from. Also a
   ridge regression of log10(x + 1) at the last month (R^2 on the test patients).
@@ -34,7 +34,9 @@ The choices made here (see also each function):
   P(DCR_train < DCR_holdout) is 0.5 without memorisation (ties count one half). With equal sizes a synthetic copy
   of an arbitrary training patient only counts when that patient is in the subsample, so copying a share c of
   random training patients raises it to about 0.5 + 0.5 * c * m / P_train; `exact_copies` (against ALL training
-  patients) and `membership_auc` are the direct signals.
+  patients) and `membership_auc` are the direct signals. For a collapsed or far-off generator every synthetic
+  patient has the same nearest reference patient, so P(DCR_train < DCR_holdout) jumps to 0 or 1 without any
+  memorisation: read it with the DCR medians next to their floor.
 """
 
 from __future__ import annotations
@@ -489,8 +491,12 @@ def _utility(data: PreparedData, reals: np.ndarray, codes: np.ndarray, seed: int
     if schema.n_real == 0 or t_in < 2 or t_in >= T:
         return {}
     test, train = data.test_cohort, data.train_cohort
-    target = schema.reals[0]
-    thr = VL_THRESHOLD if target.name == "VL" else float(np.median(test.reals[:, -1, 0]))
+    last = test.reals[:, -1, 0]
+    thr = VL_THRESHOLD if schema.reals[0].name == "VL" else float(np.median(last))
+    if (last > thr).all() or not (last > thr).any():
+        thr = float(np.median(last))  # VL > 200 gives one class among these test patients
+    if (last > thr).all() or not (last > thr).any():
+        return {}  # the first real variable barely varies at the last month: no classification task
 
     def xy(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return summary_features(schema, r[:, :t_in], c[:, :t_in]), r[:, -1, 0] > thr, _log1p10(r[:, -1, 0])
@@ -520,17 +526,23 @@ def _utility(data: PreparedData, reals: np.ndarray, codes: np.ndarray, seed: int
 # -- privacy --------------------------------------------------------------------------------------------------
 
 
-def _sqdist_min(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distances between rows of a [n, D] and b [m, D]: (min over b for each a, min over a for each b)."""
+def nearest_distances(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances between rows of a [n, D] and b [m, D]: (min over b for each a, min over a for each b).
+    Nearest neighbours are found with the fast |x|^2 + |y|^2 - 2 x.y expansion, then their distances recomputed
+    directly, so an exact copy is at distance 0."""
     bb = (b * b).sum(1)
-    min_a = np.empty(len(a))
-    min_b = np.full(len(b), np.inf)
+    arg_a = np.empty(len(a), dtype=np.int64)
+    best_b = np.full(len(b), np.inf)
+    arg_b = np.zeros(len(b), dtype=np.int64)
     for i in range(0, len(a), chunk):
         x = a[i:i + chunk]
-        d2 = np.maximum((x * x).sum(1)[:, None] + bb[None, :] - 2.0 * x @ b.T, 0.0)
-        min_a[i:i + chunk] = d2.min(1)
-        min_b = np.minimum(min_b, d2.min(0))
-    return np.sqrt(min_a), np.sqrt(min_b)
+        d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2.0 * x @ b.T
+        arg_a[i:i + chunk] = d2.argmin(1)
+        j = d2.argmin(0)
+        col = d2[j, np.arange(len(b))]
+        better = col < best_b
+        best_b[better], arg_b[better] = col[better], j[better] + i
+    return np.linalg.norm(a - b[arg_a], axis=1), np.linalg.norm(b - a[arg_b], axis=1)
 
 
 def record_keys(reals: np.ndarray, codes: np.ndarray) -> list[bytes]:
@@ -558,10 +570,11 @@ def _privacy(data: PreparedData, fake_model: np.ndarray, reals: np.ndarray, code
     tr, ho = privacy_reference(data, seed)
     n = len(fake_model)
     f = fake_model.reshape(n, -1)
-    train_ref = data.train[tr].reshape(len(tr), -1).astype(np.float64)
-    hold_ref = data.test[ho].reshape(len(ho), -1).astype(np.float64)
-    dcr_tr, member = _sqdist_min(f, train_ref)
-    dcr_ho, nonmember = _sqdist_min(f, hold_ref)
+    enc = data.transform.encode_arrays  # float64, exactly as the synthetic records are encoded
+    train_ref = enc(data.train_cohort.reals[tr], data.train_cohort.codes[tr]).reshape(len(tr), -1)
+    hold_ref = enc(data.test_cohort.reals[ho], data.test_cohort.codes[ho]).reshape(len(ho), -1)
+    dcr_tr, member = nearest_distances(f, train_ref)
+    dcr_ho, nonmember = nearest_distances(f, hold_ref)
     train_keys = set(record_keys(data.train_cohort.reals, data.train_cohort.codes))
     copies = np.mean([k in train_keys for k in record_keys(reals, codes)])
     return {

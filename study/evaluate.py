@@ -1,0 +1,143 @@
+"""python study/evaluate.py EXPERIMENT [--top K] [--seeds S]: the held-out evaluation of a finished study.
+
+Re-trains the top K configurations (ranked by the comparable metric fd_feat, not the trials' own critic gap)
+and the upstream configuration with S seeds each, at the study's full epoch budget, through Tune (so on the
+cluster when there is one). Scores every resulting generator on the TEST patients, which no trial trained or was
+pruned on, with the final suite, and writes EXPERIMENT/final_evaluation.{parquet,csv} (one row per run) and
+EXPERIMENT/final_summary.{parquet,csv} (mean and spread per configuration, next to the real-vs-real floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable without installing it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from healthgym_core import cli  # noqa: E402
+from healthgym_core.atomic import write_table  # noqa: E402
+from healthgym_core.errors import ConfigError  # noqa: E402
+
+SEED_BASE = 1000  # evaluation seeds differ from every study seed
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python study/evaluate.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("experiment", help="the study's experiment folder (holds study.json and leaderboard.parquet)")
+    p.add_argument("--top", type=int, default=3, help="configurations to re-train besides the upstream one")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 3; 5 with GPUs)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the study's --max-epochs)")
+    p.add_argument("--samples", type=int, default=None, help="synthetic patients scored per run (default: 2x the test patients)")
+    p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=None)
+    p.add_argument("--no-dashboard", action="store_true")
+    return p
+
+
+def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
+    if not (folder / "study.json").is_file():
+        raise ConfigError(f"{folder}: not a study folder (no study.json)")
+    if not (folder / "leaderboard.parquet").is_file():
+        raise ConfigError(f"{folder}: the study has no leaderboard yet; finish it (or --resume it) first")
+    return json.loads((folder / "study.json").read_text()), pd.read_parquet(folder / "leaderboard.parquet")
+
+
+def choose_arms(board: pd.DataFrame, factors: list[str], top: int) -> list[dict]:
+    """The upstream configuration, then the top distinct configurations among completed trials by final fd_feat."""
+    from study.spaces import UPSTREAM
+
+    arms = [{"arm": "upstream", **{f: UPSTREAM[f] for f in factors if f in UPSTREAM}}]
+    done = board[board["status"] == "completed"].sort_values("last_fd_feat")
+    seen = {tuple(arms[0].get(f) for f in factors)}
+    for _, row in done.iterrows():
+        key = tuple(row[f] for f in factors)
+        if key in seen:
+            continue
+        seen.add(key)
+        arms.append({"arm": f"rank{len(arms)}", **{f: (row[f].item() if hasattr(row[f], "item") else row[f]) for f in factors}})
+        if len(arms) > top:
+            break
+    return arms
+
+
+def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
+    """Mean and sd per arm for every metric, the real floor, and whether the best arm's advantage over upstream
+    exceeds the seed spread (|difference of means| > sd_best + sd_upstream, in the better direction)."""
+    metrics = [c for c in runs.columns if c in info and c not in ("seed", "epochs")]
+    g = runs.groupby("arm")[metrics]
+    mean, sd = g.mean(), g.std(ddof=1).fillna(0.0)
+    arms = [a for a in ["upstream"] + sorted(a for a in mean.index if a != "upstream") if a in mean.index]
+    rows = []
+    for m in metrics:
+        lower = info[m][1]
+        row = {"metric": m, "lower_is_better": lower, "description": info[m][0], "real_floor": floor.get(m, np.nan)}
+        for a in arms:
+            row[f"{a}_mean"], row[f"{a}_sd"] = mean.loc[a, m], sd.loc[a, m]
+        others = [a for a in arms if a != "upstream"]
+        if others and "upstream" in arms:
+            best = min(others, key=lambda a: mean.loc[a, m] if lower else -mean.loc[a, m])
+            diff = mean.loc["upstream", m] - mean.loc[best, m] if lower else mean.loc[best, m] - mean.loc["upstream", m]
+            row["best_arm"] = best
+            row["advantage"] = diff
+            row["beyond_seed_spread"] = bool(diff > sd.loc[best, m] + sd.loc["upstream", m])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    folder = Path(args.experiment).resolve()
+    record, board = load_study(folder)
+    for name in ("top", "seeds", "epochs", "samples"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {v}")
+    if args.top < 1:
+        raise ConfigError("--top must be at least 1")
+    study_args = record["args"]
+    from healthgym_core.data.cohort import load_cohort
+    from healthgym_core.data.prepared import prepare_data
+    from study.spaces import load_space
+
+    space = load_space(study_args["space"]) if Path(study_args["space"]).suffix != ".toml" or Path(study_args["space"]).exists() else None
+    factors = [f.name for f in space.factors] if space else [c for c in board.columns if c in ("schedule", "n_critic", "gp_weight", "corr_weight", "corr_form")]
+    patients = study_args.get("patients") or record["preset"]["patients"]
+    cohort = load_cohort(study_args["data"], study_args["schema"], patients=patients, seed=0)
+    data = prepare_data(cohort, split_seed=study_args["split_seed"])
+    if data.fingerprint != record["data"]["fingerprint"]:
+        raise ConfigError(f"{folder}: the study's data ({record['data']['fingerprint']}) can no longer be rebuilt "
+                          f"(now {data.fingerprint}); was the cohort file changed?")
+    arms = choose_arms(board, factors, args.top)
+
+    from study import tuning
+    from study.final_runs import run_final
+
+    gpus_seen = tuning.start_ray(args.address, dashboard=not args.no_dashboard)
+    seeds = args.seeds or (5 if gpus_seen > 0 else 3)
+    epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
+    print(f"re-training {len(arms)} configurations x {seeds} seeds x {epochs} epochs on {data.source}", file=sys.stderr)
+    runs, floor, info = run_final(args, record, data, arms, seeds, epochs, folder, gpus_seen, SEED_BASE)
+    summary = summarise(runs, floor, info)
+    for name, table in (("final_evaluation", runs), ("final_summary", summary)):
+        write_table(table, folder / f"{name}.parquet")
+        write_table(table, folder / f"{name}.csv")
+    show = summary[["metric", "real_floor"] + [c for c in summary.columns if c.endswith(("_mean", "_sd"))]
+                   + [c for c in ("best_arm", "beyond_seed_spread") if c in summary]]
+    with pd.option_context("display.width", 220, "display.max_columns", 30):
+        print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\narms: " + "; ".join(f"{a['arm']}: " + ", ".join(f"{k}={v}" for k, v in a.items() if k != "arm") for a in arms))
+    print(f"wrote {folder / 'final_summary.csv'} and {folder / 'final_evaluation.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))
