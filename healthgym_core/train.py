@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -105,6 +106,17 @@ def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: Prepa
                       title=f"Validation patients vs synthetic, epoch {state.epoch} ({data.source.split(' (')[0]})")
 
 
+def check_out(out: Path) -> None:
+    """--out must be a folder, or creatable as one, that this user may write to."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--out {out} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"--out {out} is not writable")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Path(args.out)
@@ -117,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     check_table_suffix(args.sample_out)
+    check_out(out)
     last = out / "checkpoints" / "last.pt"
     if not args.resume and (last.exists() or (out / "run.json").exists()):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

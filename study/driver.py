@@ -77,6 +77,8 @@ def check_writable(folder: Path) -> None:
     probe = folder
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"storage {folder} cannot be created: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"storage {folder} is not writable")
 

@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
@@ -87,6 +88,10 @@ class Experiment:
         """A study size: the command-line override, else the preset's value."""
         v = self.args.get(key)
         return v if v is not None else self.preset.get(key)
+
+    def log_factors(self) -> set[str]:
+        """Factors the space searches on a log scale (study.json describes them as `name in [lo, hi] (log)`)."""
+        return {d.split(" in ")[0] for d in self.record.get("space", {}).get("factors", []) if str(d).endswith("(log)")}
 
     def best(self) -> pd.Series | None:
         done = self.board[self.board["status"] == "completed"]
@@ -339,6 +344,14 @@ def spans_decades(values: Sequence[float], ratio: float = 10.0) -> bool:
     return bool(len(v) > 1 and (v > 0).all() and v.max() / v.min() >= ratio)
 
 
+def log_axis(ax: plt.Axes, which: str) -> None:
+    """A log scale labelled with plain numbers (200, 500, 1000) rather than 2 x 10^2."""
+    getattr(ax, f"set_{which}scale")("log")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.6)))
+
+
 def is_categorical(series: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
@@ -521,7 +534,7 @@ def curves_figure(exp: Experiment) -> str:
             ax.axhline(exp.board["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
             ax.legend(loc="upper right", fontsize=8)
         if spans_decades(ends):
-            ax.set_yscale("log")
+            log_axis(ax, "y")
         ax.set_xlabel("epoch")
         ax.set_ylabel(m)
         role = "pruning metric" if m == exp.metric else "ranking metric"
@@ -552,7 +565,7 @@ def best_so_far_figure(exp: Experiment) -> str:
         if "fd_feat_floor" in b:
             ax.axhline(b["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
         if spans_decades(list(last) + list(best)):
-            ax.set_yscale("log")
+            log_axis(ax, "y")
         ax.set_xlabel(label)
         ax.set_ylabel(f"final {RANK_METRIC}")
     axes[0].xaxis.get_major_locator().set_params(integer=True)
@@ -566,7 +579,9 @@ def best_so_far_figure(exp: Experiment) -> str:
 
 def factors_figure(exp: Experiment) -> str:
     b, y = exp.board, f"last_{RANK_METRIC}"
-    factors = exp.factors or ["seed"]
+    if not exp.factors:  # a baseline study: one configuration, its spread over seeds
+        b = b.assign(configuration="upstream default")
+    factors = exp.factors or ["configuration"]
     n = len(factors)
     cols = min(n, 2)
     rows = math.ceil(n / cols)
@@ -576,17 +591,19 @@ def factors_figure(exp: Experiment) -> str:
     logy = spans_decades(b[y])
     for ax, f in zip(axes.ravel(), factors):
         frame = b[[f, y, "status", "trial_id"]].dropna(subset=[y])
-        if is_categorical(b[f]) or (f == "seed"):
+        if is_categorical(b[f]):
             _categorical_panel(ax, frame.assign(**{f: frame[f].astype(str)}), f, y, logy)
         else:
             status_scatter(ax, frame, f, y)
-            if spans_decades(frame[f], ratio=30):
-                ax.set_xscale("log")
+            if f in exp.log_factors() or spans_decades(frame[f], ratio=30):
+                log_axis(ax, "x")
+            elif pd.api.types.is_integer_dtype(b[f]):
+                ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_xlabel(f)
             ax.set_ylabel(f"final {RANK_METRIC}")
             if logy:
-                ax.set_yscale("log")
-        ax.set_title(f"{f} vs final {RANK_METRIC}" + ("" if exp.factors else " (no factors: seed replicates)"))
+                log_axis(ax, "y")
+        ax.set_title(f"{f} vs final {RANK_METRIC}" if exp.factors else f"final {RANK_METRIC} over seeds (no factors)")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     return figure_html(fig, "factors against the final metric",
@@ -611,7 +628,7 @@ def _categorical_panel(ax: plt.Axes, frame: pd.DataFrame, f: str, y: str, logy: 
     ax.set_xlabel(f"final {RANK_METRIC}")
     ax.set_ylabel(f)
     if logy:
-        ax.set_xscale("log")
+        log_axis(ax, "x")
     ax.grid(axis="x", alpha=0.3)
 
 
@@ -651,7 +668,7 @@ def importance_html(exp: Experiment) -> str:
         ax.set_xlabel("importance (sums to 1)")
         ax.set_title(title, fontsize=10)
     cap = ("Optuna records the last value each trial reported for the pruning metric (pruned trials: an earlier "
-           "epoch's). With one factor the importance is 1 by construction.")
+           "epoch's)." + (" With one factor the importance is 1 by construction." if len(exp.factors) == 1 else ""))
     return "<h3>Parameter importances</h3>" + figure_html(fig, "Optuna parameter importances", cap) + text
 
 
@@ -682,12 +699,13 @@ def _importances(optuna, trials: list, target: Callable, title: str, notes: list
 
 
 def search_html(exp: Experiment) -> str:
-    if not any(len(h) for h in exp.histories.values()):
-        return section("search", "The search", note(
-            "No trial folder with a result.json was found next to study.json (remote storage? copy the trial "
-            "folders here), so the per-epoch pictures are missing.", warn=True))
+    if any(len(h) for h in exp.histories.values()):
+        curves = guarded("search curves", lambda: curves_figure(exp))
+    else:
+        curves = note("No trial folder with a result.json was found next to study.json (remote storage? copy the "
+                      "trial folders here), so the per-epoch curves are missing.", warn=True)
     parts = [
-        "<h3>Every trial per epoch</h3>", guarded("search curves", lambda: curves_figure(exp)),
+        "<h3>Every trial per epoch</h3>", curves,
         "<h3>Best so far</h3>", guarded("best so far", lambda: best_so_far_figure(exp)),
         "<h3>Factors against the final metric</h3>", guarded("factors", lambda: factors_figure(exp)),
         guarded("parameter importances", lambda: importance_html(exp)),
@@ -705,7 +723,7 @@ def agreement_html(exp: Experiment) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     status_scatter(ax, frame, gap, fd, annotate=len(frame) <= 15)
     if spans_decades(frame[fd]):
-        ax.set_yscale("log")
+        log_axis(ax, "y")
     ax.set_xlabel("final Wasserstein gap (the trial's own critic; lower = closer by its own account)")
     ax.set_ylabel(f"final {RANK_METRIC} (shared feature space; lower is better)")
     shown = (f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(frame)})" if np.isfinite(rho)

@@ -23,6 +23,9 @@ from study.presets import Preset
 from study.spaces import UPSTREAM, SearchSpace
 from study.trainable import CHECKPOINT_FILE, train_healthgym
 
+# Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
 
 def start_ray(address: str | None, dashboard: bool = True) -> float:
     """Join a cluster (`--address auto`) or start a local Ray whose dashboard listens on 127.0.0.1 only.

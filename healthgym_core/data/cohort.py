@@ -7,7 +7,9 @@ occurs. Rows are numbered from 1 over the data rows (row N is line N+1 of a CSV 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         head = f.read(65536)
     if head.startswith(b"PAR1"):
         raise DataError(file, "looks like a Parquet file; give it a .parquet extension")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(file, "not UTF-8 text (UTF-16; save it as UTF-8)")
     if b"\x00" in head:
         raise DataError(file, "not a CSV text file (binary content)")
     encoding = "utf-8-sig"
@@ -127,6 +131,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(file, "not a well-formed CSV: " + str(e).strip().splitlines()[-1]) from None
     except UnicodeDecodeError as e:
         raise DataError(file, f"not UTF-8 text (bad byte at offset {e.start})") from None
+    # pandas renames a repeated header name (VL, VL.1), so look at the header as written.
+    if b"\n" in head:
+        header = next(csv.reader(io.StringIO(head.decode(encoding, errors="replace"))), [])
+        dup = next((c for c in header if c and header.count(c) > 1), None)
+        if dup is not None:
+            raise DataError(file, "column appears twice in the header", column=dup)
     return frame
 
 
@@ -145,6 +155,8 @@ def _shown(x: object) -> object:
 def _numeric(frame: pd.DataFrame, column: str, file: str) -> np.ndarray:
     """Column as float64; text, missing and infinite values are errors."""
     col = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(col.dtype) or pd.api.types.is_timedelta64_dtype(col.dtype):
+        raise DataError(file, "not a number (dates or times)", column=column, row=1, value=str(col.iloc[0]))
     if col.dtype == bool:
         col = col.astype(np.int64)
     if pd.api.types.is_numeric_dtype(col.dtype):
@@ -170,6 +182,10 @@ def _integers(values: np.ndarray, column: str, file: str, what: str) -> np.ndarr
     if frac.any():
         i = _first(frac)
         raise DataError(file, f"{what} must be a whole number", column=column, row=i + 1, value=float(values[i]))
+    big = np.abs(values) > 2**53
+    if big.any():
+        i = _first(big)
+        raise DataError(file, f"{what} is too large to read exactly (more than 2^53)", column=column, row=i + 1, value=float(values[i]))
     return values.astype(np.int64)
 
 

@@ -16,6 +16,7 @@ from healthgym_core.data.cohort import Cohort
 from healthgym_core.data.schema import Schema
 from healthgym_core.data.split import DEFAULT_FRACTIONS, Split, split_patients
 from healthgym_core.data.transforms import CohortTransform
+from healthgym_core.errors import ConfigError, DataError
 from healthgym_core.evaluation.features import FeatureSpace
 
 if TYPE_CHECKING:
@@ -69,12 +70,23 @@ def prepare_data(
 ) -> PreparedData:
     """Split patients, fit the transforms and the frozen feature space on training patients only, encode."""
     split = split_patients(cohort.n_patients, seed=split_seed, fractions=fractions)
+    for part, ix in (("training", split.train), ("validation", split.val)):
+        if len(ix) < 2:  # the feature space and its reference need a covariance over patients
+            raise ConfigError(
+                f"{cohort.n_patients} patients are too few: the split leaves {len(ix)} {part} patient(s), and the "
+                "metrics need at least 2 (use 10 or more patients)"
+            )
     train_c, val_c, test_c = (cohort.subset(ix) for ix in (split.train, split.val, split.test))
     transform = CohortTransform.fit(train_c)
-    tensors = [transform.encode(c) for c in (train_c, val_c, test_c)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        tensors = [transform.encode(c) for c in (train_c, val_c, test_c)]
     for name, t in zip(("train", "validation", "test"), tensors):
-        if not np.isfinite(t).all():
-            raise ValueError(f"non-finite values after transforming the {name} patients")
+        bad = ~np.isfinite(t).all(axis=(0, 1))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            column = cohort.schema.reals[j].column if j < cohort.schema.n_real else None
+            raise DataError(cohort.source, f"values too large to train on (not finite after the Box-Cox and min-max "
+                            f"transform of the {name} patients)", column=column)
     features = FeatureSpace.fit(train_c, val_c)
     return PreparedData(
         cohort.schema, cohort.source, cohort.fingerprint(), split, transform, *tensors, train_c, val_c, test_c, features

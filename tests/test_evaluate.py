@@ -1,0 +1,56 @@
+"""study/evaluate.py on a finished smoke study: re-training with seeds and scoring on test patients."""
+
+import pandas as pd
+import pytest
+
+from tests.study_helpers import ROOT, env
+
+pytestmark = pytest.mark.slow
+
+
+def evaluate(*args, timeout=400):
+    import subprocess
+    import sys
+
+    from tests.study_helpers import kill_session
+
+    p = subprocess.Popen([sys.executable, str(ROOT / "study" / "evaluate.py"), *map(str, args)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True, env=env())
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        kill_session(p.pid)
+    return p.returncode, out, err
+
+
+def test_evaluate_retrains_top_and_upstream_with_seeds(tmp_path):
+    from tests.study_helpers import study
+
+    r = study("--space", "critic", "--smoke", "--num-samples", 3, "--max-epochs", 2, "--no-pruning", "--storage", tmp_path,
+              "--no-dashboard", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    folder = tmp_path / "critic"
+    code, out, err = evaluate(folder, "--top", 1, "--seeds", 2, "--epochs", 1, "--no-dashboard")
+    assert code == 0, err[-3000:]
+    runs = pd.read_parquet(folder / "final_evaluation.parquet")
+    assert sorted(runs["arm"].unique()) == ["rank1", "upstream"]
+    assert sorted(runs["seed"].unique()) == [1000, 1001] and len(runs) == 4 and not runs["error"].any()
+    up = runs[runs["arm"] == "upstream"].iloc[0]
+    assert (up["n_critic"], up["gp_weight"]) == (5, 10.0)
+    board = pd.read_parquet(folder / "leaderboard.parquet")
+    best = board[(board["status"] == "completed") & ~board["upstream"]].sort_values("last_fd_feat").iloc[0]
+    rank1 = runs[runs["arm"] == "rank1"].iloc[0]
+    assert (rank1["n_critic"], rank1["gp_weight"]) == (best["n_critic"], pytest.approx(best["gp_weight"]))
+    for m in ("ks_mean", "tvd_mean", "joint_max_cell", "corr_l1", "trend_l1", "fd_feat", "mmd2", "detect_auc",
+              "tstr_auc", "p_dcr_train_closer", "exact_copies", "membership_auc"):
+        assert m in runs and runs[m].notna().all(), m
+    summary = pd.read_csv(folder / "final_summary.csv")
+    assert {"metric", "real_floor", "upstream_mean", "upstream_sd", "rank1_mean", "rank1_sd", "beyond_seed_spread"} <= set(summary.columns)
+    row = summary.set_index("metric").loc["fd_feat"]
+    assert row["upstream_mean"] == pytest.approx(runs[runs["arm"] == "upstream"]["fd_feat"].mean())
+    assert "real_floor" in out or "fd_feat" in out
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_study(tmp_path):
+    code, _, err = evaluate(tmp_path, timeout=60)
+    assert code == 2 and "not a study folder" in err and len(err.strip().splitlines()) == 1
