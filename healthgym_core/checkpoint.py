@@ -42,7 +42,6 @@ def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
         "data_fingerprint": data.fingerprint,
         "source": data.source,
         "n_months": data.n_months,
-        "history": state.history,
     }
     return {
         "format": FORMAT,
@@ -109,7 +108,6 @@ def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = N
     state.batch_rng = np.random.Generator(bit)
     state.epoch, state.g_steps, state.d_steps = meta["epoch"], meta["g_steps"], meta["d_steps"]
     state.sequence_months = meta["sequence_months"]
-    state.history = list(meta.get("history", []))
     return state
 
 

@@ -70,6 +70,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise bad(name, "must be a whole number of at least 1")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "must be a whole number of 0 or more")
         if not isinstance(self.noise_dim, int) or self.noise_dim < 0:
             raise bad("noise_dim", "must be 0 (same as hidden) or a positive whole number")
         if self.corr_form not in CORR_FORMS:

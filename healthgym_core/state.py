@@ -75,7 +75,7 @@ class TrainState:
     g_steps: int = 0
     d_steps: int = 0
     sequence_months: int = 0  # real patient-months fed to the critic
-    history: list[dict] = field(default_factory=list)  # epoch summaries
+    history: list[dict] = field(default_factory=list)  # epoch summaries of this process (not checkpointed)
 
 
 def real_correlation(data: PreparedData, form: str, device: torch.device) -> torch.Tensor:

@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     if args.sample_patients < 1:
         raise ConfigError(f"--sample-patients must be at least 1, got {args.sample_patients}")
+    for name in ("data_seed", "split_seed", "seed"):
+        if getattr(args, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
@@ -146,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = pd.read_parquet(out / "steps.parquet") if (out / "steps.parquet").exists() else pd.DataFrame()
         if len(steps):
             steps = steps[steps["epoch"] <= state.epoch]
+        if (out / "epochs.csv").exists():  # the per-epoch history lives in epochs.csv, not in checkpoints
+            past = pd.read_csv(out / "epochs.csv")
+            state.history = past[past["epoch"] <= state.epoch].to_dict("records")
         if state.epoch >= args.epochs:
             print(f"{out}: already trained {state.epoch} epochs (--epochs {args.epochs}); nothing to do", file=sys.stderr)
     else:

@@ -144,6 +144,9 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--gpus-per-trial must be 0 or more, got {args.gpus_per_trial}")
     if args.max_failures < 0:
         raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
+    for name in ("seed", "split_seed"):
+        if getattr(args, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -550,7 +550,7 @@ def curves_figure(exp: Experiment) -> str:
 def best_so_far_figure(exp: Experiment) -> str:
     b = exp.board.sort_values("trial_number").reset_index(drop=True)
     last, best = b[f"last_{RANK_METRIC}"].astype(float), b[f"best_{RANK_METRIC}"].astype(float)
-    done = np.where(b["status"] == "completed", last, np.inf)
+    done = np.where((b["status"] == "completed") & np.isfinite(last), last, np.inf)
     board_best = np.minimum.accumulate(done)
     any_best = np.minimum.accumulate(np.where(np.isfinite(best), best, np.inf))
     b = b.assign(compute=b["g_steps"].astype(float).cumsum() if "g_steps" in b else np.arange(1, len(b) + 1))
@@ -719,7 +719,11 @@ def agreement_html(exp: Experiment) -> str:
 
     gap, fd = "last_wasserstein_gap", f"last_{RANK_METRIC}"
     frame = exp.board[["trial_id", "status", gap, fd]].replace([np.inf, -np.inf], np.nan).dropna()
-    rho, p = (spearmanr(frame[gap], frame[fd]) if len(frame) >= 3 else (math.nan, math.nan))
+    rho, p = math.nan, math.nan
+    if len(frame) >= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a constant column: rho is undefined (nan)
+            rho, p = spearmanr(frame[gap], frame[fd])
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     status_scatter(ax, frame, gap, fd, annotate=len(frame) <= 15)
     if spans_decades(frame[fd]):
@@ -738,17 +742,19 @@ def agreement_html(exp: Experiment) -> str:
 
 def agreement_sentence(rho: float, n: int) -> str:
     if not np.isfinite(rho):
+        if n >= 3:
+            return "One of the two metrics is the same for every trial, so their rank correlation is undefined."
         return (f"With {n} trial(s) the question cannot be answered; a study with more trials (at least 3 with "
                 "finite metrics) can.")
     if rho >= 0.7:
         verdict = ("they agree well: a trial the critic says is close is usually close in the shared feature space, "
-                   "so pruning on the gap kept roughly the trials fd_feat would have kept")
+                   "so ranking or pruning on the gap keeps roughly the trials fd_feat would keep")
     elif rho >= 0.3:
         verdict = ("they agree only loosely: the gap orders trials somewhat like fd_feat, but pruning on it "
-                   "may have stopped trials fd_feat would have kept")
+                   "can stop trials fd_feat would keep")
     elif rho > -0.3:
         verdict = ("they do not agree: the ordering by the trials' own critics is nearly unrelated to fd_feat, so "
-                   "pruning on the gap chose trials close to at random with respect to fd_feat")
+                   "pruning on the gap picks trials close to at random with respect to fd_feat")
     else:
         verdict = ("they disagree: trials whose critic reports a smaller gap tend to have a worse fd_feat, as expected "
                    "if weaker critics report smaller gaps")
@@ -770,7 +776,9 @@ def per_epoch_agreement(exp: Experiment) -> str:
         return ""
     for epoch, g in allh.groupby("epoch"):
         g = g[["wasserstein_gap", RANK_METRIC]].replace([np.inf, -np.inf], np.nan).dropna()
-        rho = spearmanr(g["wasserstein_gap"], g[RANK_METRIC])[0] if len(g) >= 3 else math.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rho = spearmanr(g["wasserstein_gap"], g[RANK_METRIC])[0] if len(g) >= 3 else math.nan
         rows.append({"epoch": int(epoch), "trials reporting": len(g), "Spearman rho (gap vs fd_feat)": rho})
     table = table_html(pd.DataFrame(rows), sortable=False)
     return ("<h3>At the same epoch</h3><p>Rank correlation across the trials that reached each epoch "

@@ -117,7 +117,7 @@ def build_corpus(folder: str | Path) -> list[Case]:
     add("header_only", "structure", p, "no data rows", what="the header line and nothing else")
     ragged = lines[:5] + [lines[5].rstrip("\n") + ",1,2\n"] + lines[6:]
     p = raw("ragged_row", "".join(ragged).encode())
-    add("ragged_row", "structure", p, "not a well-formed CSV: Expected 15 fields in line 6, saw 17",
+    add("ragged_row", "structure", p, "not a well-formed CSV: Error tokenizing data. C error: Expected 15 fields in line 6, saw 17",
         what="data line 6 has two extra fields")
     short = lines[:8] + [",".join(lines[8].rstrip("\n").split(",")[:-2]) + "\n"] + lines[9:]
     p = raw("short_row", "".join(short).encode())

@@ -298,6 +298,8 @@ def load_cohort(
     if isinstance(schema, str):
         schema = get_schema(schema)
     name = str(source)
+    if patients is not None and patients < 1:
+        raise DataError(name, "--patients must be at least 1", value=patients)
     if name == SIMULATED:
         cohort = simulated_cohort(patients or DEFAULT_SIMULATED_PATIENTS, seed=seed, schema=schema)
     elif name == ART4HIV:
@@ -311,7 +313,5 @@ def load_cohort(
     else:
         cohort = read_cohort(name, schema)
     if patients is not None and name != SIMULATED:
-        if patients < 1:
-            raise DataError(name, "--patients must be at least 1", value=patients)
         cohort = cohort.subset(np.arange(min(patients, cohort.n_patients)))
     return cohort
