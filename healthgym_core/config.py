@@ -66,10 +66,12 @@ class TrainConfig:
             v = getattr(self, name)
             if not 0 <= v < 1:
                 raise bad(name, "must be in [0, 1)")
-        for name in ("batch_size", "hidden", "eval_samples"):
+        for name in ("batch_size", "hidden"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise bad(name, "must be a whole number of at least 1")
+        if not isinstance(self.eval_samples, int) or self.eval_samples < 2:
+            raise bad("eval_samples", "must be a whole number of at least 2 (the metrics need a covariance)")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise bad("seed", "must be a whole number of 0 or more")
         if not isinstance(self.noise_dim, int) or self.noise_dim < 0:

@@ -130,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        if args.threads > (os.cpu_count() or 1):
+            raise ConfigError(f"--threads {args.threads} is more than the {os.cpu_count()} CPUs of this machine")
         torch.set_num_threads(args.threads)
     check_table_suffix(args.sample_out)
     check_out(out)

@@ -132,7 +132,8 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
 
 
 def validate_args(args: argparse.Namespace) -> None:
-    for name in ("num_samples", "max_epochs", "grace_period", "patients", "hidden", "batch_size", "eval_samples", "export_patients"):
+    for name in ("num_samples", "max_epochs", "grace_period", "patients", "hidden", "batch_size", "eval_samples", "export_patients",
+                 "max_concurrent"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
@@ -174,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cluster_gpus = float(torch.cuda.device_count())
     preset = choose_preset(args, cluster_gpus)
+    grace, max_t = args.grace_period or preset.grace_period, args.max_epochs or preset.max_epochs
+    if not args.no_pruning and grace > max_t:
+        raise ConfigError(f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
+                          f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning")
     if args.address and cluster_gpus == 0 and args.preset is None and not args.smoke:
         print("note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
               "--preset gpu --gpus-per-trial 0.25 so that trials ask for GPU workers", file=sys.stderr)

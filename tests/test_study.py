@@ -15,6 +15,28 @@ from tests.study_helpers import kill_session, results, start_study, study, wait_
 pytestmark = pytest.mark.slow
 
 
+def optuna_dashboard_get(db):
+    """GET an optuna-dashboard API path through its WSGI app (what `optuna-dashboard sqlite:///...` serves)."""
+    import io
+    import json
+    import sys
+
+    import optuna
+    from optuna_dashboard import wsgi
+
+    app = wsgi(optuna.storages.RDBStorage(f"sqlite:///{db}"))
+
+    def get(path):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+                   "QUERY_STRING": "", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http"}
+        status = []
+        body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+        assert status[0].startswith("200"), status
+        return json.loads(body)
+
+    return get
+
+
 def test_smoke_study_prunes_records_and_exports(tmp_path):
     r = study("--space", "curriculum", "--smoke", "--num-samples", 6, "--max-epochs", 4, "--grace-period", 1,
               "--storage", tmp_path, "--no-dashboard", timeout=400)
@@ -48,6 +70,19 @@ def test_smoke_study_prunes_records_and_exports(tmp_path):
     assert "tensorboard --logdir" in r.stdout and "optuna-dashboard sqlite:///" in r.stdout
     # TensorBoard event files per trial.
     assert len(list(folder.glob("*/events.out.tfevents.*"))) == 6
+    # optuna-dashboard serves the study with every trial and its intermediate values.
+    dashboard = optuna_dashboard_get(folder / "optuna.db")
+    summaries = dashboard("/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in summaries] == ["curriculum"]
+    trials = dashboard(f"/api/studies/{summaries[0]['study_id']}")["trials"]
+    assert len(trials) == 6 and sum(len(t["intermediate_values"]) for t in trials) == n_inter
+    # TensorBoard logs every per-epoch metric and loss under clear names.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(next(folder.glob("*/events.out.tfevents.*"))))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {f"ray/tune/{m}" for m in ("wasserstein_gap", "fd_feat", "sliced_w", "D_loss", "G_loss", "GP", "Corr", "g_steps")} <= tags
     # Per-step learning dynamics per trial.
     steps = pd.read_csv(next(folder.glob("*/steps.csv")))
     assert {"epoch", "L", "D_loss", "G_loss"} <= set(steps.columns)
