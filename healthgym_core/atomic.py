@@ -50,6 +50,15 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
     return Path(path)
 
 
+def plain_name(name: str, what: str) -> str:
+    """A file or folder name that stays inside its parent: no separators, no '..', not hidden, not empty."""
+    import re
+
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or not re.fullmatch(r"[\w.+=,@-]+", name):
+        raise HealthGymError(f"{what} {name!r} must be a plain name (letters, digits, . _ - + = , @), not a path")
+    return name
+
+
 def check_table_suffix(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:

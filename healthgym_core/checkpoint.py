@@ -6,6 +6,7 @@ Only tensors, numbers and strings are stored (metadata as JSON text), so a check
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -58,8 +59,9 @@ def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
 
 def save_checkpoint(path: str | Path, state: TrainState, data: PreparedData) -> Path:
     """Atomically write the checkpoint; on failure the previous file at `path` is intact."""
-    payload = checkpoint_dict(state, data)
-    return atomic_write(path, lambda p: torch.save(payload, p))
+    buffer = io.BytesIO()  # serialise first: a full disk then fails in a plain file write (OSError), not in torch
+    torch.save(checkpoint_dict(state, data), buffer)
+    return atomic_write(path, lambda p: p.write_bytes(buffer.getbuffer()))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from healthgym_core import cli
-from healthgym_core.atomic import atomic_write, check_table_suffix, write_table
+from healthgym_core.atomic import atomic_write, check_table_suffix, plain_name, write_table
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.cohort import load_cohort
@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads > (os.cpu_count() or 1):
             raise ConfigError(f"--threads {args.threads} is more than the {os.cpu_count()} CPUs of this machine")
         torch.set_num_threads(args.threads)
+    plain_name(args.sample_out, "--sample-out")  # the export stays inside --out
     check_table_suffix(args.sample_out)
     check_out(out)
     last = out / "checkpoints" / "last.pt"

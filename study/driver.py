@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from healthgym_core.atomic import atomic_write
+from healthgym_core.atomic import atomic_write, plain_name
 from healthgym_core.config import TrainConfig
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.cohort import load_cohort
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     validate_args(args)
     space = load_space(args.space)
-    args.name = args.name or space.name
+    args.name = plain_name(args.name or space.name, "--name")  # the experiment stays inside --storage
     storage, folder = experiment_dirs(args)
     check_writable(folder)
     if args.resume:

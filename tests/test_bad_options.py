@@ -160,8 +160,10 @@ def tripwires():
     mp.setattr(train, "run_epoch", tripped("training"))
     mp.setattr(tuning, "start_ray", tripped("Ray"))
     mp.setattr(tuning, "run_study", tripped("the study"))
+    threads = torch.get_num_threads()  # the trainer's --threads 1 sets this process's torch threads
     yield
     mp.undo()
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("case", list(TRAIN))
@@ -232,3 +234,43 @@ def test_subprocess_refuses(kind, case, subprocess_results):
     (r, before), work = subprocess_results[(kind, case)]
     needle = (TRAIN if kind == "train" else STUDY)[case][1]
     check(r.returncode, r.stdout, r.stderr, needle, work, before)
+
+
+def markdown() -> str:
+    """The bad-options table of docs/reliability.md: every case in-process, with the line it prints."""
+    import contextlib
+    import io
+    import tempfile
+
+    import healthgym_core.train as train
+    from study import driver, tuning
+
+    def tripped(*a, **k):
+        raise AssertionError("started")
+
+    train.run_epoch = tuning.start_ray = tuning.run_study = tripped
+    rows = ["| CLI | bad option | space file | message | exit |", "|---|---|---|---|---|"]
+    for kind, table, main, make in (("train", TRAIN, train.main, train_argv), ("study", STUDY, driver.main, study_argv)):
+        for case, (args, _) in table.items():
+            with tempfile.TemporaryDirectory() as d:
+                work = Path(d) / "w"
+                argv = make(work, args)
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    code = cli.run(main, argv)
+                line = err.getvalue().strip().replace(str(work), "TMP").replace("|", "\\|")
+                shown = " ".join(args).replace("{file}", "FILE").replace("{dir}", "TMP")
+                space = ""
+                for name, text in SPACES.items():
+                    if f"{{space:{name}}}" in shown:
+                        shown = shown.replace(f"{{space:{name}}}", f"{name}.toml")
+                        space = "`" + "; ".join(text.strip().splitlines()).replace("|", "\\|") + "`"
+                rows.append(f"| {kind} | `{shown}` | {space} | `{line}` | {code} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import warnings
+
+    warnings.simplefilter("ignore")
+    print(markdown())
