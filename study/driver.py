@@ -22,6 +22,7 @@ from study.spaces import UPSTREAM, SearchSpace, load_space
 from study.trainable import METRICS
 
 STUDY_FILE = "study.json"
+STUDY_VERSION = 1  # bump when study.json or the experiment layout changes incompatibly
 OPTUNA_FILE = "optuna.db"
 REMOTE = ("s3://", "gs://", "gcs://", "abfs://")
 
@@ -112,7 +113,7 @@ def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData)
 
 
 def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace) -> None:
-    record = {"args": vars(args), "preset": preset.to_dict(), "space": {"name": space.name, "path": space.path,
+    record = {"version": STUDY_VERSION, "args": vars(args), "preset": preset.to_dict(), "space": {"name": space.name, "path": space.path,
               "description": space.description, "factors": [f.describe() for f in space.factors]},
               "data": {"source": data.source, "fingerprint": data.fingerprint, "schema": data.schema.name,
                        "split_seed": data.split.seed, "train": len(data.split.train), "val": len(data.split.val),
@@ -122,9 +123,29 @@ def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: Pre
     atomic_write(folder / STUDY_FILE, lambda p: p.write_text(json.dumps(record, indent=2)))
 
 
+def read_study_record(folder: Path) -> dict:
+    """study.json, checked: a clear error if it is truncated, damaged or from an incompatible version."""
+    path = folder / STUDY_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: damaged or truncated ({type(e).__name__}); the study cannot be resumed from it") from None
+    if not isinstance(record, dict) or not isinstance(record.get("args"), dict):
+        raise ConfigError(f"{path}: not a study record")
+    if record.get("version") != STUDY_VERSION:
+        raise ConfigError(f"{path}: study format version {record.get('version')!r} is not supported (this version reads {STUDY_VERSION})")
+    return record
+
+
 def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Namespace:
-    record = json.loads((folder / STUDY_FILE).read_text())
-    saved = argparse.Namespace(**record["args"])
+    record = read_study_record(folder)
+    known = {a.dest for a in parser()._actions}
+    unknown = sorted(set(record["args"]) - known)
+    if unknown:
+        raise ConfigError(f"{folder / STUDY_FILE}: written by another version (unknown option {unknown[0]!r})")
+    saved = parser().parse_args([])
+    for k, v in record["args"].items():
+        setattr(saved, k, v)
     for keep in ("resume", "address", "no_dashboard", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
         setattr(saved, keep, getattr(current, keep))
     saved.resume = True

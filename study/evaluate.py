@@ -10,7 +10,6 @@ EXPERIMENT/final_summary.{parquet,csv} (mean and spread per configuration, next 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +47,9 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
         raise ConfigError(f"{folder}: not a study folder (no study.json)")
     if not (folder / "leaderboard.parquet").is_file():
         raise ConfigError(f"{folder}: the study has no leaderboard yet; finish it (or --resume it) first")
-    return json.loads((folder / "study.json").read_text()), pd.read_parquet(folder / "leaderboard.parquet")
+    from study.driver import read_study_record
+
+    return read_study_record(folder), pd.read_parquet(folder / "leaderboard.parquet")
 
 
 def choose_arms(board: pd.DataFrame, factors: list[str], top: int) -> list[dict]:

@@ -15,6 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from healthgym_core.atomic import write_table
+from healthgym_core.errors import ConfigError
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.sampling import sample
 from study.driver import OPTUNA_FILE
@@ -57,12 +58,30 @@ class DefineByRun:
         return {"seed": self.seed + trial.number}
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that survives a driver killed at an unlucky moment.
+
+    Tune saves the searcher's state and its own trial list at different times, so after a crash the restored
+    experiment can hold a trial that the restored searcher never handed to Optuna. Stock OptunaSearch then fails
+    the whole study with a KeyError on that trial's first result; here such a trial still trains and is recorded by
+    Tune and the leaderboard, and Optuna simply does not learn from it.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._ot_trials:
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._ot_trials:
+            super().on_trial_complete(trial_id, result, error)
+
+
 def make_searcher(space: SearchSpace, args: argparse.Namespace, folder: Path) -> OptunaSearch:
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
     point = space.upstream_point()
     if point is None:
         print(f"note: the upstream configuration lies outside space {space.name}; it is not evaluated first", file=sys.stderr)
-    return OptunaSearch(
+    return ResumableOptunaSearch(
         space=DefineByRun(space, args.seed),
         metric=args.metric,
         mode="min",
@@ -104,7 +123,14 @@ def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
     exp_path = f"{storage.rstrip('/')}/{args.name}"
     if args.resume and tune.Tuner.can_restore(exp_path):
-        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+        try:
+            tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+        except Exception as e:  # Tune raises many types for damaged experiment state
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ConfigError(f"{exp_path}: the experiment state cannot be restored ({type(e).__name__}: {first})") from None
+    elif args.resume and any(Path(folder).glob("*/result.json")):
+        raise ConfigError(f"{exp_path}: trials exist but Tune's experiment state is missing or damaged; "
+                          "resume is impossible (start a new study with another --name)")
     else:
         if space.factors:
             search_alg, param_space = make_searcher(space, args, folder), {}

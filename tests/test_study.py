@@ -123,10 +123,29 @@ def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path):
         kill_session(p.pid)
     assert not (folder / "leaderboard.parquet").exists()
     r = study(*args, "--resume", timeout=400)
+    if r.returncode != 0:
+        (tmp_path / "resume-stderr.txt").write_text(r.stderr)
     assert r.returncode == 0, r.stderr[-3000:]
     board = pd.read_parquet(folder / "leaderboard.parquet")
     assert len(board) == 4 and (board["status"] == "completed").all() and (board["epochs"] == 3).all()
     assert board["trial_id"].is_unique and sorted(board["seed"]) == [0, 1, 2, 3]
+
+    # A damaged experiment folder gives one clear line, never a traceback from Ray.
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(folder, damaged / "critic")
+    for state in [*(damaged / "critic").glob("experiment_state-*.json"), damaged / "critic" / "tuner.pkl"]:
+        state.unlink()
+    r = study(*args[:-3], "--storage", damaged, "--no-dashboard", "--resume", timeout=120)
+    assert r.returncode == 2 and "experiment state is missing or damaged" in r.stderr and "Traceback" not in r.stderr
+    record = (damaged / "critic" / "study.json").read_text()
+    (damaged / "critic" / "study.json").write_text(record[: len(record) // 2])
+    r = study(*args[:-3], "--storage", damaged, "--no-dashboard", "--resume", timeout=120)
+    assert r.returncode == 2 and "damaged or truncated" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (damaged / "critic" / "study.json").write_text(record.replace('"version": 1', '"version": 99'))
+    r = study(*args[:-3], "--storage", damaged, "--no-dashboard", "--resume", timeout=120)
+    assert r.returncode == 2 and "version 99 is not supported" in r.stderr
 
 
 def test_bad_options_exit_2_before_ray_starts(tmp_path):
