@@ -24,22 +24,27 @@ def _save(fig: plt.Figure, out: str | Path) -> Path:
 
 
 def learning_dynamics_axes(ax: plt.Axes, steps: pd.DataFrame, title: str = "") -> None:
-    """D_loss (solid, red at the shortest L to blue at the longest) and G_loss (dashed, grey to brown) per step."""
+    """D_loss (solid) and G_loss (dashed) step by step, the saw-tooth of the curriculum visible; each segment and
+    point coloured by its length L (D: red at the shortest to blue at the longest; G: grey to brown)."""
     lengths = sorted(steps["L"].unique())
-    x = np.arange(len(steps))
-    d_cmap, g_colors = colormaps["coolwarm_r"], colormaps["copper"]
     span = max(len(lengths) - 1, 1)
-    for i, L in enumerate(lengths):
-        m = (steps["L"] == L).to_numpy()
-        frac = i / span
-        ax.plot(x[m], steps["D_loss"].to_numpy()[m], "-", marker=".", ms=3, lw=0.8, color=d_cmap(frac), label=f"D_loss L={L}")
-        ax.plot(x[m], steps["G_loss"].to_numpy()[m], "--", marker=".", ms=3, lw=0.8, color=g_colors(0.3 + 0.7 * frac), label=f"G_loss L={L}")
+    frac = {L: i / span for i, L in enumerate(lengths)}
+    x = np.arange(len(steps))
+    L = steps["L"].to_numpy()
+    d_cmap, g_cmap = colormaps["coolwarm_r"], colormaps["copper"]
+    for col, style, color_of in (("D_loss", "-", lambda f: d_cmap(f)), ("G_loss", "--", lambda f: g_cmap(0.25 + 0.75 * f))):
+        y = steps[col].to_numpy()
+        for i in range(len(x) - 1):  # each segment takes the colour of the step it leads to
+            ax.plot(x[i : i + 2], y[i : i + 2], style, lw=0.9, color=color_of(frac[L[i + 1]]))
+        for length in lengths:
+            m = L == length
+            ax.plot(x[m], y[m], "o", ms=2.5, color=color_of(frac[length]), label=f"{col} L={length}")
     ax.axhline(0, color="k", lw=0.5)
     first, last = int(steps["epoch"].min()), int(steps["epoch"].max())
     ax.set_xlabel(f"training step (epochs {first}-{last})")
     ax.set_ylabel("loss")
     ax.set_title(title or f"Learning dynamics, epochs {first}-{last}")
-    ax.legend(fontsize=6, ncol=2, loc="best")
+    ax.legend(fontsize=6, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 
 
 def learning_dynamics(steps: pd.DataFrame, out: str | Path, windows: list[tuple[int, int]] | None = None, title: str = "") -> Path:
