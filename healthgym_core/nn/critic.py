@@ -8,7 +8,7 @@ from torch import nn
 
 from healthgym_core.nn.generator import KERNELS
 from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import ReferenceLSTM, copy_reference_into_native
+from healthgym_core.nn.lstm import ReferenceLSTM, copy_model_weights
 
 
 class Critic(nn.Module):
@@ -57,17 +57,6 @@ class Critic(nn.Module):
         return self.score(h)
 
 
-@torch.no_grad()
 def copy_critic_weights(src: Critic, dst: Critic) -> None:
     """Copy weights between kernels (reference -> native or same kind)."""
-    if src.kernel == dst.kernel:
-        dst.load_state_dict(src.state_dict())
-        return
-    if not (src.kernel == "reference" and dst.kernel == "native"):
-        raise ValueError("only reference -> native copies are supported")
-    copy_reference_into_native(src.lstm_f, dst.lstm, reverse=False)
-    copy_reference_into_native(src.lstm_r, dst.lstm, reverse=True)
-    for name in ("fc1", "fc2", "score"):
-        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
-    for a, b in zip(src.embeddings, dst.embeddings):
-        b.load_state_dict(a.state_dict())
+    copy_model_weights(src, dst, ("fc1", "fc2", "score", "embeddings"))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import ReferenceLSTM, copy_reference_into_native
+from healthgym_core.nn.lstm import ReferenceLSTM, copy_model_weights
 
 KERNELS = ("native", "reference")
 
@@ -74,15 +74,6 @@ class Generator(nn.Module):
         return self(self.noise(batch, length, generator))
 
 
-@torch.no_grad()
 def copy_generator_weights(src: Generator, dst: Generator) -> None:
     """Copy weights between kernels (reference -> native or same kind)."""
-    if src.kernel == dst.kernel:
-        dst.load_state_dict(src.state_dict())
-        return
-    if not (src.kernel == "reference" and dst.kernel == "native"):
-        raise ValueError("only reference -> native copies are supported")
-    copy_reference_into_native(src.lstm_f, dst.lstm, reverse=False)
-    copy_reference_into_native(src.lstm_r, dst.lstm, reverse=True)
-    for name in ("fc1", "fc2", "out"):
-        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    copy_model_weights(src, dst, ("fc1", "fc2", "out"))

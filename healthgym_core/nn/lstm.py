@@ -53,3 +53,18 @@ def copy_reference_into_native(ref: ReferenceLSTM, native: nn.LSTM, reverse: boo
     getattr(native, "weight_hh" + sfx).copy_(_reorder(ref.h2h.weight))
     getattr(native, "bias_ih" + sfx).copy_(_reorder(ref.i2h.bias))
     getattr(native, "bias_hh" + sfx).copy_(_reorder(ref.h2h.bias))
+
+
+@torch.no_grad()
+def copy_model_weights(src: nn.Module, dst: nn.Module, layers: tuple[str, ...]) -> None:
+    """Copy a generator's or critic's weights between kernels (same kernel, or reference -> native): the two
+    LSTM directions gate-reordered, the named layers as they are."""
+    if src.kernel == dst.kernel:
+        dst.load_state_dict(src.state_dict())
+        return
+    if not (src.kernel == "reference" and dst.kernel == "native"):
+        raise ValueError("only reference -> native copies are supported")
+    copy_reference_into_native(src.lstm_f, dst.lstm, reverse=False)
+    copy_reference_into_native(src.lstm_r, dst.lstm, reverse=True)
+    for name in layers:
+        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
