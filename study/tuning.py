@@ -197,6 +197,8 @@ def finish(results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpac
         print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
     print(f"leaderboard: {folder / 'leaderboard.parquet'}")
     print("\nInspect it:")
+    print(f"  python study/report.py {folder}        # report.html")
+    print(f"  python study/evaluate.py {folder}      # re-train the best with seeds, score on test patients")
     print(f"  tensorboard --logdir {results.experiment_path}")
     if space.factors:
         print(f"  optuna-dashboard sqlite:///{folder / OPTUNA_FILE}")
