@@ -26,7 +26,7 @@ def trial_overhead(folder: Path) -> pd.DataFrame:
         total = float(r["time_total_s"].iloc[-1])
         ckpts = sorted(result.parent.glob("checkpoint_*"))
         rows.append({
-            "trial": result.parent.name.split("_")[2], "epochs": int(r["epoch"].max()), "total_s": total,
+            "trial": str(r["trial_id"].iloc[-1]) if "trial_id" in r else result.parent.name, "epochs": int(r["epoch"].max()), "total_s": total,
             "epoch_and_eval_s": inside, "overhead_s": total - inside, "overhead_pct": 100 * (total - inside) / total,
             "checkpoints_kept": len(ckpts), "checkpoint_MB": sum(f.stat().st_size for c in ckpts for f in c.rglob("*")) / 1e6,
         })
