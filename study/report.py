@@ -966,33 +966,11 @@ def pearson_matrix(x: np.ndarray) -> np.ndarray:
 
 
 def dynamic_correlations(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Health Gym trend and cycle correlations of [P, T, V] series: per patient a linear detrend (cycle = residual,
-    trend = fitted line), within-patient Pearson r per variable pair (pairs with a constant series skipped), then
-    the Fisher-z mean over patients weighted by n - 3."""
-    from scipy.signal import detrend
+    """Health Gym trend and cycle correlation matrices of [P, T, V] series (the final evaluation's own)."""
+    from healthgym_core.evaluation.final import dynamic_correlations as trend_and_cycle
 
-    x = np.asarray(series, dtype=np.float64)
-    n = x.shape[1]
-    cycle = detrend(x, axis=1, type="linear")
-    trend = x - cycle
-    return _fisher_mean(trend, n), _fisher_mean(cycle, n)
-
-
-def _fisher_mean(x: np.ndarray, n: int) -> np.ndarray:
-    v = x.shape[2]
-    if n < 4:  # weight n - 3 would be zero or negative
-        return np.full((v, v), np.nan)
-    c = x - x.mean(axis=1, keepdims=True)
-    sd = np.sqrt((c * c).mean(axis=1))  # [P, V]
-    scale = 1 + np.abs(x).max(axis=1)
-    ok = sd > 1e-9 * scale
-    r = np.einsum("ptv,ptw->pvw", c, c) / n / np.maximum(np.einsum("pv,pw->pvw", sd, sd), 1e-300)
-    valid = ok[:, :, None] & ok[:, None, :]
-    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
-    w = valid * float(n - 3)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(w.sum(0) > 0, (np.where(valid, z, 0) * w).sum(0) / w.sum(0), np.nan)
-    return np.tanh(mean)
+    out = trend_and_cycle(np.asarray(series, dtype=np.float64))
+    return out["trend"], out["cycle"]
 
 
 def _series(reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
