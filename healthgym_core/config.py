@@ -41,6 +41,7 @@ class TrainConfig:
     # Execution.
     device: str = "auto"
     kernel: str = "auto"  # native (nn.LSTM) or reference (the upstream Python-unrolled cell)
+    tf32: bool = False  # CUDA only: TF32 matmuls (faster on Ampere+, less exact); off as upstream
     eval_samples: int = 2000  # synthetic patients per evaluation
 
     @property

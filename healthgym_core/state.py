@@ -88,9 +88,9 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     config.validate()
     check_against_data(config, data)
     device = resolve_device(config.device)
-    if device.type == "cuda":  # TF32 off, as upstream's seed_all: losses comparable with CPU float32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    if device.type == "cuda":  # TF32 off by default, as upstream's seed_all: losses comparable with CPU float32
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
     kernel = resolve_kernel(config.kernel, device)
     torch.manual_seed(config.seed)
     layout = Layout.of(data.schema)

@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     x = p.add_argument_group("execution and output")
     x.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     x.add_argument("--kernel", default="auto", choices=["auto", "native", "reference"], help="LSTM kernel")
+    x.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matmuls (faster, less exact; upstream keeps it off)")
     x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     x.add_argument("--eval-samples", type=int, default=d.eval_samples, help="synthetic patients per evaluation")
     x.add_argument("--sample-patients", type=int, default=1000, help="patients in the exported synthetic cohort")
@@ -82,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         n_critic=args.n_critic, gp_weight=args.gp_weight, corr_weight=args.corr_weight, schedule=args.schedule,
         corr_form=args.corr_form, seed=args.seed, batch_size=args.batch_size, hidden=args.hidden, lr_g=args.lr_g,
         lr_d=args.lr_d, align_reverse=args.align_reverse, fresh_real_batch=args.fresh_real_batch,
-        device=args.device, kernel=args.kernel, eval_samples=args.eval_samples,
+        device=args.device, kernel=args.kernel, eval_samples=args.eval_samples, tf32=args.tf32,
     ).validate()
 
 
