@@ -18,11 +18,11 @@ from healthgym_core.atomic import write_table
 from healthgym_core.errors import ConfigError
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.sampling import sample
-from study.driver import OPTUNA_FILE
-from study.leaderboard import RANK_METRIC, format_board, rank, trial_row
+from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_METRIC
+from study.leaderboard import format_board, rank, trial_row
 from study.presets import Preset
 from study.spaces import UPSTREAM, SearchSpace
-from study.trainable import CHECKPOINT_FILE, train_healthgym
+from study.trainable import train_healthgym
 
 # Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -61,19 +61,17 @@ class DefineByRun:
 class ResumableOptunaSearch(OptunaSearch):
     """OptunaSearch that survives a driver killed at an unlucky moment.
 
-    Tune saves the searcher's state and its own trial list at different times, so after a crash the restored
-    experiment can hold a trial that the restored searcher never handed to Optuna. Stock OptunaSearch then fails
-    the whole study with a KeyError on that trial's first result; here such a trial still trains and is recorded by
-    Tune and the leaderboard, and Optuna simply does not learn from it.
+    Optuna's SQLite storage is written at once, Tune's experiment state only every few seconds. A driver killed in
+    between leaves a trial that Optuna already counts as finished but that Tune restores and re-runs from its last
+    checkpoint; stock OptunaSearch then fails the whole study with UpdateFinishedTrialError on the re-run's first
+    result (seen in the kill tests). Optuna keeps the value it already has; Tune and the leaderboard record the rest.
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._ot_trials:
+        try:
             super().on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._ot_trials:
-            super().on_trial_complete(trial_id, result, error)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
 
 
 def make_searcher(space: SearchSpace, args: argparse.Namespace, folder: Path) -> OptunaSearch:
