@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from healthgym_core.errors import DataError, HealthGymError
+from healthgym_core.errors import ConfigError, DataError, HealthGymError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 _UMASK = os.umask(0)
@@ -57,6 +57,17 @@ def plain_name(name: str, what: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or not re.fullmatch(r"[\w.+=,@-]+", name):
         raise HealthGymError(f"{what} {name!r} must be a plain name (letters, digits, . _ - + = , @), not a path")
     return name
+
+
+def check_creatable_folder(folder: Path, what: str) -> None:
+    """`folder` exists as a folder, or can be created: its nearest existing parent is a writable folder."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{what} {folder} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"{what} {folder} is not writable")
 
 
 def check_table_suffix(path: str | Path) -> str:

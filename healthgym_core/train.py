@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from healthgym_core import cli
-from healthgym_core.atomic import atomic_write, check_table_suffix, plain_name, write_table
+from healthgym_core.atomic import atomic_write, check_creatable_folder, check_table_suffix, plain_name, write_table
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.cohort import load_cohort
@@ -107,17 +107,6 @@ def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: Prepa
                       title=f"Validation patients vs synthetic, epoch {state.epoch} ({data.source.split(' (')[0]})")
 
 
-def check_out(out: Path) -> None:
-    """--out must be a folder, or creatable as one, that this user may write to."""
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"--out {out} cannot be created: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"--out {out} is not writable")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Path(args.out)
@@ -136,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     plain_name(args.sample_out, "--sample-out")  # the export stays inside --out
     check_table_suffix(args.sample_out)
-    check_out(out)
+    check_creatable_folder(out, "--out")
     last = out / "checkpoints" / "last.pt"
     if not args.resume and (last.exists() or (out / "run.json").exists()):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from healthgym_core.atomic import atomic_write, plain_name
+from healthgym_core.atomic import atomic_write, check_creatable_folder, plain_name
 from healthgym_core.config import TrainConfig
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.cohort import load_cohort
@@ -19,11 +18,8 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
 from study.presets import PRESETS, Preset
 from study.spaces import UPSTREAM, SearchSpace, load_space
-from study.trainable import METRICS
+from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
 
-STUDY_FILE = "study.json"
-STUDY_VERSION = 1  # bump when study.json or the experiment layout changes incompatibly
-OPTUNA_FILE = "optuna.db"
 REMOTE = ("s3://", "gs://", "gcs://", "abfs://")
 
 
@@ -74,16 +70,6 @@ def experiment_dirs(args: argparse.Namespace) -> tuple[str, Path]:
     return storage, Path(storage) / args.name
 
 
-def check_writable(folder: Path) -> None:
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"storage {folder} cannot be created: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK):
-        raise ConfigError(f"storage {folder} is not writable")
-
-
 def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
     name = "smoke" if args.smoke else args.preset or ("gpu" if cluster_gpus > 0 else "cpu")
     return PRESETS[name]
@@ -121,20 +107,6 @@ def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: Pre
               "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / STUDY_FILE, lambda p: p.write_text(json.dumps(record, indent=2)))
-
-
-def read_study_record(folder: Path) -> dict:
-    """study.json, checked: a clear error if it is truncated, damaged or from an incompatible version."""
-    path = folder / STUDY_FILE
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: damaged or truncated ({type(e).__name__}); the study cannot be resumed from it") from None
-    if not isinstance(record, dict) or not isinstance(record.get("args"), dict):
-        raise ConfigError(f"{path}: not a study record")
-    if record.get("version") != STUDY_VERSION:
-        raise ConfigError(f"{path}: study format version {record.get('version')!r} is not supported (this version reads {STUDY_VERSION})")
-    return record
 
 
 def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Namespace:
@@ -177,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     space = load_space(args.space)
     args.name = plain_name(args.name or space.name, "--name")  # the experiment stays inside --storage
     storage, folder = experiment_dirs(args)
-    check_writable(folder)
+    check_creatable_folder(folder, "storage")
     if args.resume:
         if not (folder / STUDY_FILE).exists():
             raise ConfigError(f"--resume: no study at {folder}")

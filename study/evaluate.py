@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from study.experiment import read_study_record, study_data  # noqa: E402
 
 SEED_BASE = 1000  # evaluation seeds differ from every study seed
 
@@ -47,8 +48,6 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
         raise ConfigError(f"{folder}: not a study folder (no study.json)")
     if not (folder / "leaderboard.parquet").is_file():
         raise ConfigError(f"{folder}: the study has no leaderboard yet; finish it (or --resume it) first")
-    from study.driver import read_study_record
-
     return read_study_record(folder), pd.read_parquet(folder / "leaderboard.parquet")
 
 
@@ -102,22 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name} must be at least 1, got {v}")
-    if args.top < 1:
-        raise ConfigError("--top must be at least 1")
     study_args = record["args"]
-    from healthgym_core.data.cohort import load_cohort
-    from healthgym_core.data.prepared import prepare_data
     from study.spaces import load_space
 
-    space = load_space(study_args["space"]) if Path(study_args["space"]).suffix != ".toml" or Path(study_args["space"]).exists() else None
-    factors = [f.name for f in space.factors] if space else [c for c in board.columns if c in ("schedule", "n_critic", "gp_weight", "corr_weight", "corr_form")]
-    patients = study_args.get("patients") or record["preset"]["patients"]
-    cohort = load_cohort(study_args["data"], study_args["schema"], patients=patients, seed=0)
-    data = prepare_data(cohort, split_seed=study_args["split_seed"])
-    if data.fingerprint != record["data"]["fingerprint"]:
-        raise ConfigError(f"{folder}: the study's data ({record['data']['fingerprint']}) can no longer be rebuilt "
-                          f"(now {data.fingerprint}); was the cohort file changed?")
-    arms = choose_arms(board, factors, args.top)
+    space = load_space(study_args["space"])
+    data = study_data(record)
+    arms = choose_arms(board, [f.name for f in space.factors], args.top)
 
     from study import tuning
     from study.final_runs import run_final
@@ -126,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or (5 if gpus_seen > 0 else 3)
     epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
     print(f"re-training {len(arms)} configurations x {seeds} seeds x {epochs} epochs on {data.source}", file=sys.stderr)
-    runs, floor, info = run_final(args, record, data, arms, seeds, epochs, folder, gpus_seen, SEED_BASE)
+    runs, floor, info = run_final(args, record, space, data, arms, seeds, epochs, folder, gpus_seen, SEED_BASE)
     summary = summarise(runs, floor, info)
     for name, table in (("final_evaluation", runs), ("final_summary", summary)):
         write_table(table, folder / f"{name}.parquet")
@@ -135,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    + [c for c in ("best_arm", "beyond_seed_spread") if c in summary]]
     with pd.option_context("display.width", 220, "display.max_columns", 30):
         print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\narms: " + "; ".join(f"{a['arm']}: " + ", ".join(f"{k}={v}" for k, v in a.items() if k != "arm") for a in arms))
+    print("\narms: " + "; ".join(f"{a['arm']}: " + ", ".join(f"{k}={v}" for k, v in a.items() if k != "arm") for a in arms))
     print(f"wrote {folder / 'final_summary.csv'} and {folder / 'final_evaluation.csv'}")
     return 0
 

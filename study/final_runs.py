@@ -15,8 +15,9 @@ from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_flo
 from healthgym_core.evaluation.validation import generate
 from study.driver import base_config
 from study.presets import Preset
-from study.spaces import load_space
-from study.trainable import CHECKPOINT_FILE, train_healthgym
+from study.spaces import SearchSpace
+from study.experiment import CHECKPOINT_FILE
+from study.trainable import train_healthgym
 
 
 def train_arm(config: dict, **kwargs) -> None:
@@ -25,10 +26,10 @@ def train_arm(config: dict, **kwargs) -> None:
     train_healthgym({**arm, "seed": config["seed"]}, **kwargs)
 
 
-def run_final(args: argparse.Namespace, record: dict, data: PreparedData, arms: list[dict], seeds: int, epochs: int,
+def run_final(args: argparse.Namespace, record: dict, space: SearchSpace, data: PreparedData, arms: list[dict], seeds: int, epochs: int,
               folder: Path, gpus_seen: float, seed_base: int) -> tuple[pd.DataFrame, dict, dict]:
     study_args = argparse.Namespace(**record["args"])
-    base = base_config(study_args, Preset(**record["preset"]), load_space(study_args.space))
+    base = base_config(study_args, Preset(**record["preset"]), space)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if gpus_seen > 0 else 0.0)
     trainable = tune.with_resources(
         tune.with_parameters(train_arm, data=data, base=base, max_epochs=epochs, metric="fd_feat",

@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.trainable import METRICS
+from study.experiment import METRICS, RANK_METRIC
 
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", "D_loss", "G_loss", "GP", "Corr", "W_gap")
 LOWER_IS_BETTER = {"coverage": False}
-RANK_METRIC = "fd_feat"  # comparable across trials; the trial's own critic gap is not
 
 
 def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool) -> str:

@@ -38,12 +38,8 @@ from matplotlib.ticker import LogFormatter  # noqa: E402
 
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_METRIC, STEPS_FILE, STUDY_FILE, study_data  # noqa: E402
 
-STUDY_FILE = "study.json"  # as study/driver.py writes them (not imported: that would start importing Ray)
-OPTUNA_FILE = "optuna.db"
-CHECKPOINT_FILE = "state.pt"
-STEPS_FILE = "steps.csv"
-RANK_METRIC = "fd_feat"  # the leaderboard's ranking metric (study/leaderboard.py), lower is better
 FINAL_SUMMARY = "final_summary.csv"
 STATUS_ORDER = ("completed", "pruned", "diverged", "error")
 STATUS_COLOR = {"completed": "tab:blue", "pruned": "0.55", "diverged": "tab:red", "error": "k"}
@@ -846,8 +842,6 @@ class Comparison:
 def build_comparison(exp: Experiment) -> Comparison | str:
     """Rebuild the prepared data, check its fingerprint, sample from the best checkpoint. A note string if it cannot."""
     from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
-    from healthgym_core.data.cohort import load_cohort
-    from healthgym_core.data.prepared import prepare_data
     from healthgym_core.errors import HealthGymError
     from healthgym_core.evaluation.validation import generate
 
@@ -859,16 +853,10 @@ def build_comparison(exp: Experiment) -> Comparison | str:
         return note(f"The best trial's checkpoint ({esc(best.get('checkpoint'))}) is not in the experiment folder "
                     "(remote storage? copy the trial folders next to study.json).", warn=True)
     args = exp.args
-    patients = args.get("patients") or exp.preset.get("patients")
     try:
-        cohort = load_cohort(args.get("data", "simulated"), args.get("schema", "demo7"), patients=patients, seed=0)
-        data = prepare_data(cohort, split_seed=int(args.get("split_seed") or 0))
-    except (HealthGymError, OSError, ValueError) as e:
+        data = study_data({**exp.record, "preset": exp.preset})
+    except (HealthGymError, OSError, ValueError, KeyError) as e:
         return note(f"Could not rebuild the study's data ({esc(e)}); real-vs-synthetic figures skipped.", warn=True)
-    expected = exp.record.get("data", {}).get("fingerprint")
-    if data.fingerprint != expected:
-        return note(f"The data changed since the study ran: it now has fingerprint <code>{esc(data.fingerprint)}</code>, "
-                    f"the study used <code>{esc(expected)}</code>. Real-vs-synthetic figures skipped.", warn=True)
     ckpt = load_checkpoint(ckpt_path)
     gen, transform, meta = generator_from_checkpoint(ckpt, "cpu")
     n = int(args.get("export_patients") or 1000)

@@ -20,11 +20,9 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import NonFiniteLossError
 from healthgym_core.state import build_state
 from healthgym_core.train import run_epoch
+from study.experiment import CHECKPOINT_FILE, STEPS_FILE
 
-CHECKPOINT_FILE = "state.pt"
-STEPS_FILE = "steps.csv"
 DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)
-METRICS = ("wasserstein_gap", "fd_feat", "sliced_w")
 
 
 def trial_config(config: dict, base: dict) -> TrainConfig:

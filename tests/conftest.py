@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.cohort import load_cohort
@@ -25,3 +26,24 @@ def tiny_config():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def tripwires():
+    """For in-process runs of the CLIs on bad input: training, Ray and the study fail the test if they start."""
+    import healthgym_core.train as train
+    from study import tuning
+
+    def tripped(what):
+        def f(*a, **k):
+            raise AssertionError(f"{what} started although the input should have been refused")
+        return f
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train, "run_epoch", tripped("training"))
+    mp.setattr(tuning, "start_ray", tripped("Ray"))
+    mp.setattr(tuning, "run_study", tripped("the study"))
+    threads = torch.get_num_threads()  # the trainer's --threads sets this process's torch threads
+    yield
+    mp.undo()
+    torch.set_num_threads(threads)

@@ -146,26 +146,6 @@ def check(code: int, out: str, err: str, needle: str, tmp_path: Path, before: di
     assert snapshot(tmp_path) == before  # nothing written: no --out, no --storage, nothing in the working folder
 
 
-@pytest.fixture(scope="module")
-def tripwires():
-    import healthgym_core.train as train
-    from study import tuning
-
-    def tripped(what):
-        def f(*a, **k):
-            raise AssertionError(f"{what} started despite a bad option")
-        return f
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(train, "run_epoch", tripped("training"))
-    mp.setattr(tuning, "start_ray", tripped("Ray"))
-    mp.setattr(tuning, "run_study", tripped("the study"))
-    threads = torch.get_num_threads()  # the trainer's --threads 1 sets this process's torch threads
-    yield
-    mp.undo()
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("case", list(TRAIN))
 def test_trainer_refuses(case, tmp_path, monkeypatch, capsys, tripwires):
     from healthgym_core.train import main

@@ -1,6 +1,3 @@
-import io
-import pickle
-
 import pandas as pd
 import pytest
 import torch

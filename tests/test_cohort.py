@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from healthgym_core.data.__main__ import main as data_main
 from healthgym_core.data.cohort import load_cohort, read_cohort
 from healthgym_core.data.simulate import simulate_cohort
 from healthgym_core.errors import DataError

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
 from healthgym_core.epoch import train_epoch

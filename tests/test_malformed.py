@@ -67,25 +67,6 @@ def check(entry: str, case: Case, code: int, out: str, err: str, work: Path) -> 
     assert not any((work / "cwd").iterdir()), list((work / "cwd").iterdir())
 
 
-@pytest.fixture(scope="module")
-def tripwires():
-    """Training and Ray must never start for a malformed cohort: replace them by failures for in-process runs."""
-    import healthgym_core.train as train
-    from study import tuning
-
-    def tripped(what):
-        def f(*a, **k):
-            raise AssertionError(f"{what} started on a malformed cohort")
-        return f
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(train, "run_epoch", tripped("training"))
-    mp.setattr(tuning, "start_ray", tripped("Ray"))
-    mp.setattr(tuning, "run_study", tripped("the study"))
-    yield
-    mp.undo()
-
-
 def _main(entry: str):
     if entry == "validate":
         from healthgym_core.data.__main__ import main

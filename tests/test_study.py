@@ -1,7 +1,6 @@
 """The Ray Tune study end to end, as a user runs it: python study/run.py ..."""
 
 import os
-import random
 import signal
 import sqlite3
 

@@ -1,0 +1,49 @@
+"""The layout of an experiment folder, shared by the driver, the trainable, evaluate.py and report.py.
+
+Imports no Ray, so report.py can read a study on a machine (or in a process) without starting it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from healthgym_core.errors import ConfigError
+
+STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
+STUDY_VERSION = 1  # bump when study.json or the experiment layout changes incompatibly
+OPTUNA_FILE = "optuna.db"  # Optuna's SQLite storage (study name = experiment name)
+CHECKPOINT_FILE = "state.pt"  # inside each Tune checkpoint folder
+STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder
+METRICS = ("wasserstein_gap", "fd_feat", "sliced_w")  # the pruning signals a study may choose
+RANK_METRIC = "fd_feat"  # how the leaderboard ranks trials: comparable across trials; the critic gap is not
+
+
+def read_study_record(folder: Path) -> dict:
+    """study.json, checked: a clear error if it is truncated, damaged or from an incompatible version."""
+    path = folder / STUDY_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: damaged or truncated ({type(e).__name__}); the study cannot be resumed from it") from None
+    if not isinstance(record, dict) or not isinstance(record.get("args"), dict):
+        raise ConfigError(f"{path}: not a study record")
+    if record.get("version") != STUDY_VERSION:
+        raise ConfigError(f"{path}: study format version {record.get('version')!r} is not supported (this version reads {STUDY_VERSION})")
+    return record
+
+
+def study_data(record: dict):
+    """Rebuild the study's PreparedData from its record; a ConfigError if it is no longer the same data."""
+    from healthgym_core.data.cohort import load_cohort
+    from healthgym_core.data.prepared import prepare_data
+
+    args = record["args"]
+    patients = args.get("patients") or record["preset"]["patients"]
+    cohort = load_cohort(args.get("data", "simulated"), args.get("schema", "demo7"), patients=patients, seed=0)
+    data = prepare_data(cohort, split_seed=int(args.get("split_seed") or 0))
+    expected = record.get("data", {}).get("fingerprint")
+    if data.fingerprint != expected:
+        raise ConfigError(f"the study's data ({expected}) can no longer be rebuilt (now {data.fingerprint}); "
+                          "was the cohort file changed?")
+    return data
