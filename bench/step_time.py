@@ -51,6 +51,7 @@ own shapes ([B, H] x [H, 4H] per time step, and [B*L, in] x [in, 4H] for a hoist
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -68,13 +69,22 @@ from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import prepare_data
 from healthgym_core.data.schema import BUILTIN_SCHEMAS
 from healthgym_core.data.split import DEFAULT_FRACTIONS
-from healthgym_core.epoch import critic_step, fast_cpu_kernels, generator_step
+from healthgym_core.epoch import (
+    critic_gradients,
+    critic_step,
+    draw_critic_inputs,
+    draw_generator_inputs,
+    fast_cpu_kernels,
+    generator_gradients,
+    generator_step,
+)
 from healthgym_core.losses import correlation
 from healthgym_core.nn.critic import Critic, copy_critic_weights
 from healthgym_core.nn.generator import Generator, copy_generator_weights
 from healthgym_core.nn.heads import Layout
 from healthgym_core.nn.lstm import TORCH_FROM_REFERENCE, ReferenceLSTM
 from healthgym_core.state import TrainState
+from healthgym_core.step_graphs import StepGraphs
 
 LOSS_KEYS = ("D_loss", "GP", "D_real", "D_fake", "G_loss", "Corr")
 REL_TOL = 1e-4
@@ -331,6 +341,72 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def project_state(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.Tensor, device: torch.device,
+                  graphs: bool = False) -> TrainState:
+    """A TrainState around given networks (Adam as upstream), optionally with CUDA graphs."""
+    state = TrainState(
+        cfg, device, "native", gen, critic,
+        torch.optim.Adam(gen.parameters(), lr=LR, betas=BETAS),
+        torch.optim.Adam(critic.parameters(), lr=LR, betas=BETAS),
+        torch.Generator(device=device), np.random.default_rng(0), correlation(real, "2025"),
+    )
+    if graphs:
+        backend = "cuda" if device.type == "cuda" else "emulated"
+        state.graphs = StepGraphs(device, backend, capture_batch=real.shape[0])
+    return state
+
+
+def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.Tensor, device: torch.device,
+                        seed: int, graphs: bool) -> dict[str, dict[str, float]]:
+    """One critic and one generator gradient computation on the same draws in each execution mode, as relative
+    differences from CPU float64: the losses, and the worst parameter gradient (max abs diff / max abs of float64).
+    The correlation loss is float32 in every mode (`correlation` computes in float32 by design)."""
+    rng = torch.Generator(device=device).manual_seed(seed)
+    base = project_state(cfg, gen, critic, real, device)
+    base.noise_rng = rng
+    z_d, alpha = draw_critic_inputs(base, real)
+    z_g, u = draw_generator_inputs(base, real.shape[1])
+    modes = [("cpu float32", "cpu", torch.float32, False, False), ("cpu float64", "cpu", torch.float64, False, False)]
+    if device.type == "cuda":
+        modes += [(f"{device.type} float32", device, torch.float32, False, False),
+                  (f"{device.type} TF32", device, torch.float32, True, False)]
+    if graphs:
+        modes.append((f"{device.type} float32 + {'CUDA' if device.type == 'cuda' else 'emulated'} graphs",
+                      device, torch.float32, False, True))
+    results = {}
+    for name, dev, dtype, tf32, graphs in modes:
+        dev = torch.device(dev)
+        g, d = copy.deepcopy(gen).to(dev, dtype), copy.deepcopy(critic).to(dev, dtype)
+        st = project_state(cfg, g, d, real.to(dev, dtype), dev, graphs=graphs)
+        st.c_real = base.c_real.to(dev)
+        args_d = tuple(t.to(dev, dtype) for t in (real, z_d, alpha))
+        args_g = (z_g.to(dev, dtype), None if u is None else u.to(dev))
+        tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        try:
+            with fast_cpu_kernels(dev):
+                if graphs:
+                    vals = dict(st.graphs.run("critic", lambda *x: critic_gradients(st, *x), st.critic_params, args_d))
+                    vals.update(st.graphs.run("generator", lambda *x: generator_gradients(st, *x), st.generator_params, args_g))
+                    if not st.graphs.enabled:
+                        raise SystemExit(f"CUDA graphs were turned off: {st.graphs.disabled_reason}")
+                else:
+                    vals = dict(critic_gradients(st, *args_d))
+                    vals.update(generator_gradients(st, *args_g))
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
+        grads = [p.grad.detach().double().cpu() for p in st.critic_params + st.generator_params]
+        results[name] = {"values": {k: float(v) for k, v in vals.items()}, "grads": grads}
+    ref = results["cpu float64"]
+    table = {}
+    for name, r in results.items():
+        row = {k: rel_diff(ref["values"][k], v) for k, v in r["values"].items() if k in LOSS_KEYS}
+        row["worst_grad"] = max(float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
+                                for a, b in zip(r["grads"], ref["grads"]))
+        table[name] = row
+    return table
+
+
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -371,6 +447,10 @@ def run(args: argparse.Namespace) -> dict:
         correlation(real, "2025"),
     )
     c_real_ref = upstream_correlation(real)
+    graphed = None
+    if device.type == "cuda" or args.emulate_graphs:  # the project with CUDA graphs: its own networks and optimisers
+        graphed = project_state(cfg, copy.deepcopy(nat_g), copy.deepcopy(nat_d), real, device, graphs=True)
+    accuracy = accuracy_vs_float64(cfg, nat_g, nat_d, real, device, args.seed, graphs=graphed is not None)
 
     def ref_critic():
         return reference_critic_step(ref_g, ref_d, ref_opt_d, real, ref_rng)
@@ -386,6 +466,19 @@ def run(args: argparse.Namespace) -> dict:
         with fast_cpu_kernels(device):
             return generator_step(state, length, 1)
 
+    def graphs_critic():
+        with fast_cpu_kernels(device):
+            return critic_step(graphed, real, 1)
+
+    def graphs_gen():
+        with fast_cpu_kernels(device):
+            return generator_step(graphed, length, 1)
+
+    def sync_graphed() -> None:  # in-place copies: the graphs keep pointing at the same parameters
+        if graphed is not None:
+            copy_critic_weights(ref_d, graphed.critic)
+            copy_generator_weights(ref_g, graphed.generator)
+
     checks: dict[str, float] = {}
     # --- forward equivalence: upstream per-step cell vs the project's ReferenceLSTM vs nn.LSTM ----------------------
     with torch.no_grad():
@@ -400,24 +493,41 @@ def run(args: argparse.Namespace) -> dict:
 
     # --- first call of each step: the loss check and the warm-up --------------------------------------------------
     first: dict[str, dict] = {"reference": {}, "project": {}}
+    first_s: dict[str, float] = {}
     ref_rng.manual_seed(args.seed)
     state.noise_rng.manual_seed(args.seed)
-    t_rc0, v = timed(ref_critic, device)
+    first_s["reference_critic"], v = timed(ref_critic, device)
     first["reference"].update(v)
-    t_pc0, v = timed(proj_critic, device)
+    first_s["project_critic"], v = timed(proj_critic, device)
     first["project"].update(v)
     grad_diff = {"critic": max_grad_diff(ref_d, nat_d, ("fc1", "fc2", "score"))}
+    if graphed is not None:  # the first call captures the graph (and checks it against eager)
+        first["graphs"] = {}
+        graphed.noise_rng.manual_seed(args.seed)
+        first_s["graphs_critic"], v = timed(graphs_critic, device)
+        first["graphs"].update(v)
+        grad_diff["critic_graphs"] = max_grad_diff(ref_d, graphed.critic, ("fc1", "fc2", "score"))
     # the critic took one Adam step in each; re-synchronise it so the generator step starts identical too
     copy_critic_weights(ref_d, nat_d)
+    sync_graphed()
     ref_rng.manual_seed(args.seed + 1)
     state.noise_rng.manual_seed(args.seed + 1)
-    t_rg0, v = timed(ref_gen, device)
+    first_s["reference_generator"], v = timed(ref_gen, device)
     first["reference"].update(v)
-    t_pg0, v = timed(proj_gen, device)
+    first_s["project_generator"], v = timed(proj_gen, device)
     first["project"].update(v)
     grad_diff["generator"] = max_grad_diff(ref_g, nat_g, ("fc1", "fc2", "out"))
+    if graphed is not None:
+        graphed.noise_rng.manual_seed(args.seed + 1)
+        first_s["graphs_generator"], v = timed(graphs_gen, device)
+        first["graphs"].update(v)
+        grad_diff["generator_graphs"] = max_grad_diff(ref_g, graphed.generator, ("fc1", "fc2", "out"))
+        if not graphed.graphs.enabled:
+            raise SystemExit(f"CUDA graphs were turned off: {graphed.graphs.disabled_reason}")
 
     loss_diff = {k: rel_diff(first["reference"][k], first["project"][k]) for k in LOSS_KEYS}
+    if graphed is not None:
+        loss_diff.update({f"{k} (graphs)": rel_diff(first["reference"][k], first["graphs"][k]) for k in LOSS_KEYS})
     max_loss_diff = max(loss_diff.values())
     ok = max_loss_diff <= REL_TOL and all(math.isfinite(x) for x in loss_diff.values())
     grads_ok = all(x <= GRAD_TOL for x in grad_diff.values())
@@ -425,6 +535,10 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{'loss':8s} {'reference':>14s} {'project':>14s} {'rel diff':>10s}")
     for k in LOSS_KEYS:
         print(f"{k:8s} {first['reference'][k]:14.7g} {first['project'][k]:14.7g} {loss_diff[k]:10.2e}")
+    if graphed is not None:
+        for k in LOSS_KEYS:
+            print(f"{k:8s} {first['reference'][k]:14.7g} {first['graphs'][k]:14.7g} {loss_diff[k + ' (graphs)']:10.2e}"
+                  " (project with CUDA graphs)")
     print(f"max relative loss difference {max_loss_diff:.2e} (tolerance {REL_TOL:g}): {'OK' if ok else 'FAIL'}")
     for k, x in grad_diff.items():
         print(f"{k} step gradients, max |ref - project| / max|ref| per parameter: {x:.2e} "
@@ -435,31 +549,42 @@ def run(args: argparse.Namespace) -> dict:
 
     # --- timing: interleaved repeats --------------------------------------------------------------------------------
     times = {"reference_critic": [], "project_critic": [], "reference_generator": [], "project_generator": []}
+    if graphed is not None:
+        times.update(graphs_critic=[], graphs_generator=[])
     drift = 0.0
     # both weights drift apart by float rounding after the first Adam steps; copy again so the repeats stay comparable
     copy_critic_weights(ref_d, nat_d)
     copy_generator_weights(ref_g, nat_g)
+    sync_graphed()
     for _ in range(args.repeats):
-        t, vr = timed(ref_critic, device)
-        times["reference_critic"].append(t)
-        t, vp = timed(proj_critic, device)
-        times["project_critic"].append(t)
-        drift = max(drift, max(rel_diff(vr[k], vp[k]) for k in vr))
-        copy_critic_weights(ref_d, nat_d)
-        t, vr = timed(ref_gen, device)
-        times["reference_generator"].append(t)
-        t, vp = timed(proj_gen, device)
-        times["project_generator"].append(t)
-        drift = max(drift, max(rel_diff(vr[k], vp[k]) for k in vr))
-        copy_generator_weights(ref_g, nat_g)
+        for step, fns in (("critic", (ref_critic, proj_critic, graphs_critic)), ("generator", (ref_gen, proj_gen, graphs_gen))):
+            t, vr = timed(fns[0], device)
+            times[f"reference_{step}"].append(t)
+            t, vp = timed(fns[1], device)
+            times[f"project_{step}"].append(t)
+            drift = max(drift, max(rel_diff(vr[k], vp[k]) for k in vr if k in vp))
+            if graphed is not None:
+                t, vg = timed(fns[2], device)
+                times[f"graphs_{step}"].append(t)
+                drift = max(drift, max(rel_diff(vr[k], vg[k]) for k in vr if k in vg))
+            copy_critic_weights(ref_d, nat_d)
+            copy_generator_weights(ref_g, nat_g)
+            sync_graphed()
     med = {k: statistics.median(v) for k, v in times.items()}
-    full_ref = N_CRITIC * med["reference_critic"] + med["reference_generator"]
-    full_proj = N_CRITIC * med["project_critic"] + med["project_generator"]
+    full = {impl: N_CRITIC * med[f"{impl}_critic"] + med[f"{impl}_generator"]
+            for impl in ("reference", "project", "graphs") if f"{impl}_critic" in med}
+    full_ref, full_proj = full["reference"], full["project"]
     ratios = {
         "critic": med["reference_critic"] / med["project_critic"],
         "generator": med["reference_generator"] / med["project_generator"],
         "full_step": full_ref / full_proj,
     }
+    if graphed is not None:
+        ratios.update({
+            "critic_graphs": med["reference_critic"] / med["graphs_critic"],
+            "generator_graphs": med["reference_generator"] / med["graphs_generator"],
+            "full_step_graphs": full_ref / full["graphs"],
+        })
 
     # --- flops ----------------------------------------------------------------------------------------------------
     flops = flop_counts(layout, b, length, hidden, noise_dim)
@@ -498,11 +623,11 @@ def run(args: argparse.Namespace) -> dict:
         "forward_tolerance": FORWARD_TOL,
         "forwards_agree": forward_ok,
         "timed_repeats_max_loss_rel_diff": drift,
-        "first_call_s": {"reference_critic": t_rc0, "project_critic": t_pc0,
-                         "reference_generator": t_rg0, "project_generator": t_pg0},
+        "first_call_s": first_s,
+        "accuracy_vs_cpu_float64": accuracy,
         "times_s": times,
         "median_s": med,
-        "full_step_s": {"reference": full_ref, "project": full_proj},
+        "full_step_s": full,
         "ratios": ratios,
         "flops": flops,
         "gflops": gflops,
@@ -524,6 +649,19 @@ def run(args: argparse.Namespace) -> dict:
     for name, tr, tp, fl in rows:
         print(f"{name:22s} {tr:12.4f} {tp:10.4f} {tr / tp:7.2f} {fl / tr / 1e9:9.2f} {fl / tp / 1e9:9.2f}"
               f" {fl / 1e9:12.3f}")
+    if graphed is not None:
+        for name, tr, tg, fl in (
+            ("critic", med["reference_critic"], med["graphs_critic"], flops["critic_useful"]),
+            ("generator", med["reference_generator"], med["graphs_generator"], flops["generator_useful"]),
+            (f"full ({N_CRITIC} critic + 1 gen)", full_ref, full["graphs"],
+             N_CRITIC * flops["critic_useful"] + flops["generator_useful"]),
+        ):
+            print(f"{name + ' + graphs':22s} {tr:12.4f} {tg:10.4f} {tr / tg:7.2f} {fl / tr / 1e9:9.2f}"
+                  f" {fl / tg / 1e9:9.2f} {fl / 1e9:12.3f}")
+    print("accuracy against CPU float64 on the same draws (relative difference; worst parameter gradient: "
+          "max abs diff / max abs):")
+    for mode, row in accuracy.items():
+        print(f"  {mode:34s} " + " ".join(f"{k} {v:.1e}" for k, v in row.items()))
     print(f"executed GFLOP/s (incl. upstream's wasted work): critic ref {gflops['reference_critic_executed']:.2f}"
           f" / proj {gflops['project_critic_executed']:.2f}; generator ref {gflops['reference_generator_executed']:.2f}"
           f" / proj {gflops['project_generator_executed']:.2f}")
@@ -543,6 +681,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--quick", action="store_true", help="smoke size: batch 32, L 10, hidden 32, repeats 1")
     p.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
+    p.add_argument("--emulate-graphs", action="store_true",
+                   help="on CPU, add the CUDA-graph columns with the emulated backend (tests the script; no speed-up)")
     args = p.parse_args(argv)
     small = {"batch": 32, "length": 10, "hidden": 32, "repeats": 1}
     paper = {"batch": 256, "length": 60, "hidden": 128, "repeats": 3}

@@ -15,6 +15,7 @@ from healthgym_core.losses import CORR_FORMS
 
 DEVICES = ("auto", "cpu", "cuda")
 KERNEL_CHOICES = ("auto", "native", "reference")
+GRAPH_CHOICES = ("auto", "on", "off")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     kernel: str = "auto"  # native (nn.LSTM) or reference (the upstream Python-unrolled cell)
     tf32: bool = False  # CUDA only: TF32 matmuls (faster on Ampere+, less exact); off as upstream
+    graphs: str = "auto"  # CUDA graphs of the fixed-shape updates: auto (on for CUDA), on (CUDA only), off
     eval_samples: int = 2000  # synthetic patients per evaluation
 
     @property
@@ -83,6 +85,8 @@ class TrainConfig:
             raise bad("device", f"must be one of {', '.join(DEVICES)} or cuda:N")
         if self.kernel not in KERNEL_CHOICES:
             raise bad("kernel", f"must be one of {', '.join(KERNEL_CHOICES)}")
+        if self.graphs not in GRAPH_CHOICES:
+            raise bad("graphs", f"must be one of {', '.join(GRAPH_CHOICES)}")
         Schedule.parse(self.schedule)
         return self
 

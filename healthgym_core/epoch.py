@@ -3,12 +3,18 @@
 Per step (one batch of real patients cut to the step's length L): n_critic critic updates on
 E[D(fake)] - E[D(real)] + GP, then one generator update on -E[D(fake)] + corr_weight * Corr.
 The same maths as upstream with its waste removed: fakes are generated without a graph for the critic step,
-D(real) and D(fake) share one batched pass, and the critic's parameters collect no gradient in the generator step.
+D(real) and D(fake) share one batched pass, no gradient is computed for anything but the updated network's
+parameters, and the critic's parameters collect no gradient in the generator step.
+
+Each update is three parts: draw its random inputs (`draw_*_inputs`, upstream's order), compute its gradients
+(`*_gradients`: pure tensor work, replayed from a CUDA graph when `state.graphs` is set), then check the values
+are finite and take the optimiser step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +25,13 @@ import torch
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import NonFiniteLossError
-from healthgym_core.losses import correlation, correlation_loss, gradient_penalty
+from healthgym_core.losses import (
+    correlation,
+    correlation_loss,
+    correlation_threshold,
+    gradient_penalty,
+    penalty_alpha,
+)
 from healthgym_core.state import TrainState
 
 RECORD_KEYS = ("epoch", "step", "L", "batch", "D_loss", "GP", "grad_norm", "D_real", "D_fake", "W_gap", "G_loss", "Corr")
@@ -48,45 +60,84 @@ def fast_cpu_kernels(device: torch.device) -> Iterator[None]:
 def _check_finite(state: TrainState, step: int, length: int, values: dict[str, torch.Tensor]) -> dict[str, float]:
     # One device-to-host copy for all values (one sync on a GPU).
     out = dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
-    if not all(math.isfinite(v) for v in out.values()):
+    if not all(math.isfinite(v) for k, v in out.items() if k != "grad_norm"):
         raise NonFiniteLossError(state.epoch + 1, step, length, out)
     return out
 
 
-def critic_step(state: TrainState, real: torch.Tensor, step: int) -> dict[str, float]:
-    cfg, gen, critic = state.config, state.generator, state.critic
+def draw_critic_inputs(state: TrainState, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Upstream's draw order for a critic update: the fakes' noise, then the penalty's alphas."""
     b, length = real.shape[0], real.shape[1]
+    z = state.generator.noise(b, length, state.noise_rng)
+    return z, penalty_alpha(b, real, state.noise_rng)
+
+
+def draw_generator_inputs(state: TrainState, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Upstream's draw order for a generator update: the noise, then the 2025 correlation thresholds."""
+    cfg = state.config
+    z = state.generator.noise(cfg.batch_size, length, state.noise_rng)
+    u = None
+    if cfg.corr_form == "2025":
+        u = correlation_threshold(state.generator.layout.width, state.device, state.noise_rng)
+    return z, u
+
+
+def critic_gradients(state: TrainState, real: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Forward and backward of one critic update on given draws: fills the critic's (unset) grads and returns
+    the step's values as 0-d tensors. No random draws and no host syncs, so a CUDA graph can capture it."""
+    gen, critic = state.generator, state.critic
+    b = real.shape[0]
     with torch.no_grad():
-        fake = gen(gen.noise(b, length, state.noise_rng))
+        fake = gen(z)
     scores = critic(torch.cat([real, fake], dim=0))
     d_real, d_fake = scores[:b].mean(), scores[b:].mean()
     with torch.backends.cudnn.flags(enabled=False):  # cuDNN RNNs have no double backward
-        gp, grad_norm = gradient_penalty(critic, real, fake, cfg.gp_weight, state.noise_rng)
+        gp, grad_norm = gradient_penalty(critic, real, fake, state.config.gp_weight, alpha=alpha)
     loss = d_fake - d_real + gp
-    vals = _check_finite(state, step, length, {"D_loss": loss, "GP": gp, "D_real": d_real, "D_fake": d_fake})
-    state.opt_d.zero_grad(set_to_none=True)
-    loss.backward()
+    torch.autograd.backward(loss, inputs=state.critic_params)  # no gradient for x_hat: it is not a parameter
+    out = {"D_loss": loss, "GP": gp, "D_real": d_real, "D_fake": d_fake, "grad_norm": grad_norm}
+    return {k: v.detach() for k, v in out.items()}
+
+
+def generator_gradients(state: TrainState, z: torch.Tensor, u: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Forward and backward of one generator update on given draws (graph-capturable like `critic_gradients`);
+    the critic's parameters collect no gradient."""
+    cfg, gen, critic = state.config, state.generator, state.critic
+    critic.requires_grad_(False)
+    try:
+        fake = gen(z)
+        adv = -critic(fake).mean()
+        corr = correlation_loss(correlation(fake, cfg.corr_form), state.c_real, cfg.corr_form, u=u)
+        loss = adv + cfg.corr_weight * corr
+        torch.autograd.backward(loss, inputs=state.generator_params)
+    finally:
+        critic.requires_grad_(True)
+    return {"G_loss": loss.detach(), "Corr": corr.detach()}
+
+
+def _gradients(state: TrainState, name: str, fn, params, inputs) -> dict[str, torch.Tensor]:
+    if state.graphs is not None:
+        return state.graphs.run(name, functools.partial(fn, state), params, inputs)
+    for p in params:
+        p.grad = None
+    return fn(state, *inputs)
+
+
+def critic_step(state: TrainState, real: torch.Tensor, step: int) -> dict[str, float]:
+    z, alpha = draw_critic_inputs(state, real)
+    out = _gradients(state, "critic", critic_gradients, state.critic_params, (real, z, alpha))
+    vals = _check_finite(state, step, real.shape[1], out)  # before the optimiser step
     state.opt_d.step()
     state.d_steps += 1
-    vals["grad_norm"] = float(grad_norm)
     vals["W_gap"] = vals["D_real"] - vals["D_fake"]
     return vals
 
 
 def generator_step(state: TrainState, length: int, step: int) -> dict[str, float]:
-    cfg, gen, critic = state.config, state.generator, state.critic
-    critic.requires_grad_(False)
-    try:
-        fake = gen(gen.noise(cfg.batch_size, length, state.noise_rng))
-        adv = -critic(fake).mean()
-        corr = correlation_loss(correlation(fake, cfg.corr_form), state.c_real, cfg.corr_form, state.noise_rng)
-        loss = adv + cfg.corr_weight * corr
-        vals = _check_finite(state, step, length, {"G_loss": loss, "Corr": corr})
-        state.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        state.opt_g.step()
-    finally:
-        critic.requires_grad_(True)
+    z, u = draw_generator_inputs(state, length)
+    out = _gradients(state, "generator", generator_gradients, state.generator_params, (z, u))
+    vals = _check_finite(state, step, length, out)
+    state.opt_g.step()
     state.g_steps += 1
     return vals
 

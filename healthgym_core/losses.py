@@ -14,18 +14,27 @@ def gradient_penalty(
     fake: torch.Tensor,
     weight: float,
     generator: torch.Generator | None = None,
+    *,
+    alpha: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """weight * mean((||dD/dx_hat|| - 1)^2) with one alpha ~ U[0,1) per sequence; the norm is over all L*F inputs.
 
-    Shaped by the actual batch (upstream used the configured batch size). Returns (penalty, mean gradient norm).
+    Shaped by the actual batch (upstream used the configured batch size). `alpha` [B, 1, 1] may be drawn by the
+    caller (`penalty_alpha`); otherwise it is drawn here from `generator`. Returns (penalty, mean gradient norm).
     """
     b = real.shape[0]
-    alpha = torch.rand(b, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+    if alpha is None:
+        alpha = penalty_alpha(b, real, generator)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     score = critic(x_hat)
     (grad,) = torch.autograd.grad(score, x_hat, grad_outputs=torch.ones_like(score), create_graph=True)
     norm = torch.sqrt(grad.reshape(b, -1).pow(2).sum(dim=1) + 1e-12)
     return weight * ((norm - 1) ** 2).mean(), norm.detach().mean()
+
+
+def penalty_alpha(batch: int, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The gradient penalty's interpolation weights: one alpha ~ U[0,1) per sequence, shape [B, 1, 1]."""
+    return torch.rand(batch, 1, 1, generator=generator, device=like.device, dtype=like.dtype)
 
 
 def correlation_2025(x: torch.Tensor) -> torch.Tensor:
@@ -65,13 +74,26 @@ def correlation_loss(
     c_real: torch.Tensor,
     form: str,
     generator: torch.Generator | None = None,
+    *,
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """2025: the random-threshold L1 (u ~ U[0,1)^{FxF} fresh per call; sign(c) * min(u, |c|)); 2022: plain L1."""
+    """2025: the random-threshold L1 (u ~ U[0,1)^{FxF} fresh per call; sign(c) * min(u, |c|)); 2022: plain L1.
+
+    `u` may be drawn by the caller (`correlation_threshold`); otherwise it is drawn here from `generator`.
+    """
     if form == "2022":
         return (c_fake - c_real).abs().mean()
     if form != "2025":
         raise ValueError(f"correlation form must be one of {CORR_FORMS}, got {form!r}")
-    u = torch.rand(c_fake.shape, generator=generator, device=c_fake.device, dtype=c_fake.dtype)
+    if u is None:
+        u = correlation_threshold(c_fake.shape[-1], c_fake.device, generator)
     f = torch.sign(c_fake) * torch.minimum(u, c_fake.abs())
     r = torch.sign(c_real) * torch.minimum(u, c_real.abs())
     return (f - r).abs().mean()
+
+
+def correlation_threshold(
+    width: int, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The 2025 loss's random thresholds u ~ U[0,1)^{F x F} (float32, as the correlations), fresh per step."""
+    return torch.rand(width, width, generator=generator, device=device, dtype=torch.float32)

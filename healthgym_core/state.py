@@ -16,6 +16,7 @@ from healthgym_core.losses import correlation
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
 from healthgym_core.nn.heads import Layout
+from healthgym_core.step_graphs import StepGraphs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,6 +49,13 @@ def resolve_kernel(name: str, device: torch.device) -> str:
     return "reference"
 
 
+def resolve_graphs(name: str, device: torch.device) -> bool:
+    """CUDA graphs: on by default on a GPU (the eager loop is launch bound there), never on CPU."""
+    if name == "on" and device.type != "cuda":
+        raise ConfigError(f"graphs='on' needs a CUDA device, but the device is {device}")
+    return name == "on" or (name == "auto" and device.type == "cuda")
+
+
 def check_against_data(config: TrainConfig, data: PreparedData) -> None:
     """Options that only make sense against the data: lengths and batch size."""
     Schedule.parse(config.schedule).check(data.n_months)
@@ -76,6 +84,15 @@ class TrainState:
     d_steps: int = 0
     sequence_months: int = 0  # real patient-months fed to the critic
     history: list[dict] = field(default_factory=list)  # epoch summaries of this process (not checkpointed)
+    graphs: StepGraphs | None = None  # CUDA graphs of the updates (not checkpointed; rebuilt on first use)
+
+    @property
+    def critic_params(self) -> list[torch.nn.Parameter]:
+        return list(self.critic.parameters())
+
+    @property
+    def generator_params(self) -> list[torch.nn.Parameter]:
+        return list(self.generator.parameters())
 
 
 def real_correlation(data: PreparedData, form: str, device: torch.device) -> torch.Tensor:
@@ -102,7 +119,8 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     noise_rng = torch.Generator(device=device)
     noise_rng.manual_seed(config.seed)
     batch_rng = np.random.default_rng(config.seed)
+    graphs = StepGraphs(device, capture_batch=config.batch_size) if resolve_graphs(config.graphs, device) else None
     return TrainState(
         config, device, kernel, gen, critic, opt_g, opt_d, noise_rng, batch_rng,
-        real_correlation(data, config.corr_form, device),
+        real_correlation(data, config.corr_form, device), graphs=graphs,
     )

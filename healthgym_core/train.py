@@ -68,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     x.add_argument("--kernel", default="auto", choices=["auto", "native", "reference"], help="LSTM kernel")
     x.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matmuls (faster, less exact; upstream keeps it off)")
+    x.add_argument("--graphs", default="auto", choices=["auto", "on", "off"],
+                   help="CUDA graphs of the fixed-shape updates (auto: on with CUDA, off on CPU)")
     x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     x.add_argument("--eval-samples", type=int, default=d.eval_samples, help="synthetic patients per evaluation")
     x.add_argument("--sample-patients", type=int, default=1000, help="patients in the exported synthetic cohort")
@@ -84,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         corr_form=args.corr_form, seed=args.seed, batch_size=args.batch_size, hidden=args.hidden, lr_g=args.lr_g,
         lr_d=args.lr_d, align_reverse=args.align_reverse, fresh_real_batch=args.fresh_real_batch,
         device=args.device, kernel=args.kernel, eval_samples=args.eval_samples, tf32=args.tf32,
+        graphs=args.graphs,
     ).validate()
 
 
@@ -153,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     print(f"data: {data.describe()}", file=sys.stderr)
-    print(f"device {state.device}, kernel {state.kernel}, {torch.get_num_threads()} threads", file=sys.stderr)
+    print(f"device {state.device}, kernel {state.kernel}, CUDA graphs {'on' if state.graphs else 'off'}, "
+          f"{torch.get_num_threads()} threads", file=sys.stderr)
     run_info = {"config": state.config.to_dict(), "data": {"source": data.source, "fingerprint": data.fingerprint,
                 "schema": data.schema.name, "split": {"seed": data.split.seed, "train": len(data.split.train),
                 "val": len(data.split.val), "test": len(data.split.test)}}, "argv": list(argv or sys.argv[1:])}

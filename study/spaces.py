@@ -26,7 +26,7 @@ SPACES_DIR = Path(search_spaces.__file__).parent
 BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline")
 # The upstream Health Gym v1 configuration: every search evaluates it first.
 UPSTREAM = {"n_critic": 5, "gp_weight": 10.0, "corr_weight": 10.0, "corr_form": "2025", "schedule": "ladder:10-20-30-40-50-60"}
-TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32"}
+TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32", "graphs"}
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_step_time_quick(tmp_path):
+def run_quick(tmp_path, *flags):
     out = tmp_path / "step_time.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "step_time.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / "step_time.py"), "--quick", "--json", str(out), *flags],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    r = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_step_time_quick(tmp_path):
+    r = run_quick(tmp_path)
 
     assert r["config"]["quick"] and r["config"]["threads"] == 1
     assert r["losses_agree"] and r["grads_agree"] and r["forwards_agree"]
@@ -36,3 +40,20 @@ def test_step_time_quick(tmp_path):
         assert r["ratios"][k] > 0
     assert r["gflops"]["project_critic_useful"] > 0
     assert r["matmul_peak_gflops"]["mm_1024"] > 0
+    # float32 against float64 on the same draws: float rounding only (the correlation is float32 in both)
+    acc = r["accuracy_vs_cpu_float64"]
+    assert set(acc) == {"cpu float32", "cpu float64"}
+    assert all(v == 0 for v in acc["cpu float64"].values())
+    assert 0 < acc["cpu float32"]["GP"] < 1e-5 and 0 < acc["cpu float32"]["worst_grad"] < 1e-3
+
+
+@pytest.mark.slow
+def test_step_time_graph_columns(tmp_path):
+    """The CUDA-graph columns of the script, run with the emulated backend on CPU: same losses and gradients."""
+    r = run_quick(tmp_path, "--emulate-graphs")
+    assert r["losses_agree"] and r["grads_agree"]
+    graphs = {k: v for k, v in r["loss_rel_diff"].items() if k.endswith("(graphs)")}
+    assert len(graphs) == 6 and all(v < 1e-4 for v in graphs.values())
+    assert r["grad_rel_diff"]["critic_graphs"] == r["grad_rel_diff"]["critic"]  # same kernels, same numbers
+    assert len(r["times_s"]["graphs_critic"]) == 1 and r["ratios"]["full_step_graphs"] > 0
+    assert r["accuracy_vs_cpu_float64"]["cpu float32 + emulated graphs"] == r["accuracy_vs_cpu_float64"]["cpu float32"]
