@@ -59,12 +59,13 @@ def main() -> int:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--storage", default="experiments/bench-asha")
     p.add_argument("--json", default=None)
+    p.add_argument("--metric", default="wasserstein_gap", help="the ASHA arm's pruning signal (study/run.py --metric)")
     args = p.parse_args()
     storage = Path(args.storage).resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    asha_board, asha_wall = run(args.space, args.preset, storage, f"asha-{stamp}", [])
+    asha_board, asha_wall = run(args.space, args.preset, storage, f"asha-{stamp}", ["--metric", args.metric])
     full_board, full_wall = run(args.space, args.preset, storage, f"nopruning-{stamp}", ["--no-pruning"])
-    out = {"space": args.space, "preset": args.preset, "asha": summary(asha_board, asha_wall),
+    out = {"space": args.space, "preset": args.preset, "metric": args.metric, "asha": summary(asha_board, asha_wall),
            "no_pruning": summary(full_board, full_wall), "seed_noise_fd_feat": seed_noise(full_board)}
     a, f = out["asha"], out["no_pruning"]
     out["compute_ratio"] = a["g_steps"] / f["g_steps"]

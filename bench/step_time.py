@@ -18,6 +18,10 @@ the project's `healthgym_core.epoch.critic_step` / `generator_step`, side by sid
     then the correlation threshold u), which is also the project's order, so nothing had to be reordered.
 (b) PROJECT: `critic_step` / `generator_step` on a `TrainState` with kernel="native" networks (nn.LSTM), inside
     `fast_cpu_kernels`.
+(c) PROJECT WITH CUDA GRAPHS (--device cuda; --emulate-graphs runs it on CPU with the emulated backend): a copy of
+    (b) whose gradient functions replay from `StepGraphs`, checked and timed like (a) and (b).
+ACCURACY: one critic and one generator gradient computation on the same draws in each mode (CPU float32; on a GPU
+also float32, TF32 and graphs) against CPU float64: relative loss differences and the worst parameter gradient.
 
 Both start from identical weights (reference -> native with copy_generator_weights / copy_critic_weights), the same
 real batch and identically seeded noise generators. The first call of each step is the loss check and the warm-up:

@@ -60,7 +60,7 @@ def fast_cpu_kernels(device: torch.device) -> Iterator[None]:
 def _check_finite(state: TrainState, step: int, length: int, values: dict[str, torch.Tensor]) -> dict[str, float]:
     # One device-to-host copy for all values (one sync on a GPU).
     out = dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
-    if not all(math.isfinite(v) for k, v in out.items() if k != "grad_norm"):
+    if not all(math.isfinite(v) for v in out.values()):
         raise NonFiniteLossError(state.epoch + 1, step, length, out)
     return out
 

@@ -12,7 +12,8 @@ checkpoint format are the same with and without graphs. (torch.compile is not an
 AOTAutograd does not support the gradient penalty's double backward.)
 
 Every new graph is checked once against an eager run of the same inputs (outputs and gradients); any capture
-failure or mismatch turns graphs off for the run with a warning, and training continues eagerly.
+failure or mismatch turns graphs off for the run with a warning, and training continues eagerly. Graphs record the
+non-cuDNN LSTM kernels (cuDNN's RNN is only worth its workspace juggling when launches cost something).
 `StepGraphs(backend="emulated")` runs the same bookkeeping on CPU (static inputs, outputs and gradients overwritten
 in place at each replay) so that tests exercise it without a GPU.
 """
@@ -114,14 +115,17 @@ class StepGraphs:
 
     def _capture(self, fn: GradientFn, params, inputs) -> _Captured:
         static = [None if x is None else x.clone() for x in inputs]
-        with self._side_stream():
-            for _ in range(WARMUP_CALLS):
-                _set_grads_none(params)
-                eager_out = fn(*static)
-        eager_out = {k: v.detach().clone() for k, v in eager_out.items()}
-        eager_grads = [None if p.grad is None else p.grad.clone() for p in params]
-        _set_grads_none(params)
-        replay, outputs = self._record(lambda: fn(*static), params)
+        # cuDNN's RNN kernels stay out of the graphs: the non-cuDNN LSTM is plain kernels (and already what the
+        # gradient penalty uses); its launch cost, the reason to prefer cuDNN eagerly, is what a graph removes.
+        with torch.backends.cudnn.flags(enabled=False):
+            with self._side_stream():
+                for _ in range(WARMUP_CALLS):
+                    _set_grads_none(params)
+                    eager_out = fn(*static)
+            eager_out = {k: v.detach().clone() for k, v in eager_out.items()}
+            eager_grads = [None if p.grad is None else p.grad.clone() for p in params]
+            _set_grads_none(params)
+            replay, outputs = self._record(lambda: fn(*static), params)
         grads = [p.grad for p in params]
         replay()
         _check_same(outputs, grads, eager_out, eager_grads)
@@ -150,7 +154,8 @@ class StepGraphs:
 
         def replay() -> None:
             _set_grads_none(params)
-            fresh = call()
+            with torch.backends.cudnn.flags(enabled=False):  # as recorded
+                fresh = call()
             for k, v in fresh.items():
                 outputs[k].copy_(v)
             for g, p in zip(grads, params):

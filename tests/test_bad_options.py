@@ -41,6 +41,7 @@ TRAIN = {
     "corr_weight_negative": (["--corr-weight", "-2"], "corr_weight=-2.0: must be a finite number of 0 or more"),
     "gp_weight_nan": (["--gp-weight", "nan"], "gp_weight=nan: must be a finite number"),
     "gp_weight_inf": (["--gp-weight", "inf"], "gp_weight=inf: must be a finite number"),
+    "graphs_on_cpu": (["--graphs", "on", "--device", "cpu"], "graphs='on' needs a CUDA device, but the device is cpu"),
     "schedule_nonsense": (["--schedule", "nonsense:1"], "unknown schedule 'nonsense:1'"),
     "schedule_no_lengths": (["--schedule", "ladder:"], "list the lengths"),
     "schedule_length_0": (["--schedule", "ladder:10-0"], "lengths must be at least 1"),
