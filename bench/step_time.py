@@ -462,21 +462,19 @@ def run(args: argparse.Namespace) -> dict:
     def ref_gen():
         return reference_generator_step(ref_g, ref_d, ref_opt_g, c_real_ref, b, length, ref_rng)
 
-    def proj_critic():
-        with fast_cpu_kernels(device):
-            return critic_step(state, real, 1)
+    def project_steps(st: TrainState | None):
+        def critic():
+            with fast_cpu_kernels(device):
+                return critic_step(st, real, 1)
 
-    def proj_gen():
-        with fast_cpu_kernels(device):
-            return generator_step(state, length, 1)
+        def gen():
+            with fast_cpu_kernels(device):
+                return generator_step(st, length, 1)
 
-    def graphs_critic():
-        with fast_cpu_kernels(device):
-            return critic_step(graphed, real, 1)
+        return critic, gen
 
-    def graphs_gen():
-        with fast_cpu_kernels(device):
-            return generator_step(graphed, length, 1)
+    proj_critic, proj_gen = project_steps(state)
+    graphs_critic, graphs_gen = project_steps(graphed)
 
     def sync_graphed() -> None:  # in-place copies: the graphs keep pointing at the same parameters
         if graphed is not None:
