@@ -57,3 +57,35 @@ def test_step_time_graph_columns(tmp_path):
     assert r["grad_rel_diff"]["critic_graphs"] == r["grad_rel_diff"]["critic"]  # same kernels, same numbers
     assert len(r["times_s"]["graphs_critic"]) == 1 and r["ratios"]["full_step_graphs"] > 0
     assert r["accuracy_vs_cpu_float64"]["cpu float32 + emulated graphs"] == r["accuracy_vs_cpu_float64"]["cpu float32"]
+
+
+@pytest.mark.slow
+def test_step_time_keeps_the_eager_numbers_when_graphs_fail(tmp_path, monkeypatch, capsys):
+    """A GPU session is short: a failed capture must not cost the rest of the measurements."""
+    import importlib.util
+
+    import torch
+
+    from healthgym_core.step_graphs import StepGraphs
+
+    spec = importlib.util.spec_from_file_location("step_time_under_test", ROOT / "bench" / "step_time.py")
+    step_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_time)
+
+    def fail(self, call, params):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(StepGraphs, "_record", fail)
+    threads = torch.get_num_threads()
+    out = tmp_path / "r.json"
+    try:
+        with pytest.warns(UserWarning, match="CUDA graphs turned off"):
+            assert step_time.main(["--quick", "--emulate-graphs", "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    r = json.loads(out.read_text())
+    assert "operation not permitted when stream is capturing" in r["graphs_off_reason"]
+    assert "graphs_critic" not in r["times_s"] and "full_step_graphs" not in r["ratios"]
+    assert set(r["accuracy_vs_cpu_float64"]) == {"cpu float32", "cpu float64"}
+    assert r["losses_agree"] and r["ratios"]["full_step"] > 0
+    assert "no graph columns" in capsys.readouterr().err
