@@ -16,7 +16,7 @@ from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
-from study.presets import PRESETS, Preset
+from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset
 from study.spaces import UPSTREAM, SearchSpace, load_space
 from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
 
@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--eval-samples", type=int, default=None)
     r = p.add_argument_group("resources and storage")
     r.add_argument("--cpus-per-trial", type=float, default=1.0)
-    r.add_argument("--gpus-per-trial", type=float, default=None, help="fractional allowed; default 0 without GPUs, 0.25 with")
+    r.add_argument("--gpus-per-trial", type=float, default=None, help=f"fractional allowed; default 0 without GPUs, {DEFAULT_GPUS_PER_TRIAL} with")
     r.add_argument("--max-concurrent", type=int, default=None, help="limit on trials running at once")
     r.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker dies (from its checkpoint)")
     r.add_argument("--address", default=None, help="'auto' to join a running Ray cluster")
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning")
     if args.address and cluster_gpus == 0 and args.preset is None and not args.smoke:
         print("note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
-              "--preset gpu --gpus-per-trial 0.25 so that trials ask for GPU workers", file=sys.stderr)
+              f"--preset gpu --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} so that trials ask for GPU workers", file=sys.stderr)
     cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
     data = prepare_data(cohort, split_seed=args.split_seed)
     base = base_config(args, preset, space)

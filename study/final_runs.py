@@ -14,7 +14,7 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.evaluation.validation import generate
 from study.driver import base_config
-from study.presets import Preset
+from study.presets import Preset, gpus_per_trial
 from study.spaces import SearchSpace
 from study.experiment import CHECKPOINT_FILE
 from study.trainable import train_healthgym
@@ -30,7 +30,7 @@ def run_final(args: argparse.Namespace, record: dict, space: SearchSpace, data: 
               folder: Path, gpus_seen: float, seed_base: int) -> tuple[pd.DataFrame, dict, dict]:
     study_args = argparse.Namespace(**record["args"])
     base = base_config(study_args, Preset(**record["preset"]), space)
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if gpus_seen > 0 else 0.0)
+    gpus = gpus_per_trial(args.gpus_per_trial, gpus_seen)
     trainable = tune.with_resources(
         tune.with_parameters(train_arm, data=data, base=base, max_epochs=epochs, metric="fd_feat",
                              threads=max(1, int(args.cpus_per_trial))),

@@ -5,6 +5,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# Share of a GPU per trial when the cluster has GPUs. A placeholder (4 trials per GPU) until
+# `bench/trials_per_device.py --device cuda` has measured the throughput curve; see bench/README.md.
+DEFAULT_GPUS_PER_TRIAL = 0.25
+
+
+def gpus_per_trial(requested: float | None, gpus_available: float) -> float:
+    """The study's GPU request per trial: what was asked for, else the default with GPUs and 0 without."""
+    if requested is not None:
+        return requested
+    return DEFAULT_GPUS_PER_TRIAL if gpus_available > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class Preset:

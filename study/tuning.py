@@ -20,7 +20,7 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.sampling import sample
 from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_METRIC
 from study.leaderboard import format_board, rank, trial_row
-from study.presets import Preset
+from study.presets import Preset, gpus_per_trial
 from study.spaces import UPSTREAM, SearchSpace
 from study.trainable import train_healthgym
 
@@ -106,7 +106,7 @@ def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base
               storage: str, folder: Path, cluster_gpus: float) -> int:
     max_epochs = args.max_epochs or preset.max_epochs
     num_samples = args.num_samples or preset.num_samples
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if cluster_gpus > 0 else 0.0)
+    gpus = gpus_per_trial(args.gpus_per_trial, cluster_gpus)
     trainable = tune.with_resources(
         tune.with_parameters(train_healthgym, data=data, base=base, max_epochs=max_epochs, metric=args.metric,
                              threads=max(1, int(args.cpus_per_trial))),

@@ -159,3 +159,12 @@ def test_bad_options_exit_2_before_ray_starts(tmp_path):
         assert r.returncode == 2 and needle in r.stderr, (args, r.stderr[-2000:])
         assert "Started a local Ray" not in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_gpus_per_trial_default():
+    from study.presets import DEFAULT_GPUS_PER_TRIAL, gpus_per_trial
+
+    assert gpus_per_trial(None, 0) == 0.0  # no GPUs: trials ask for none
+    assert gpus_per_trial(None, 8) == DEFAULT_GPUS_PER_TRIAL == 0.25  # placeholder until measured on a GPU
+    assert gpus_per_trial(0.0, 8) == 0.0  # an explicit 0 is kept, not replaced by the default
+    assert gpus_per_trial(0.5, 0) == 0.5
