@@ -86,7 +86,7 @@ from healthgym_core.losses import correlation
 from healthgym_core.nn.critic import Critic, copy_critic_weights
 from healthgym_core.nn.generator import Generator, copy_generator_weights
 from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import TORCH_FROM_REFERENCE, ReferenceLSTM
+from healthgym_core.nn.lstm import ReferenceLSTM, torch_gate_order
 from healthgym_core.state import TrainState
 from healthgym_core.step_graphs import StepGraphs
 
@@ -114,14 +114,7 @@ class UpstreamLSTM(ReferenceLSTM):
         c = x.new_zeros(b, self.hidden_size)
         outputs = []
         for t in range(length):
-            f_i, i_i, a_i, o_i = self.i2h(x[:, t, :]).chunk(4, dim=1)
-            f_h, i_h, a_h, o_h = self.h2h(h).chunk(4, dim=1)
-            f = torch.sigmoid(f_i + f_h)
-            i = torch.sigmoid(i_i + i_h)
-            a = torch.tanh(a_i + a_h)
-            o = torch.sigmoid(o_i + o_h)
-            c = f * c + i * a
-            h = o * torch.tanh(c)
+            h, c = self.cell(self.i2h(x[:, t, :]), h, c)  # i2h per time step, as upstream
             outputs.append(h)
         return torch.stack(outputs, dim=1), (h, c)
 
@@ -300,11 +293,6 @@ def rel_diff(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-6)
 
 
-def _torch_gate_order(w: torch.Tensor) -> torch.Tensor:
-    chunks = w.chunk(4, dim=0)
-    return torch.cat([chunks[k] for k in TORCH_FROM_REFERENCE], dim=0)
-
-
 def max_grad_diff(ref_mod, nat_mod, linear_names) -> float:
     """Max |grad_ref - grad_native| / max|grad_ref| per parameter, over every parameter (LSTM gates re-ordered)."""
     pairs = []
@@ -315,7 +303,7 @@ def max_grad_diff(ref_mod, nat_mod, linear_names) -> float:
         for lin, kind in ((ref_lstm.i2h, "ih"), (ref_lstm.h2h, "hh")):
             for p_name in ("weight", "bias"):
                 native = getattr(nat_mod.lstm, f"{p_name}_{kind}{sfx}").grad
-                pairs.append((_torch_gate_order(getattr(lin, p_name).grad), native))
+                pairs.append((torch_gate_order(getattr(lin, p_name).grad), native))
     for a, b in zip(getattr(ref_mod, "embeddings", ()), getattr(nat_mod, "embeddings", ())):
         pairs.append((a.weight.grad, b.weight.grad))
     worst = 0.0

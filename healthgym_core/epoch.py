@@ -33,6 +33,7 @@ from healthgym_core.losses import (
     penalty_alpha,
 )
 from healthgym_core.state import TrainState
+from healthgym_core.step_graphs import clear_grads
 
 RECORD_KEYS = ("epoch", "step", "L", "batch", "D_loss", "GP", "grad_norm", "D_real", "D_fake", "W_gap", "G_loss", "Corr")
 
@@ -118,8 +119,7 @@ def generator_gradients(state: TrainState, z: torch.Tensor, u: torch.Tensor | No
 def _gradients(state: TrainState, name: str, fn, params, inputs) -> dict[str, torch.Tensor]:
     if state.graphs is not None:
         return state.graphs.run(name, functools.partial(fn, state), params, inputs)
-    for p in params:
-        p.grad = None
+    clear_grads(params)
     return fn(state, *inputs)
 
 

@@ -45,7 +45,8 @@ class _Captured:
     replay: Callable[[], None]
 
 
-def _set_grads_none(params: Sequence[torch.Tensor]) -> None:
+def clear_grads(params: Sequence[torch.Tensor]) -> None:
+    """Grads set to None, so that the next backward assigns them rather than accumulating."""
     for p in params:
         p.grad = None
 
@@ -103,7 +104,7 @@ class StepGraphs:
         self.captured.clear()
 
     def _eager(self, fn: GradientFn, params, inputs) -> dict[str, torch.Tensor]:
-        _set_grads_none(params)
+        clear_grads(params)
         self.eager_calls += 1
         return fn(*inputs)
 
@@ -120,11 +121,11 @@ class StepGraphs:
         with torch.backends.cudnn.flags(enabled=False):
             with self._side_stream():
                 for _ in range(WARMUP_CALLS):
-                    _set_grads_none(params)
+                    clear_grads(params)
                     eager_out = fn(*static)
             eager_out = {k: v.detach().clone() for k, v in eager_out.items()}
             eager_grads = [None if p.grad is None else p.grad.clone() for p in params]
-            _set_grads_none(params)
+            clear_grads(params)
             replay, outputs = self._record(lambda: fn(*static), params)
         grads = [p.grad for p in params]
         replay()
@@ -153,7 +154,7 @@ class StepGraphs:
         grads = [p.grad for p in params]
 
         def replay() -> None:
-            _set_grads_none(params)
+            clear_grads(params)
             with torch.backends.cudnn.flags(enabled=False):  # as recorded
                 fresh = call()
             for k, v in fresh.items():

@@ -28,19 +28,24 @@ class ReferenceLSTM(nn.Module):
         xi = self.i2h(x)  # all time steps at once: same maths as per-step i2h
         outputs = []
         for x_t in xi.unbind(1):
-            f_i, i_i, a_i, o_i = x_t.chunk(4, dim=-1)
-            f_h, i_h, a_h, o_h = self.h2h(h).chunk(4, dim=-1)
-            f = torch.sigmoid(f_i + f_h)
-            i = torch.sigmoid(i_i + i_h)
-            a = torch.tanh(a_i + a_h)
-            o = torch.sigmoid(o_i + o_h)
-            c = f * c + i * a
-            h = o * torch.tanh(c)
+            h, c = self.cell(x_t, h, c)
             outputs.append(h)
         return torch.stack(outputs, dim=1), (h, c)
 
+    def cell(self, x_gates: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step from the input's gate pre-activations i2h(x_t): the new (h, c)."""
+        f_i, i_i, a_i, o_i = x_gates.chunk(4, dim=-1)
+        f_h, i_h, a_h, o_h = self.h2h(h).chunk(4, dim=-1)
+        f = torch.sigmoid(f_i + f_h)
+        i = torch.sigmoid(i_i + i_h)
+        a = torch.tanh(a_i + a_h)
+        o = torch.sigmoid(o_i + o_h)
+        c = f * c + i * a
+        return o * torch.tanh(c), c
 
-def _reorder(w: torch.Tensor) -> torch.Tensor:
+
+def torch_gate_order(w: torch.Tensor) -> torch.Tensor:
+    """Re-order a reference cell's (F, I, A, O) gate rows into nn.LSTM's (i, f, g, o)."""
     chunks = w.chunk(4, dim=0)
     return torch.cat([chunks[k] for k in TORCH_FROM_REFERENCE], dim=0)
 
@@ -49,10 +54,10 @@ def _reorder(w: torch.Tensor) -> torch.Tensor:
 def copy_reference_into_native(ref: ReferenceLSTM, native: nn.LSTM, reverse: bool) -> None:
     """Copy a reference cell's weights into one direction of an `nn.LSTM` (single layer)."""
     sfx = "_l0_reverse" if reverse else "_l0"
-    getattr(native, "weight_ih" + sfx).copy_(_reorder(ref.i2h.weight))
-    getattr(native, "weight_hh" + sfx).copy_(_reorder(ref.h2h.weight))
-    getattr(native, "bias_ih" + sfx).copy_(_reorder(ref.i2h.bias))
-    getattr(native, "bias_hh" + sfx).copy_(_reorder(ref.h2h.bias))
+    getattr(native, "weight_ih" + sfx).copy_(torch_gate_order(ref.i2h.weight))
+    getattr(native, "weight_hh" + sfx).copy_(torch_gate_order(ref.h2h.weight))
+    getattr(native, "bias_ih" + sfx).copy_(torch_gate_order(ref.i2h.bias))
+    getattr(native, "bias_hh" + sfx).copy_(torch_gate_order(ref.h2h.bias))
 
 
 @torch.no_grad()
