@@ -23,7 +23,7 @@ the project's `healthgym_core.epoch.critic_step` / `generator_step`, side by sid
 ACCURACY: one critic and one generator gradient computation on the same draws in each mode (CPU float32; on a GPU
 also float32, TF32 and graphs) against CPU float64: relative loss differences and the worst parameter gradient.
 
-Both start from identical weights (reference -> native with copy_generator_weights / copy_critic_weights), the same
+Both start from identical weights (reference -> native with copy_weights), the same
 real batch and identically seeded noise generators. The first call of each step is the loss check and the warm-up:
 critic loss, GP, D_real, D_fake, generator loss and Corr must agree to a relative 1e-4, every parameter's gradient
 to 1e-3 of its max, and the forward passes (upstream cell vs the project's ReferenceLSTM, reference vs native
@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 
 from healthgym_core.config import TrainConfig
+from healthgym_core.curriculum import Schedule
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import prepare_data
 from healthgym_core.data.schema import BUILTIN_SCHEMAS
@@ -83,10 +84,10 @@ from healthgym_core.epoch import (
     generator_step,
 )
 from healthgym_core.losses import correlation
-from healthgym_core.nn.critic import Critic, copy_critic_weights
-from healthgym_core.nn.generator import Generator, copy_generator_weights
-from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import ReferenceLSTM, torch_gate_order
+from healthgym_core.nn.critic import Critic
+from healthgym_core.nn.generator import Generator
+from healthgym_core.nn.layout import Layout
+from healthgym_core.nn.lstm import ReferenceLSTM, copy_weights, torch_gate_order
 from healthgym_core.state import TrainState
 from healthgym_core.step_graphs import StepGraphs
 
@@ -138,8 +139,8 @@ def build_upstream(layout: Layout, hidden: int, noise_dim: int, device: torch.de
     gen = Generator(layout, noise_dim, hidden, kernel="reference").to(device)
     critic = UpstreamCritic(layout, hidden, kernel="reference").to(device)
     for net in (gen, critic):
-        net.lstm_f = _upstream_lstm_like(net.lstm_f)
-        net.lstm_r = _upstream_lstm_like(net.lstm_r)
+        net.lstm.lstm_f = _upstream_lstm_like(net.lstm.lstm_f)
+        net.lstm.lstm_r = _upstream_lstm_like(net.lstm.lstm_r)
     return gen, critic
 
 
@@ -299,10 +300,10 @@ def max_grad_diff(ref_mod, nat_mod, linear_names) -> float:
     for name in linear_names:
         for p_name in ("weight", "bias"):
             pairs.append((getattr(getattr(ref_mod, name), p_name).grad, getattr(getattr(nat_mod, name), p_name).grad))
-    for ref_lstm, sfx in ((ref_mod.lstm_f, "_l0"), (ref_mod.lstm_r, "_l0_reverse")):
+    for ref_lstm, sfx in ((ref_mod.lstm.lstm_f, "_l0"), (ref_mod.lstm.lstm_r, "_l0_reverse")):
         for lin, kind in ((ref_lstm.i2h, "ih"), (ref_lstm.h2h, "hh")):
             for p_name in ("weight", "bias"):
-                native = getattr(nat_mod.lstm, f"{p_name}_{kind}{sfx}").grad
+                native = getattr(nat_mod.lstm.lstm, f"{p_name}_{kind}{sfx}").grad
                 pairs.append((torch_gate_order(getattr(lin, p_name).grad), native))
     for a, b in zip(getattr(ref_mod, "embeddings", ()), getattr(nat_mod, "embeddings", ())):
         pairs.append((a.weight.grad, b.weight.grad))
@@ -337,10 +338,11 @@ def project_state(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.
                   graphs: bool = False) -> TrainState:
     """A TrainState around given networks (Adam as upstream), optionally with CUDA graphs."""
     state = TrainState(
-        cfg, device, "native", gen, critic,
-        torch.optim.Adam(gen.parameters(), lr=LR, betas=BETAS),
-        torch.optim.Adam(critic.parameters(), lr=LR, betas=BETAS),
-        torch.Generator(device=device), np.random.default_rng(0), correlation(real, "2025"),
+        config=cfg, device=device, kernel=gen.kernel, generator=gen, critic=critic,
+        opt_g=torch.optim.Adam(gen.parameters(), lr=LR, betas=BETAS),
+        opt_d=torch.optim.Adam(critic.parameters(), lr=LR, betas=BETAS),
+        noise_rng=torch.Generator(device=device), batch_rng=np.random.default_rng(cfg.seed),
+        c_real=correlation(real, "2025"), schedule=Schedule.parse(cfg.schedule),
     )
     if graphs:
         backend = "cuda" if device.type == "cuda" else "emulated"
@@ -421,8 +423,8 @@ def run(args: argparse.Namespace) -> dict:
     ref_g, ref_d = build_upstream(layout, hidden, noise_dim, device)
     nat_g = Generator(layout, noise_dim, hidden, kernel="native").to(device)
     nat_d = Critic(layout, hidden, kernel="native").to(device)
-    copy_generator_weights(ref_g, nat_g)
-    copy_critic_weights(ref_d, nat_d)
+    copy_weights(ref_g, nat_g)
+    copy_weights(ref_d, nat_d)
     ref_opt_g = torch.optim.Adam(ref_g.parameters(), lr=LR, betas=BETAS)
     ref_opt_d = torch.optim.Adam(ref_d.parameters(), lr=LR, betas=BETAS)
     cfg = TrainConfig(
@@ -431,13 +433,7 @@ def run(args: argparse.Namespace) -> dict:
         device=device.type, kernel="native",
     ).validate()
     ref_rng = torch.Generator(device=device)
-    state = TrainState(
-        cfg, device, "native", nat_g, nat_d,
-        torch.optim.Adam(nat_g.parameters(), lr=LR, betas=BETAS),
-        torch.optim.Adam(nat_d.parameters(), lr=LR, betas=BETAS),
-        torch.Generator(device=device), np.random.default_rng(args.seed),
-        correlation(real, "2025"),
-    )
+    state = project_state(cfg, nat_g, nat_d, real, device)
     c_real_ref = upstream_correlation(real)
     graphed = None
     if device.type == "cuda" or args.emulate_graphs:  # the project with CUDA graphs: its own networks and optimisers
@@ -466,16 +462,16 @@ def run(args: argparse.Namespace) -> dict:
 
     def sync_graphed() -> None:  # in-place copies: the graphs keep pointing at the same parameters
         if graphed is not None:
-            copy_critic_weights(ref_d, graphed.critic)
-            copy_generator_weights(ref_g, graphed.generator)
+            copy_weights(ref_d, graphed.critic)
+            copy_weights(ref_g, graphed.generator)
 
     checks: dict[str, float] = {}
     # --- forward equivalence: upstream per-step cell vs the project's ReferenceLSTM vs nn.LSTM ----------------------
     with torch.no_grad():
         z = torch.rand(b, length, noise_dim, generator=torch.Generator(device=device).manual_seed(1), device=device)
         hoisted = ReferenceLSTM(noise_dim, hidden).to(device)
-        hoisted.load_state_dict(ref_g.lstm_f.state_dict())
-        out_up, _ = ref_g.lstm_f(z)
+        hoisted.load_state_dict(ref_g.lstm.lstm_f.state_dict())
+        out_up, _ = ref_g.lstm.lstm_f(z)
         out_ho, _ = hoisted(z)
         checks["lstm_upstream_vs_project_reference"] = float((out_up - out_ho).abs().max())
         checks["generator_forward_ref_vs_native"] = float((ref_g(z) - nat_g(z)).abs().max())
@@ -498,7 +494,7 @@ def run(args: argparse.Namespace) -> dict:
         first["graphs"].update(v)
         grad_diff["critic_graphs"] = max_grad_diff(ref_d, graphed.critic, ("fc1", "fc2", "score"))
     # the critic took one Adam step in each; re-synchronise it so the generator step starts identical too
-    copy_critic_weights(ref_d, nat_d)
+    copy_weights(ref_d, nat_d)
     sync_graphed()
     ref_rng.manual_seed(args.seed + 1)
     state.noise_rng.manual_seed(args.seed + 1)
@@ -548,8 +544,8 @@ def run(args: argparse.Namespace) -> dict:
         times.update(graphs_critic=[], graphs_generator=[])
     drift = 0.0
     # both weights drift apart by float rounding after the first Adam steps; copy again so the repeats stay comparable
-    copy_critic_weights(ref_d, nat_d)
-    copy_generator_weights(ref_g, nat_g)
+    copy_weights(ref_d, nat_d)
+    copy_weights(ref_g, nat_g)
     sync_graphed()
     for _ in range(args.repeats):
         for step, fns in (("critic", (ref_critic, proj_critic, graphs_critic)), ("generator", (ref_gen, proj_gen, graphs_gen))):
@@ -562,8 +558,8 @@ def run(args: argparse.Namespace) -> dict:
                 t, vg = timed(fns[2], device)
                 times[f"graphs_{step}"].append(t)
                 drift = max(drift, max(rel_diff(vr[k], vg[k]) for k in vr if k in vg))
-            copy_critic_weights(ref_d, nat_d)
-            copy_generator_weights(ref_g, nat_g)
+            copy_weights(ref_d, nat_d)
+            copy_weights(ref_g, nat_g)
             sync_graphed()
     med = {k: statistics.median(v) for k, v in times.items()}
     full = {impl: N_CRITIC * med[f"{impl}_critic"] + med[f"{impl}_generator"]

@@ -35,7 +35,7 @@ def worker(args: argparse.Namespace) -> None:
     from healthgym_core.data.cohort import load_cohort
     from healthgym_core.data.prepared import prepare_data
     from healthgym_core.state import build_state
-    from healthgym_core.train import run_epoch
+    from healthgym_core.epoch import run_epoch
 
     torch.set_num_threads(args.threads)
     data = prepare_data(load_cohort("simulated", "demo7", patients=args.patients))

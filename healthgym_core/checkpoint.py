@@ -22,11 +22,11 @@ from healthgym_core.data.split import Split
 from healthgym_core.data.transforms import CohortTransform
 from healthgym_core.errors import CheckpointError
 from healthgym_core.nn.generator import Generator
-from healthgym_core.nn.heads import Layout
+from healthgym_core.nn.layout import Layout
 from healthgym_core.state import TrainState, build_state
 
 FORMAT = "healthgym-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the networks keep their LSTMs in one `BiLSTM` block (state-dict keys `lstm.*`)
 
 
 def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:

@@ -1,13 +1,14 @@
-"""One plain training configuration: the four study factors plus everything else a trial needs.
+"""One plain training configuration: the study factors plus everything else a trial needs.
 
-Defaults are the upstream Health Gym v1 values (n_critic 5, GP weight 10, correlation weight 10 with the 2025
-random-threshold form, ladder 10..60, Adam lr 1e-3 betas (0.9, 0.99), batch 256, hidden 128).
+Every option is declared once, here: its default (the upstream Health Gym v1 value where upstream has one), its
+help text and its rule. The trainer's flags, the study's upstream point and `validate` all read these fields.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 
 from healthgym_core.curriculum import UPSTREAM_SCHEDULE, Schedule
 from healthgym_core.errors import ConfigError
@@ -16,78 +17,97 @@ from healthgym_core.losses import CORR_FORMS
 DEVICES = ("auto", "cpu", "cuda")
 KERNEL_CHOICES = ("auto", "native", "reference")
 GRAPH_CHOICES = ("auto", "on", "off")
+Check = Callable[[object], "str | None"]  # a value -> what is wrong with it, or None
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def whole(minimum: int, why: str = "") -> Check:
+    rule = "0 or more" if minimum == 0 else f"at least {minimum}"
+    return lambda v: None if _is_int(v) and v >= minimum else f"must be a whole number of {rule}{why}"
+
+
+def finite_at_least_0(v: object) -> str | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return None if ok else "must be a finite number of 0 or more"
+
+
+def positive(v: object) -> str | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return None if ok else "must be a positive number"
+
+
+def unit_interval(v: object) -> str | None:
+    return None if isinstance(v, (int, float)) and 0 <= v < 1 else "must be in [0, 1)"
+
+
+def one_of(choices: tuple[str, ...], extra: str = "") -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}{extra}"
+
+
+def _device(v: object) -> str | None:
+    return None if v in DEVICES or str(v).startswith("cuda:") else f"must be one of {', '.join(DEVICES)} or cuda:N"
+
+
+def _noise_dim(v: object) -> str | None:
+    return None if _is_int(v) and v >= 0 else "must be 0 (same as hidden) or a positive whole number"
+
+
+def _schedule(v: object) -> str | None:
+    Schedule.parse(v)  # raises its own ConfigError naming the schedule
+    return None
+
+
+def option(default, help: str, check: Check | None = None, choices: tuple | None = None, group: str = "training"):
+    """A documented config field: default, one-line help, the rule its values follow, argparse choices."""
+    return field(default=default, metadata={"help": help, "check": check, "choices": choices, "group": group})
 
 
 @dataclass
 class TrainConfig:
-    # The four study factors.
-    n_critic: int = 5
-    gp_weight: float = 10.0
-    corr_weight: float = 10.0
-    schedule: str = UPSTREAM_SCHEDULE
-    # Loss form: "2025" = std-based correlation with the random-threshold L1 (upstream notebook), "2022" = plain.
-    corr_form: str = "2025"
+    # The study factors (upstream values by default).
+    n_critic: int = option(5, "critic updates per generator update", whole(1))
+    gp_weight: float = option(10.0, "gradient-penalty weight", finite_at_least_0)
+    corr_weight: float = option(10.0, "correlation-loss weight (0: the ablation)", finite_at_least_0)
+    schedule: str = option(UPSTREAM_SCHEDULE, "curriculum: ladder:10-20-..., staged:K:..., full[:L], random:...", _schedule)
+    corr_form: str = option("2025", "correlation loss: 2025 std-based with the random-threshold L1 (upstream notebook), "
+                            "2022 plain Pearson and plain L1", one_of(CORR_FORMS), choices=CORR_FORMS)
     # Optimisation and size.
-    seed: int = 42
-    batch_size: int = 256
-    hidden: int = 128
-    noise_dim: int = 0  # 0: same as hidden (upstream ID = HD = 128)
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.99
+    seed: int = option(42, "training seed (weights, noise, batches)", whole(0))
+    batch_size: int = option(256, "patients per batch", whole(1))
+    hidden: int = option(128, "hidden size HD (the noise size follows it unless --noise-dim)", whole(1))
+    noise_dim: int = option(0, "noise size ID; 0: same as hidden (upstream ID = HD = 128)", _noise_dim)
+    lr_g: float = option(1e-3, "generator Adam learning rate", positive)
+    lr_d: float = option(1e-3, "critic Adam learning rate", positive)
+    beta1: float = option(0.9, "Adam beta1 of both networks", unit_interval)
+    beta2: float = option(0.99, "Adam beta2 of both networks", unit_interval)
     # Upstream behaviours that change results (faithful values by default).
-    align_reverse: bool = False  # False: the generator's reversed LSTM outputs are not re-aligned in time
-    fresh_real_batch: bool = False  # False: the same real batch for every critic step
-    # Execution.
-    device: str = "auto"
-    kernel: str = "auto"  # native (nn.LSTM) or reference (the upstream Python-unrolled cell)
-    tf32: bool = False  # CUDA only: TF32 matmuls (faster on Ampere+, less exact); off as upstream
-    graphs: str = "auto"  # CUDA graphs of the fixed-shape updates: auto (on for CUDA), on (CUDA only), off
-    eval_samples: int = 2000  # synthetic patients per evaluation
+    align_reverse: bool = option(False, "re-align the generator's reversed LSTM outputs in time (upstream does not)")
+    fresh_real_batch: bool = option(False, "a new real batch for every critic step (upstream reuses one)")
+    # Execution: none of these changes the maths.
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
+    kernel: str = option("auto", "LSTM kernel: native (nn.LSTM) or reference (the upstream Python-unrolled cell)",
+                         one_of(KERNEL_CHOICES), choices=KERNEL_CHOICES, group="execution")
+    tf32: bool = option(False, "CUDA: allow TF32 matmuls (faster, less exact; upstream keeps it off)", group="execution")
+    graphs: str = option("auto", "CUDA graphs of the fixed-shape updates (auto: on with CUDA, off on CPU)",
+                         one_of(GRAPH_CHOICES), choices=GRAPH_CHOICES, group="execution")
+    eval_samples: int = option(2000, "synthetic patients per evaluation",
+                               whole(2, " (the metrics need a covariance)"), group="execution")
 
     @property
     def noise_size(self) -> int:
         return self.noise_dim or self.hidden
 
     def validate(self) -> "TrainConfig":
-        """Refuse bad values up front with a message naming the option."""
-        def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"{name}={getattr(self, name)!r}: {why}")
-
-        if not isinstance(self.n_critic, int) or self.n_critic < 1:
-            raise bad("n_critic", "must be a whole number of at least 1")
-        for name in ("gp_weight", "corr_weight"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise bad(name, "must be a finite number of 0 or more")
-        for name in ("lr_g", "lr_d"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise bad(name, "must be a positive number")
-        for name in ("beta1", "beta2"):
-            v = getattr(self, name)
-            if not 0 <= v < 1:
-                raise bad(name, "must be in [0, 1)")
-        for name in ("batch_size", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise bad(name, "must be a whole number of at least 1")
-        if not isinstance(self.eval_samples, int) or self.eval_samples < 2:
-            raise bad("eval_samples", "must be a whole number of at least 2 (the metrics need a covariance)")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "must be a whole number of 0 or more")
-        if not isinstance(self.noise_dim, int) or self.noise_dim < 0:
-            raise bad("noise_dim", "must be 0 (same as hidden) or a positive whole number")
-        if self.corr_form not in CORR_FORMS:
-            raise bad("corr_form", f"must be one of {', '.join(CORR_FORMS)}")
-        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
-            raise bad("device", f"must be one of {', '.join(DEVICES)} or cuda:N")
-        if self.kernel not in KERNEL_CHOICES:
-            raise bad("kernel", f"must be one of {', '.join(KERNEL_CHOICES)}")
-        if self.graphs not in GRAPH_CHOICES:
-            raise bad("graphs", f"must be one of {', '.join(GRAPH_CHOICES)}")
-        Schedule.parse(self.schedule)
+        """Refuse bad values up front with a message naming the option (each field's own rule)."""
+        for f in fields(self):
+            check = f.metadata.get("check")
+            value = getattr(self, f.name)
+            problem = check(value) if check else None
+            if problem:
+                raise ConfigError(f"{f.name}={value!r}: {problem}")
         return self
 
     def to_dict(self) -> dict:
@@ -100,3 +120,11 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training option {unknown[0]!r}")
         return cls(**d)
+
+
+def defaults() -> dict:
+    """Every option's default: the upstream configuration where upstream has one."""
+    return TrainConfig().to_dict()
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}

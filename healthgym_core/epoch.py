@@ -16,15 +16,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import NonFiniteLossError
+from healthgym_core.evaluation.validation import evaluate
 from healthgym_core.losses import (
     correlation,
     correlation_loss,
@@ -151,20 +152,28 @@ def train_epoch(
 
     Raises NonFiniteLossError (carrying the step and values) before any optimiser step applies a bad loss.
     """
-    cfg = state.config
-    schedule = Schedule.parse(cfg.schedule)
     train = data.tensor("train")
-    n_train = train.shape[0]
-    plan = schedule.epoch_plan(state.epoch, n_train, cfg.batch_size, state.batch_rng, data.n_months)
+    plan = state.schedule.epoch_plan(state.epoch, train.shape[0], state.config.batch_size, state.batch_rng, data.n_months)
     state.generator.train()
     state.critic.train()
     records = []
     with fast_cpu_kernels(state.device):
         _run_steps(state, plan, train, records, progress)
     state.epoch += 1
-    summary = summarise(records, state)
+    return EpochResult(records, summarise(records, state))
+
+
+def run_epoch(state: TrainState, data: PreparedData, progress: Callable[[int, int, dict], None] | None = None
+              ) -> tuple[list[dict], dict]:
+    """One epoch plus its validation metrics and timings: the unit the plain trainer and the study both report.
+    Appends the summary to `state.history`."""
+    t0 = time.perf_counter()
+    result = train_epoch(state, data, progress)
+    t1 = time.perf_counter()
+    metrics = evaluate(state.generator, state.critic, data, state.config.seed, state.config.eval_samples)
+    summary = {**result.summary, **metrics, "train_seconds": t1 - t0, "eval_seconds": time.perf_counter() - t1}
     state.history.append(summary)
-    return EpochResult(records, summary)
+    return result.records, summary
 
 
 def _run_steps(state: TrainState, plan: list, train: torch.Tensor, records: list[dict], progress) -> None:

@@ -5,12 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from healthgym_core.atomic import write_table
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.data.cohort import frame_from_arrays
 from healthgym_core.errors import ConfigError
-from healthgym_core.evaluation.validation import generate
+from healthgym_core.nn.generator import Generator
+
+
+@torch.no_grad()
+def generate(generator: Generator, n: int, length: int, seed: int, chunk: int = 1024) -> torch.Tensor:
+    """n soft sequences from a fixed noise stream (drawn on the CPU, so identical on any device)."""
+    rng = torch.Generator().manual_seed(seed)
+    device = generator.fc1.weight.device
+    was_training = generator.training
+    generator.eval()
+    out = []
+    for i in range(0, n, chunk):
+        z = torch.rand(min(chunk, n - i), length, generator.noise_dim, generator=rng).to(device)
+        out.append(generator(z).float().cpu())
+    generator.train(was_training)
+    return torch.cat(out)
 
 
 def sample(

@@ -15,7 +15,7 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.losses import correlation
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
-from healthgym_core.nn.heads import Layout
+from healthgym_core.nn.layout import Layout
 from healthgym_core.step_graphs import StepGraphs
 
 
@@ -56,15 +56,17 @@ def resolve_graphs(name: str, device: torch.device) -> bool:
     return name == "on" or (name == "auto" and device.type == "cuda")
 
 
-def check_against_data(config: TrainConfig, data: PreparedData) -> None:
-    """Options that only make sense against the data: lengths and batch size."""
-    Schedule.parse(config.schedule).check(data.n_months)
+def check_against_data(config: TrainConfig, data: PreparedData) -> Schedule:
+    """Options that only make sense against the data: lengths and batch size. Returns the parsed schedule."""
+    schedule = Schedule.parse(config.schedule)
+    schedule.check(data.n_months)
     n_train = int(data.train.shape[0])
     if config.batch_size > n_train:
         raise ConfigError(
             f"batch_size={config.batch_size} is larger than the {n_train} training patients; "
             "use a smaller batch or more patients"
         )
+    return schedule
 
 
 @dataclass
@@ -79,11 +81,12 @@ class TrainState:
     noise_rng: torch.Generator  # noise, GP alphas, correlation thresholds (on the device)
     batch_rng: np.random.Generator  # shuffling and random lengths
     c_real: torch.Tensor  # fixed correlation target at the full length
+    schedule: Schedule  # config.schedule, parsed once
     epoch: int = 0  # epochs completed
     g_steps: int = 0
     d_steps: int = 0
     sequence_months: int = 0  # real patient-months fed to the critic
-    history: list[dict] = field(default_factory=list)  # epoch summaries of this process (not checkpointed)
+    history: list[dict] = field(default_factory=list)  # run_epoch's summaries (not checkpointed)
     graphs: StepGraphs | None = None  # CUDA graphs of the updates (not checkpointed; rebuilt on first use)
 
     @property
@@ -103,7 +106,7 @@ def real_correlation(data: PreparedData, form: str, device: torch.device) -> tor
 def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     """Fresh networks and optimisers from the config's seed."""
     config.validate()
-    check_against_data(config, data)
+    schedule = check_against_data(config, data)
     device = resolve_device(config.device)
     if device.type == "cuda":  # TF32 off by default, as upstream's seed_all: losses comparable with CPU float32
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
@@ -122,5 +125,5 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     graphs = StepGraphs(device, capture_batch=config.batch_size) if resolve_graphs(config.graphs, device) else None
     return TrainState(
         config, device, kernel, gen, critic, opt_g, opt_d, noise_rng, batch_rng,
-        real_correlation(data, config.corr_form, device), graphs=graphs,
+        real_correlation(data, config.corr_form, device), schedule, graphs=graphs,
     )

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,77 +28,40 @@ from tqdm import tqdm
 from healthgym_core import cli
 from healthgym_core.atomic import atomic_write, check_creatable_folder, check_table_suffix, plain_name, write_table
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
-from healthgym_core.config import TrainConfig
+from healthgym_core.config import FIELDS, TrainConfig
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
-from healthgym_core.epoch import train_epoch
+from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import ConfigError
-from healthgym_core.evaluation.validation import evaluate, generate
 from healthgym_core.plots import learning_dynamics, real_vs_synthetic
-from healthgym_core.sampling import sample
+from healthgym_core.sampling import generate, sample
 from healthgym_core.state import TrainState, build_state
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m healthgym_core.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = TrainConfig()
     g = p.add_argument_group("data")
     g.add_argument("--data", default="simulated", help="cohort file (.csv/.parquet), 'simulated' (the embedded simulated cohort, NOT the Health Gym dataset) or 'art4hiv' (the cached download)")
     g.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
     g.add_argument("--patients", type=int, default=None, help="first N patients (simulated: generate N; default 2000)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohort")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the 70/15/15 patient split")
+    g.add_argument("--data-seed", type=int, default=0, action=cli.at_least(0), help="seed of the simulated cohort")
+    g.add_argument("--split-seed", type=int, default=0, action=cli.at_least(0), help="seed of the 70/15/15 patient split")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=10, help="total epochs (with --resume: train until this many)")
-    t.add_argument("--schedule", default=d.schedule, help="curriculum: ladder:10-20-..., staged:K:..., full[:L], random:...")
-    t.add_argument("--n-critic", type=int, default=d.n_critic, help="critic updates per generator update")
-    t.add_argument("--gp-weight", type=float, default=d.gp_weight, help="gradient-penalty weight")
-    t.add_argument("--corr-weight", type=float, default=d.corr_weight, help="correlation-loss weight (0: ablation)")
-    t.add_argument("--corr-form", default=d.corr_form, choices=["2025", "2022"], help="2025 random-threshold L1 or 2022 plain L1")
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--hidden", type=int, default=d.hidden, help="hidden size HD (noise size follows it)")
-    t.add_argument("--lr-g", type=float, default=d.lr_g)
-    t.add_argument("--lr-d", type=float, default=d.lr_d)
-    t.add_argument("--seed", type=int, default=d.seed, help="training seed (weights, noise, batches)")
-    t.add_argument("--align-reverse", action="store_true", help="re-align the generator's reversed LSTM in time (upstream does not)")
-    t.add_argument("--fresh-real-batch", action="store_true", help="a new real batch for every critic step (upstream reuses one)")
+    t.add_argument("--epochs", type=int, default=10, action=cli.at_least(1), help="total epochs (with --resume: train until this many)")
+    t.add_argument("--seed", type=int, default=TrainConfig.seed, action=cli.at_least(0),
+                   help=FIELDS["seed"].metadata["help"])
     x = p.add_argument_group("execution and output")
-    x.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    x.add_argument("--kernel", default="auto", choices=["auto", "native", "reference"], help="LSTM kernel")
-    x.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matmuls (faster, less exact; upstream keeps it off)")
-    x.add_argument("--graphs", default="auto", choices=["auto", "on", "off"],
-                   help="CUDA graphs of the fixed-shape updates (auto: on with CUDA, off on CPU)")
-    x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    x.add_argument("--eval-samples", type=int, default=d.eval_samples, help="synthetic patients per evaluation")
-    x.add_argument("--sample-patients", type=int, default=1000, help="patients in the exported synthetic cohort")
+    for f in FIELDS.values():
+        if f.name != "seed":
+            cli.add_dataclass_options(t if f.metadata["group"] == "training" else x, TrainConfig, [f.name])
+    x.add_argument("--threads", type=int, default=None, action=cli.at_least(1), help="torch CPU threads (default: torch's choice)")
+    x.add_argument("--sample-patients", type=int, default=1000, action=cli.at_least(1), help="patients in the exported synthetic cohort")
     x.add_argument("--sample-out", default="synthetic.csv", help="file name of the export inside --out (.csv or .parquet)")
     x.add_argument("--out", required=True, help="output folder")
     x.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        n_critic=args.n_critic, gp_weight=args.gp_weight, corr_weight=args.corr_weight, schedule=args.schedule,
-        corr_form=args.corr_form, seed=args.seed, batch_size=args.batch_size, hidden=args.hidden, lr_g=args.lr_g,
-        lr_d=args.lr_d, align_reverse=args.align_reverse, fresh_real_batch=args.fresh_real_batch,
-        device=args.device, kernel=args.kernel, eval_samples=args.eval_samples, tf32=args.tf32,
-        graphs=args.graphs,
-    ).validate()
-
-
-def run_epoch(state: TrainState, data: PreparedData, progress=None) -> tuple[list[dict], dict]:
-    """One epoch plus its validation metrics: the unit both the plain trainer and the study report."""
-    t0 = time.perf_counter()
-    result = train_epoch(state, data, progress)
-    t1 = time.perf_counter()
-    metrics = evaluate(state.generator, state.critic, data, state.config.seed, state.config.eval_samples)
-    t2 = time.perf_counter()
-    summary = {**result.summary, **metrics, "train_seconds": t1 - t0, "eval_seconds": t2 - t1}
-    state.history[-1] = summary
-    return result.records, summary
 
 
 def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: PreparedData) -> None:
@@ -113,16 +75,7 @@ def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: Prepa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Path(args.out)
-    if args.epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.sample_patients < 1:
-        raise ConfigError(f"--sample-patients must be at least 1, got {args.sample_patients}")
-    for name in ("data_seed", "split_seed", "seed"):
-        if getattr(args, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
         if args.threads > (os.cpu_count() or 1):
             raise ConfigError(f"--threads {args.threads} is more than the {os.cpu_count()} CPUs of this machine")
         torch.set_num_threads(args.threads)
@@ -134,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if args.resume and not last.exists():
         raise ConfigError(f"--resume: no checkpoint at {last}")
-    config = config_from_args(args)
+    config = cli.dataclass_from_args(TrainConfig, args).validate()
 
     # Everything is checked before anything is written.
     cohort = load_cohort(args.data, args.schema, patients=args.patients, seed=args.data_seed)

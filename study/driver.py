@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from healthgym_core.cli import add_dataclass_options, at_least
 from healthgym_core.atomic import atomic_write, check_creatable_folder, plain_name
 from healthgym_core.config import TrainConfig
 from healthgym_core.curriculum import Schedule
@@ -16,8 +17,8 @@ from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
-from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset
-from study.spaces import UPSTREAM, SearchSpace, load_space
+from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
+from study.spaces import SearchSpace, load_space
 from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
 
 REMOTE = ("s3://", "gs://", "gcs://", "abfs://")
@@ -33,32 +34,32 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="wasserstein_gap", choices=METRICS, help="pruning signal (all are reported)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes: cpu (laptop), gpu (paper size), smoke (tests); default: gpu if the cluster has GPUs, else cpu")
     p.add_argument("--smoke", action="store_true", help="same as --preset smoke: a study in under 2 minutes")
-    p.add_argument("--num-samples", type=int, default=None, help="trials (baseline: seeds)")
-    p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (ASHA's max_t)")
-    p.add_argument("--grace-period", type=int, default=None, help="epochs before ASHA may stop a trial")
-    p.add_argument("--reduction-factor", type=int, default=None, help="ASHA reduction factor")
+    p.add_argument("--num-samples", type=int, default=None, action=at_least(1), help="trials (baseline: seeds)")
+    p.add_argument("--max-epochs", type=int, default=None, action=at_least(1), help="epochs per trial (ASHA's max_t)")
+    p.add_argument("--grace-period", type=int, default=None, action=at_least(1), help="epochs before ASHA may stop a trial")
+    p.add_argument("--reduction-factor", type=int, default=None, action=at_least(2), help="ASHA reduction factor")
     p.add_argument("--no-pruning", action="store_true", help="run every trial to --max-epochs (no ASHA)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)")
+    p.add_argument("--seed", type=int, default=0, action=at_least(0), help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)")
     d = p.add_argument_group("data and model size (override the preset)")
     d.add_argument("--data", default="simulated", help="cohort file, 'simulated' (NOT the Health Gym dataset) or 'art4hiv'")
     d.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
-    d.add_argument("--patients", type=int, default=None)
-    d.add_argument("--split-seed", type=int, default=0)
-    d.add_argument("--hidden", type=int, default=None)
-    d.add_argument("--batch-size", type=int, default=None)
-    d.add_argument("--eval-samples", type=int, default=None)
+    d.add_argument("--patients", type=int, default=None, action=at_least(1))
+    d.add_argument("--split-seed", type=int, default=0, action=at_least(0))
+    d.add_argument("--hidden", type=int, default=None, action=at_least(1))
+    d.add_argument("--batch-size", type=int, default=None, action=at_least(1))
+    add_dataclass_options(d, TrainConfig, ["eval_samples"], defaults={"eval_samples": None})
     r = p.add_argument_group("resources and storage")
-    r.add_argument("--cpus-per-trial", type=float, default=1.0)
-    r.add_argument("--gpus-per-trial", type=float, default=None, help=f"fractional allowed; default 0 without GPUs, {DEFAULT_GPUS_PER_TRIAL} with")
-    r.add_argument("--max-concurrent", type=int, default=None, help="limit on trials running at once")
-    r.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker dies (from its checkpoint)")
+    r.add_argument("--cpus-per-trial", type=float, default=1.0, action=at_least(0, strict=True))
+    r.add_argument("--gpus-per-trial", type=float, default=None, action=at_least(0), help=f"fractional allowed; default 0 without GPUs, {DEFAULT_GPUS_PER_TRIAL} with")
+    r.add_argument("--max-concurrent", type=int, default=None, action=at_least(1), help="limit on trials running at once")
+    r.add_argument("--max-failures", type=int, default=3, action=at_least(0), help="retries of a trial whose worker dies (from its checkpoint)")
     r.add_argument("--address", default=None, help="'auto' to join a running Ray cluster")
     r.add_argument("--storage", default="experiments", help="results folder or s3:// / gs:// URI")
     r.add_argument("--local-dir", default="experiments", help="where study.json, optuna.db and the leaderboard go when --storage is remote")
     r.add_argument("--name", default=None, help="experiment name (default: the space's name)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted study in the same experiment folder")
     r.add_argument("--no-dashboard", action="store_true", help="start a local Ray without its dashboard")
-    r.add_argument("--export-patients", type=int, default=1000, help="synthetic patients sampled from the best trial")
+    r.add_argument("--export-patients", type=int, default=1000, action=at_least(1), help="synthetic patients sampled from the best trial")
     return p
 
 
@@ -76,15 +77,10 @@ def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
 
 
 def base_config(args: argparse.Namespace, preset: Preset, space: SearchSpace) -> dict:
-    """Everything a trial does not get from the search: preset sizes, the space's fixed values, upstream factors."""
-    cfg = TrainConfig(
-        hidden=args.hidden or preset.hidden,
-        batch_size=args.batch_size or preset.batch_size,
-        eval_samples=args.eval_samples or preset.eval_samples,
-        seed=args.seed,
-        device="auto",
-        **UPSTREAM,
-    ).to_dict()
+    """Everything a trial does not get from the search: the preset's sizes (or their overrides), the space's fixed
+    values, and the upstream defaults for the rest."""
+    cfg = TrainConfig(**{k: setting(vars(args), preset.to_dict(), k) for k in ("hidden", "batch_size", "eval_samples")},
+                      seed=args.seed, device="auto").to_dict()
     cfg.update(space.fixed)
     return cfg
 
@@ -124,28 +120,8 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
     return saved
 
 
-def validate_args(args: argparse.Namespace) -> None:
-    for name in ("num_samples", "max_epochs", "grace_period", "patients", "hidden", "batch_size", "eval_samples", "export_patients",
-                 "max_concurrent"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-    if args.reduction_factor is not None and args.reduction_factor < 2:
-        raise ConfigError(f"--reduction-factor must be at least 2, got {args.reduction_factor}")
-    if args.cpus_per_trial <= 0:
-        raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
-    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
-        raise ConfigError(f"--gpus-per-trial must be 0 or more, got {args.gpus_per_trial}")
-    if args.max_failures < 0:
-        raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
-    for name in ("seed", "split_seed"):
-        if getattr(args, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    validate_args(args)
     space = load_space(args.space)
     args.name = plain_name(args.name or space.name, "--name")  # the experiment stays inside --storage
     storage, folder = experiment_dirs(args)

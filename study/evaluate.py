@@ -32,10 +32,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python study/evaluate.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("experiment", help="the study's experiment folder (holds study.json and leaderboard.parquet)")
-    p.add_argument("--top", type=int, default=3, help="configurations to re-train besides the upstream one")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 3; 5 with GPUs)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the study's --max-epochs)")
-    p.add_argument("--samples", type=int, default=None, help="synthetic patients scored per run (default: 2x the test patients)")
+    p.add_argument("--top", type=int, default=3, action=cli.at_least(1), help="configurations to re-train besides the upstream one")
+    p.add_argument("--seeds", type=int, default=None, action=cli.at_least(1), help="seeds per configuration (default 3; 5 with GPUs)")
+    p.add_argument("--epochs", type=int, default=None, action=cli.at_least(1), help="epochs per run (default: the study's --max-epochs)")
+    p.add_argument("--samples", type=int, default=None, action=cli.at_least(1), help="synthetic patients scored per run (default: 2x the test patients)")
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None)
@@ -97,10 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     folder = Path(args.experiment).resolve()
     record, board = load_study(folder)
-    for name in ("top", "seeds", "epochs", "samples"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ConfigError(f"--{name} must be at least 1, got {v}")
     study_args = record["args"]
     from study.spaces import load_space
 

@@ -12,7 +12,7 @@ from ray import tune
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
-from healthgym_core.evaluation.validation import generate
+from healthgym_core.sampling import generate
 from study.driver import base_config
 from study.presets import Preset, gpus_per_trial
 from study.spaces import SearchSpace

@@ -843,7 +843,7 @@ def build_comparison(exp: Experiment) -> Comparison | str:
     """Rebuild the prepared data, check its fingerprint, sample from the best checkpoint. A note string if it cannot."""
     from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
     from healthgym_core.errors import HealthGymError
-    from healthgym_core.evaluation.validation import generate
+    from healthgym_core.sampling import generate
 
     best = exp.best()
     if best is None:

@@ -19,14 +19,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 import search_spaces
-from healthgym_core.config import TrainConfig
+from healthgym_core.config import FIELDS, TrainConfig, defaults
 from healthgym_core.errors import ConfigError, DataError
 
 SPACES_DIR = Path(search_spaces.__file__).parent
 BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline")
-# The upstream Health Gym v1 configuration: every search evaluates it first.
-UPSTREAM = {"n_critic": 5, "gp_weight": 10.0, "corr_weight": 10.0, "corr_form": "2025", "schedule": "ladder:10-20-30-40-50-60"}
+# What a space may search or fix: every training option but the seed (set per trial) and how it executes.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32", "graphs"}
+# The upstream Health Gym v1 configuration (the options' defaults): every search evaluates it first.
+UPSTREAM = {k: v for k, v in defaults().items() if k in TUNABLE and FIELDS[k].metadata["group"] == "training"}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The Tune function trainable: builds (or restores) the core's training state and reports once per epoch.
 
-No training logic lives here: each report is one call of the core's `run_epoch` (train_epoch + evaluate).
+No training logic lives here: each report is one call of the core's `epoch.run_epoch` (train_epoch + evaluate).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import NonFiniteLossError
 from healthgym_core.state import build_state
-from healthgym_core.train import run_epoch
+from healthgym_core.epoch import run_epoch
 from study.experiment import CHECKPOINT_FILE, STEPS_FILE
 
 DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)

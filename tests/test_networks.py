@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from healthgym_core.data.schema import BUILTIN_SCHEMAS
-from healthgym_core.nn.critic import Critic, copy_critic_weights
-from healthgym_core.nn.generator import Generator, copy_generator_weights
-from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import ReferenceLSTM, copy_reference_into_native
+from healthgym_core.nn.critic import Critic
+from healthgym_core.nn.generator import Generator
+from healthgym_core.nn.layout import Layout
+from healthgym_core.nn.lstm import ReferenceLSTM, copy_reference_into_native, copy_weights
 
 
 def count(m):
@@ -24,7 +24,7 @@ def test_shapes_and_heads():
     lay = Layout.of(BUILTIN_SCHEMAS["demo7"])
     torch.manual_seed(0)
     gen, critic = Generator(lay, 16, 24), Critic(lay, 24)
-    x = gen.generate(5, 7)
+    x = gen(gen.noise(5, 7))
     assert x.shape == (5, 7, 22)
     assert torch.all((x[..., :2] > 0) & (x[..., :2] < 1))
     for s, e in lay.blocks:
@@ -55,8 +55,8 @@ def test_native_kernels_match_reference_to_1e5(align):
     torch.manual_seed(2)
     g_ref, g_nat = Generator(lay, 32, 32, kernel="reference", align_reverse=align), Generator(lay, 32, 32, align_reverse=align)
     d_ref, d_nat = Critic(lay, 32, kernel="reference"), Critic(lay, 32)
-    copy_generator_weights(g_ref, g_nat)
-    copy_critic_weights(d_ref, d_nat)
+    copy_weights(g_ref, g_nat)
+    copy_weights(d_ref, d_nat)
     z = torch.rand(8, 20, 32)
     x_ref, x_nat = g_ref(z), g_nat(z)
     assert (x_ref - x_nat).abs().max() < 1e-5
@@ -109,4 +109,4 @@ def test_gradient_penalty_double_backward(kernel):
     # Every parameter but the output bias (which the input gradient does not depend on) gets a gradient.
     grads = {n: p.grad for n, p in critic.named_parameters() if n != "score.bias"}
     assert all(gr is not None and torch.isfinite(gr).all() for gr in grads.values()), [n for n, g in grads.items() if g is None]
-    assert critic.lstm_f.h2h.weight.grad.abs().sum() > 0 if kernel == "reference" else critic.lstm.weight_hh_l0.grad.abs().sum() > 0
+    assert critic.lstm.lstm_f.h2h.weight.grad.abs().sum() > 0 if kernel == "reference" else critic.lstm.lstm.weight_hh_l0.grad.abs().sum() > 0

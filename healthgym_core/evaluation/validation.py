@@ -9,23 +9,9 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.metrics import fixed_directions, marginal_metrics, sliced_wasserstein
 from healthgym_core.evaluation.wasserstein_gap import wasserstein_gap
 from healthgym_core.nn.generator import Generator
+from healthgym_core.sampling import generate
 
 EVAL_NOISE_OFFSET = 1_000_003
-
-
-@torch.no_grad()
-def generate(generator: Generator, n: int, length: int, seed: int, chunk: int = 1024) -> torch.Tensor:
-    """n soft sequences from a fixed noise stream (drawn on the CPU, so identical on any device)."""
-    rng = torch.Generator().manual_seed(seed)
-    device = generator.fc1.weight.device
-    was_training = generator.training
-    generator.eval()
-    out = []
-    for i in range(0, n, chunk):
-        z = torch.rand(min(chunk, n - i), length, generator.noise_dim, generator=rng).to(device)
-        out.append(generator(z).float().cpu())
-    generator.train(was_training)
-    return torch.cat(out)
 
 
 def harden(data: PreparedData, soft: np.ndarray) -> np.ndarray:

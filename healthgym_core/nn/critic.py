@@ -6,9 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from healthgym_core.nn.generator import KERNELS
-from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import ReferenceLSTM, copy_model_weights
+from healthgym_core.nn.layout import Layout
+from healthgym_core.nn.lstm import BiLSTM
 
 
 class Critic(nn.Module):
@@ -20,22 +19,21 @@ class Critic(nn.Module):
 
     def __init__(self, layout: Layout, hidden: int = 128, *, kernel: str = "native") -> None:
         super().__init__()
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}")
-        self.layout, self.hidden, self.kernel = layout, hidden, kernel
+        self.layout, self.hidden = layout, hidden
         self.embeddings = nn.ModuleList(
             nn.Embedding(e - s, size) for (s, e), size in zip(layout.blocks, layout.embedding_sizes)
         )
         self.fc1 = nn.Linear(layout.embedding_width, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
-        if kernel == "native":
-            self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
-        else:
-            self.lstm_f = ReferenceLSTM(hidden, hidden)
-            self.lstm_r = ReferenceLSTM(hidden, hidden)
+        self.lstm = BiLSTM(hidden, hidden, kernel)
         self.score = nn.Linear(2 * hidden, 1)
 
+    @property
+    def kernel(self) -> str:
+        return self.lstm.kernel
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, F] -> [B, L, E]: reals as they are, each block's probabilities times its embedding table."""
         n_real = self.layout.n_real
         if not self.embeddings:
             return x[..., :n_real]
@@ -44,19 +42,7 @@ class Critic(nn.Module):
         return torch.cat([x[..., :n_real], x[..., n_real:] @ table], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.embed(x)
-        x2 = F.leaky_relu(self.fc1(x1), 0.1)
-        x3 = F.leaky_relu(self.fc2(x2), 0.1)
-        if self.kernel == "native":
-            _, (h_n, _) = self.lstm(x3)
-            h = torch.cat([h_n[0], h_n[1]], dim=-1)
-        else:
-            _, (h_f, _) = self.lstm_f(x3)
-            _, (h_r, _) = self.lstm_r(x3.flip(1))
-            h = torch.cat([h_f, h_r], dim=-1)
-        return self.score(h)
-
-
-def copy_critic_weights(src: Critic, dst: Critic) -> None:
-    """Copy weights between kernels (reference -> native or same kind)."""
-    copy_model_weights(src, dst, ("fc1", "fc2", "score", "embeddings"))
+        e = self.embed(x)  # [B, L, E]
+        h = F.leaky_relu(self.fc1(e), 0.1)  # [B, L, H]
+        h = F.leaky_relu(self.fc2(h), 0.1)  # [B, L, H]
+        return self.score(self.lstm.final(h))  # [B, 2H] -> [B, 1]

@@ -6,10 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from healthgym_core.nn.heads import Layout
-from healthgym_core.nn.lstm import ReferenceLSTM, copy_model_weights
-
-KERNELS = ("native", "reference")
+from healthgym_core.nn.layout import Layout
+from healthgym_core.nn.lstm import BiLSTM
 
 
 class Generator(nn.Module):
@@ -20,60 +18,30 @@ class Generator(nn.Module):
     `align_reverse=True` is a standard bidirectional LSTM.
     """
 
-    def __init__(
-        self,
-        layout: Layout,
-        noise_dim: int = 128,
-        hidden: int = 128,
-        *,
-        kernel: str = "native",
-        align_reverse: bool = False,
-    ) -> None:
+    def __init__(self, layout: Layout, noise_dim: int = 128, hidden: int = 128, *, kernel: str = "native",
+                 align_reverse: bool = False) -> None:
         super().__init__()
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}")
-        self.layout, self.noise_dim, self.hidden = layout, noise_dim, hidden
-        self.kernel, self.align_reverse = kernel, align_reverse
-        if kernel == "native":
-            self.lstm = nn.LSTM(noise_dim, hidden, batch_first=True, bidirectional=True)
-        else:
-            self.lstm_f = ReferenceLSTM(noise_dim, hidden)
-            self.lstm_r = ReferenceLSTM(noise_dim, hidden)
+        self.layout, self.noise_dim, self.hidden, self.align_reverse = layout, noise_dim, hidden, align_reverse
+        self.lstm = BiLSTM(noise_dim, hidden, kernel)
         self.fc1 = nn.Linear(2 * hidden, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, layout.width)
 
+    @property
+    def kernel(self) -> str:
+        return self.lstm.kernel
+
     def noise(self, batch: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, L, ID] uniform noise on the generator's device."""
         device = self.fc1.weight.device
         return torch.rand(batch, length, self.noise_dim, generator=generator, device=device)
 
-    def recurrent(self, z: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "native":
-            h, _ = self.lstm(z)
-            h_f, h_r = h[..., : self.hidden], h[..., self.hidden :]
-            # nn.LSTM re-aligns the reverse direction in time; upstream does not.
-            if not self.align_reverse:
-                h_r = h_r.flip(1)
-        else:
-            h_f, _ = self.lstm_f(z)
-            h_r, _ = self.lstm_r(z.flip(1))
-            if self.align_reverse:
-                h_r = h_r.flip(1)
-        return torch.cat([h_f, h_r], dim=-1)
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.recurrent(z)
-        u = F.leaky_relu(self.fc1(h), 0.1)
-        v = F.leaky_relu(self.fc2(u), 0.1)
-        w = self.out(v)
+        h_f, h_r = self.lstm(z, aligned=self.align_reverse)  # [B, L, H] each
+        h = torch.cat([h_f, h_r], dim=-1)  # [B, L, 2H]
+        u = F.leaky_relu(self.fc1(h), 0.1)  # [B, L, H]
+        v = F.leaky_relu(self.fc2(u), 0.1)  # [B, L, H]
+        w = self.out(v)  # [B, L, F] logits
         parts = [torch.sigmoid(w[..., : self.layout.n_real])]
         parts += [torch.softmax(w[..., s:e], dim=-1) for s, e in self.layout.blocks]
-        return torch.cat(parts, dim=-1)
-
-    def generate(self, batch: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self(self.noise(batch, length, generator))
-
-
-def copy_generator_weights(src: Generator, dst: Generator) -> None:
-    """Copy weights between kernels (reference -> native or same kind)."""
-    copy_model_weights(src, dst, ("fc1", "fc2", "out"))
+        return torch.cat(parts, dim=-1)  # [B, L, F]

@@ -1,6 +1,8 @@
-"""Recurrent kernels. `ReferenceLSTM` is the upstream explicit cell (gate order F, I, A, O) unrolled in Python;
-the fast path is torch's `nn.LSTM` (gate order i, f, g, o). Both give the same outputs for copied weights and
-both support the gradient penalty's double backward on CPU.
+"""Recurrent kernels and the one bidirectional block both networks use.
+
+`ReferenceLSTM` is the upstream explicit cell (gate order F, I, A, O) unrolled in Python; `native` is torch's
+`nn.LSTM` (gate order i, f, g, o). Both give the same outputs for copied weights and both support the gradient
+penalty's double backward on CPU.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+KERNELS = ("native", "reference")
 # Position in the upstream (F, I, A, O) chunk order of each torch (i, f, g, o) gate.
 TORCH_FROM_REFERENCE = (1, 0, 2, 3)
 
@@ -44,6 +47,58 @@ class ReferenceLSTM(nn.Module):
         return o * torch.tanh(c), c
 
 
+class BiLSTM(nn.Module):
+    """A forward and a time-reversed single-layer LSTM over the same [B, T, in] input, on one of `KERNELS`.
+
+    `native` keeps its weights in an `nn.LSTM(bidirectional=True)`; `reference` in two `ReferenceLSTM`s.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, kernel: str = "native") -> None:
+        super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}")
+        self.hidden_size, self.kernel = hidden_size, kernel
+        if kernel == "reference":
+            self.lstm_f = ReferenceLSTM(input_size, hidden_size)
+            self.lstm_r = ReferenceLSTM(input_size, hidden_size)
+        else:
+            self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, aligned: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, in] -> (h_f, h_r), each [B, T, H].
+
+        h_r in upstream order: position t holds the reverse state after x_{T-1}..x_{T-1-t} (upstream never flips
+        it back). With `aligned`, in time order: position t after x_{T-1}..x_t (a standard biLSTM, nn.LSTM's).
+        """
+        if self.kernel == "reference":
+            h_f, _ = self.lstm_f(x)
+            h_r, _ = self.lstm_r(x.flip(1))
+            return h_f, (h_r.flip(1) if aligned else h_r)
+        out, _ = self.lstm(x)
+        h_f, h_r = out[..., : self.hidden_size], out[..., self.hidden_size :]
+        return h_f, (h_r if aligned else h_r.flip(1))
+
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, in] -> [B, 2H]: the forward state after x_{T-1} next to the reverse state after x_0."""
+        if self.kernel == "reference":
+            _, (h_f, _) = self.lstm_f(x)
+            _, (h_r, _) = self.lstm_r(x.flip(1))
+            return torch.cat([h_f, h_r], dim=-1)
+        _, (h_n, _) = self.lstm(x)
+        return torch.cat([h_n[0], h_n[1]], dim=-1)
+
+    @torch.no_grad()
+    def copy_from(self, src: "BiLSTM") -> None:
+        """Take another block's weights: same kernel as they are, reference -> native gate-reordered."""
+        if src.kernel == self.kernel:
+            self.load_state_dict(src.state_dict())
+        elif src.kernel == "reference" and self.kernel != "reference":
+            copy_reference_into_native(src.lstm_f, self.lstm, reverse=False)
+            copy_reference_into_native(src.lstm_r, self.lstm, reverse=True)
+        else:
+            raise ValueError("only reference -> native copies are supported")
+
+
 def torch_gate_order(w: torch.Tensor) -> torch.Tensor:
     """Re-order a reference cell's (F, I, A, O) gate rows into nn.LSTM's (i, f, g, o)."""
     chunks = w.chunk(4, dim=0)
@@ -61,15 +116,12 @@ def copy_reference_into_native(ref: ReferenceLSTM, native: nn.LSTM, reverse: boo
 
 
 @torch.no_grad()
-def copy_model_weights(src: nn.Module, dst: nn.Module, layers: tuple[str, ...]) -> None:
-    """Copy a generator's or critic's weights between kernels (same kernel, or reference -> native): the two
-    LSTM directions gate-reordered, the named layers as they are."""
-    if src.kernel == dst.kernel:
-        dst.load_state_dict(src.state_dict())
-        return
-    if not (src.kernel == "reference" and dst.kernel == "native"):
-        raise ValueError("only reference -> native copies are supported")
-    copy_reference_into_native(src.lstm_f, dst.lstm, reverse=False)
-    copy_reference_into_native(src.lstm_r, dst.lstm, reverse=True)
-    for name in layers:
-        getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+def copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """Copy a generator's or critic's weights into another of the same shape, whatever the two kernels: each
+    `BiLSTM` through `BiLSTM.copy_from`, every other top-level layer as it is."""
+    for name, child in dst.named_children():
+        source = getattr(src, name)
+        if isinstance(child, BiLSTM):
+            child.copy_from(source)
+        else:
+            child.load_state_dict(source.state_dict())

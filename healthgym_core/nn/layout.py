@@ -1,4 +1,4 @@
-"""Layout helpers shared by the generator and critic."""
+"""`Layout`: the facts about a schema's one-hot row that the networks need."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from healthgym_core.data.schema import Schema
 
 @dataclass(frozen=True)
 class Layout:
-    """The parts of a schema the networks need: reals first, then one-hot blocks."""
+    """Reals first (one column each), then one one-hot block per binary/categorical variable."""
 
     n_real: int
-    blocks: tuple[tuple[int, int], ...]
-    embedding_sizes: tuple[int, ...]
-    width: int
+    blocks: tuple[tuple[int, int], ...]  # [start, end) of each one-hot block
+    embedding_sizes: tuple[int, ...]  # the critic's embedding width per block
+    width: int  # F: the whole row
 
     @classmethod
     def of(cls, schema: Schema) -> "Layout":
@@ -27,4 +27,5 @@ class Layout:
 
     @property
     def embedding_width(self) -> int:
+        """E: reals plus every block's embedding."""
         return self.n_real + sum(self.embedding_sizes)
