@@ -7,7 +7,7 @@ from healthgym_core.data.cohort import cohort_from_frame, load_cohort
 from healthgym_core.data.prepared import prepare_data
 from healthgym_core.data.schema import ART4HIV, Schema
 from healthgym_core.data.simulate import simulate_cohort
-from healthgym_core.evaluation import final as F
+from healthgym_core.evaluation import classifiers, dependence, distances, final, privacy
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 
 
@@ -36,17 +36,17 @@ def full_floor(full):
 
 
 def test_fisher_z_mean_by_hand():
-    assert F.fisher_z_mean(np.array([0.5, 0.5])) == pytest.approx(0.5)
-    assert F.fisher_z_mean(np.array([0.9, -0.9])) == pytest.approx(0.0, abs=1e-12)
+    assert dependence.fisher_z_mean(np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert dependence.fisher_z_mean(np.array([0.9, -0.9])) == pytest.approx(0.0, abs=1e-12)
     # weights n - 3: tanh((1 * atanh(0.2) + 3 * atanh(0.6)) / 4)
     expect = math.tanh((math.atanh(0.2) + 3 * math.atanh(0.6)) / 4)
-    assert F.fisher_z_mean(np.array([0.2, 0.6]), np.array([1.0, 3.0])) == pytest.approx(expect)
+    assert dependence.fisher_z_mean(np.array([0.2, 0.6]), np.array([1.0, 3.0])) == pytest.approx(expect)
     # r = +-1 is clipped at 0.999999, NaN entries and zero weights are skipped, all skipped -> NaN
-    assert F.fisher_z_mean(np.array([1.0, 1.0])) == pytest.approx(0.999999)
-    assert F.fisher_z_mean(np.array([0.3, np.nan, -0.8]), np.array([1.0, 1.0, 0.0])) == pytest.approx(0.3)
-    assert np.isnan(F.fisher_z_mean(np.array([np.nan, 0.4]), np.array([1.0, 0.0])))
+    assert dependence.fisher_z_mean(np.array([1.0, 1.0])) == pytest.approx(0.999999)
+    assert dependence.fisher_z_mean(np.array([0.3, np.nan, -0.8]), np.array([1.0, 1.0, 0.0])) == pytest.approx(0.3)
+    assert np.isnan(dependence.fisher_z_mean(np.array([np.nan, 0.4]), np.array([1.0, 0.0])))
     # along an axis: columns are averaged independently
-    out = F.fisher_z_mean(np.array([[0.5, 0.1], [0.5, -0.1]]), axis=0)
+    out = dependence.fisher_z_mean(np.array([[0.5, 0.1], [0.5, -0.1]]), axis=0)
     assert out == pytest.approx([0.5, 0.0])
 
 
@@ -55,70 +55,70 @@ def test_trend_cycle_of_a_line_plus_a_centred_cosine():
     t = np.arange(T, dtype=float)
     wave = np.cos(2 * np.pi * 3 * (t - (T - 1) / 2) / T)  # even about the centre, full periods: orthogonal to 1 and t
     line = 2.0 + 0.5 * t
-    trend, cycle = F.trend_cycle((line + wave)[None, :], axis=1)
+    trend, cycle = dependence.trend_cycle((line + wave)[None, :], axis=1)
     assert trend[0] == pytest.approx(line, abs=1e-9)
     assert cycle[0] == pytest.approx(wave, abs=1e-9)
-    trend, cycle = F.trend_cycle(line[None, :], axis=1)
+    trend, cycle = dependence.trend_cycle(line[None, :], axis=1)
     assert trend[0] == pytest.approx(line) and np.abs(cycle).max() < 1e-9
 
     # two variables: opposite trends, the same cycle -> trend r = -1 (clipped), cycle r = +1 (clipped)
     x = np.stack([line + wave, 5.0 - 2.0 * t + 0.3 * wave], axis=-1)[None]  # [1, T, 2]
-    m = F.dynamic_correlations(np.repeat(x, 4, axis=0))
+    m = dependence.dynamic_correlations(np.repeat(x, 4, axis=0))
     assert m["trend"][0, 1] == pytest.approx(-0.999999) and m["cycle"][0, 1] == pytest.approx(0.999999)
     assert m["sign_agree"][0, 1] == 0.0
     # a constant series is skipped: its pairs are undefined
     x3 = np.concatenate([x, np.ones((1, T, 1))], axis=-1)
-    m = F.dynamic_correlations(x3)
+    m = dependence.dynamic_correlations(x3)
     assert np.isnan(m["trend"][0, 2]) and np.isnan(m["cycle"][1, 2]) and np.isnan(m["sign_agree"][2, 0])
 
 
 def test_within_patient_corr_and_pooled_acf_by_hand():
     x = np.array([[[1.0, 2.0, 5.0], [2.0, 4.0, 5.0], [3.0, 6.5, 5.0]]])  # one patient, T = 3, V = 3
-    r = F.within_patient_corr(x)[0]
+    r = dependence.within_patient_corr(x)[0]
     assert r[0, 1] == pytest.approx(np.corrcoef(x[0, :, 0], x[0, :, 1])[0, 1])
     assert np.isnan(r[0, 2]) and np.isnan(r[2, 2])
     alt = np.array([1.0, -1.0, 1.0, -1.0])[None, :, None]  # mean 0: lag-1 sum -3 over sum of squares 4
-    acf = F.pooled_acf(alt, max_lag=2)
+    acf = dependence.pooled_acf(alt, max_lag=2)
     assert acf[0] == pytest.approx([-0.75, 0.5])
-    assert np.isnan(F.pooled_acf(np.ones((2, 5, 1)), max_lag=2)).all()
+    assert np.isnan(dependence.pooled_acf(np.ones((2, 5, 1)), max_lag=2)).all()
 
 
 def test_auc_by_hand():
-    assert F.auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
-    assert F.auc([0.8, 0.9, 0.1, 0.2], [0, 0, 1, 1]) == 0.0
-    assert F.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert F.auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == pytest.approx(0.5)
-    assert np.isnan(F.auc([0.1, 0.2], [1, 1]))
+    assert classifiers.auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert classifiers.auc([0.8, 0.9, 0.1, 0.2], [0, 0, 1, 1]) == 0.0
+    assert classifiers.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert classifiers.auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == pytest.approx(0.5)
+    assert np.isnan(classifiers.auc([0.1, 0.2], [1, 1]))
 
 
 def test_mmd_by_hand():
     x, y = np.zeros((2, 1)), np.ones((2, 1))
-    assert F.mmd2_rbf(x, y, bandwidth=1.0) == pytest.approx(2 - 2 * math.exp(-0.5))
+    assert distances.mmd2_rbf(x, y, bandwidth=1.0) == pytest.approx(2 - 2 * math.exp(-0.5))
     rng = np.random.default_rng(0)
     a = rng.standard_normal((300, 4))
     b = rng.standard_normal((300, 4))
-    assert abs(F.mmd2_rbf(a, a)) < 0.01  # identical samples
-    assert abs(F.mmd2_rbf(a, b)) < 0.01  # same distribution
-    assert F.mmd2_rbf(a, b + 2.0) > 0.3
+    assert abs(distances.mmd2_rbf(a, a)) < 0.01  # identical samples
+    assert abs(distances.mmd2_rbf(a, b)) < 0.01  # same distribution
+    assert distances.mmd2_rbf(a, b + 2.0) > 0.3
 
 
 def test_classifiers_and_record_keys():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 3))
     y = x @ np.array([1.5, -1.0, 0.0]) + 0.2 > 0
-    w = F.fit_logistic(x, y, l2=0.1)
-    assert F.auc(x @ w[1:] + w[0], y) > 0.98 and w[1] > 0 > w[2]
-    coef, icpt = F.fit_ridge(x, x @ np.array([1.0, 2.0, -3.0]) + 4.0, alpha=1e-9)
+    w = classifiers.fit_logistic(x, y, l2=0.1)
+    assert classifiers.auc(x @ w[1:] + w[0], y) > 0.98 and w[1] > 0 > w[2]
+    coef, icpt = classifiers.fit_ridge(x, x @ np.array([1.0, 2.0, -3.0]) + 4.0, alpha=1e-9)
     assert coef == pytest.approx([1.0, 2.0, -3.0]) and icpt == pytest.approx(4.0)
     xor = (x[:, 0] * x[:, 1] > 0).astype(float)  # not linearly separable: the MLP must learn it
-    predict = F.fit_mlp(x[:200], xor[:200], seed=0, steps=500)
-    assert F.auc(predict(x[200:]), xor[200:]) > 0.9
+    predict = classifiers.fit_mlp(x[:200], xor[:200], seed=0, steps=500)
+    assert classifiers.auc(predict(x[200:]), xor[200:]) > 0.9
     reals = np.array([[[29.9, 793.0]], [[0.0, 1e-300]]])
     codes = np.array([[[1, 0]], [[1, 0]]])
-    keys = F.record_keys(reals, codes)
-    assert F.record_keys(reals * (1 + 1e-9), codes) == keys
-    assert F.record_keys(reals * (1 + 1e-4), codes)[0] != keys[0]
-    assert F.record_keys(reals, codes + 1)[1] != keys[1]
+    keys = privacy.record_keys(reals, codes)
+    assert privacy.record_keys(reals * (1 + 1e-9), codes) == keys
+    assert privacy.record_keys(reals * (1 + 1e-4), codes)[0] != keys[0]
+    assert privacy.record_keys(reals, codes + 1)[1] != keys[1]
 
 
 def test_nearest_distances_match_brute_force():
@@ -129,7 +129,7 @@ def test_nearest_distances_match_brute_force():
     b[3] = a[5]  # an exact copy is at distance 0
     d = cdist(a, b)
     for chunk in (4, 1024):
-        da, db = F.nearest_distances(a, b, chunk=chunk)
+        da, db = privacy.nearest_distances(a, b, chunk=chunk)
         assert da == pytest.approx(d.min(1)) and db == pytest.approx(d.min(0))
         assert da[5] == 0.0 and db[3] == 0.0
 
@@ -174,7 +174,7 @@ def test_copies_of_training_patients(demo, demo_floor):
     m = final_metrics(demo, tr.reals, tr.codes)
     assert m["exact_copies"] == 1.0 and m["membership_auc"] == 1.0
     # every member of the equal-sized training reference is copied, the rest is as close as a holdout
-    ref, _ = F.privacy_reference(demo, seed=0)
+    ref, _ = privacy.privacy_reference(demo, seed=0)
     expect = 0.5 + 0.5 * len(ref) / tr.n_patients
     assert m["p_dcr_train_closer"] == pytest.approx(expect, abs=0.06) and m["p_dcr_train_closer"] > demo_floor["p_dcr_train_closer"]
     assert m["utility_gap"] == pytest.approx(0.0, abs=1e-9)  # same training set for TSTR and TRTR
@@ -227,7 +227,7 @@ def test_metric_info_covers_every_key(demo_floor, full_floor):
     # no stale entries: every metric described is produced for the 13-variable schema
     produced = {k if "/" not in k else k.split("/")[0] + "/<variable>" for k in full_floor}
     assert set(METRIC_INFO) == produced
-    report = F.format_report(full_floor, full_floor)
+    report = final.format_report(full_floor, full_floor)
     assert all(k in report for k in full_floor)
 
 

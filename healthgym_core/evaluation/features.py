@@ -16,17 +16,10 @@ import numpy as np
 from healthgym_core.data.cohort import Cohort
 from healthgym_core.data.describe import REGIMEN
 from healthgym_core.data.schema import Schema
+from healthgym_core.evaluation.dependence import rowwise_pearson
+from healthgym_core.evaluation.marginals import log1p10
 
 N_COMPONENTS = 32
-
-
-def _safe_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson r; 0 where either row is constant."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    num = (a * b).sum(axis=1)
-    return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), 0.0)
 
 
 def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -35,7 +28,7 @@ def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np
     cols = []
     months = np.arange(t, dtype=np.float64)
     mc = months - months.mean()
-    logs = np.log10(np.maximum(reals, 0.0) + 1.0)
+    logs = log1p10(reals)
     for j in range(logs.shape[2]):
         x = logs[:, :, j]
         cols += [x.mean(1), x.std(1), x[:, 0], x[:, -1]]
@@ -43,7 +36,7 @@ def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np
         if t > 1:
             d = np.diff(x, axis=1)
             cols.append(d.std(1))
-            cols.append(_safe_corr(x[:, :-1], x[:, 1:]) if t > 2 else np.zeros(n))
+            cols.append(rowwise_pearson(x[:, :-1], x[:, 1:]) if t > 2 else np.zeros(n))
         else:
             cols += [np.zeros(n), np.zeros(n)]
     for j, v in enumerate(schema.categoricals):
@@ -54,7 +47,7 @@ def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np
         reg = codes[:, :, idx]
         cols.append((reg[:, 1:] != reg[:, :-1]).any(axis=2).sum(axis=1).astype(np.float64))
     if logs.shape[2] >= 2:
-        cols.append(_safe_corr(logs[:, :, 0], logs[:, :, 1]))
+        cols.append(rowwise_pearson(logs[:, :, 0], logs[:, :, 1]))
     return np.stack(cols, axis=1)
 
 

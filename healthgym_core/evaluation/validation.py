@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from healthgym_core.data.prepared import PreparedData
-from healthgym_core.evaluation.metrics import fixed_directions, marginal_metrics, sliced_wasserstein
+from healthgym_core.evaluation.distances import fixed_directions, sliced_wasserstein
+from healthgym_core.evaluation.marginals import marginal_metrics
 from healthgym_core.evaluation.wasserstein_gap import wasserstein_gap
 from healthgym_core.nn.generator import Generator
 from healthgym_core.sampling import generate
