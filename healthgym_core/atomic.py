@@ -6,6 +6,7 @@ A crash or a full disk leaves the previous file intact and never a file that loo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -16,8 +17,20 @@ import pandas as pd
 from healthgym_core.errors import ConfigError, DataError, HealthGymError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask: read from /proc where Linux shows it, else by setting it and putting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -31,7 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise HealthGymError(f"{path}: cannot write here ({e.strerror or e})") from None
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:

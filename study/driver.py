@@ -96,7 +96,7 @@ def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData)
 
 def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace) -> None:
     record = {"version": STUDY_VERSION, "args": vars(args), "preset": preset.to_dict(), "space": {"name": space.name, "path": space.path,
-              "description": space.description, "factors": [f.describe() for f in space.factors]},
+              "description": space.description, "factors": [f.to_dict() for f in space.factors]},
               "data": {"source": data.source, "fingerprint": data.fingerprint, "schema": data.schema.name,
                        "split_seed": data.split.seed, "train": len(data.split.train), "val": len(data.split.val),
                        "test": len(data.split.test), "months": data.n_months},

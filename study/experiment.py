@@ -11,7 +11,7 @@ from pathlib import Path
 from healthgym_core.errors import ConfigError
 
 STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
-STUDY_VERSION = 1  # bump when study.json or the experiment layout changes incompatibly
+STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incompatibly (2: factors as data)
 OPTUNA_FILE = "optuna.db"  # Optuna's SQLite storage (study name = experiment name)
 CHECKPOINT_FILE = "state.pt"  # inside each Tune checkpoint folder
 STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder

@@ -48,6 +48,21 @@ class Factor:
             return value in self.choices
         return self.low <= value <= self.high
 
+    def to_dict(self) -> dict:
+        """The factor as data (study.json keeps it so): name, why, and choices or low/high/log."""
+        out = {"name": self.name, "why": self.why}
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        else:
+            out.update(low=self.low, high=self.high, log=self.log)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Factor":
+        choices = d.get("choices")
+        return cls(d["name"], d.get("why", ""), tuple(choices) if choices is not None else None, d.get("low"),
+                   d.get("high"), bool(d.get("log", False)))
+
     def describe(self) -> str:
         if self.choices is not None:
             return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"

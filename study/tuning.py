@@ -24,9 +24,6 @@ from study.presets import Preset, gpus_per_trial
 from study.spaces import UPSTREAM, SearchSpace
 from study.trainable import train_healthgym
 
-# Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
 
 def start_ray(address: str | None, dashboard: bool = True) -> float:
     """Join a cluster (`--address auto`) or start a local Ray whose dashboard listens on 127.0.0.1 only.
@@ -119,6 +116,8 @@ def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base
     if args.address:
         slots = max(slots, 16)
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
+    # Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     exp_path = f"{storage.rstrip('/')}/{args.name}"
     if args.resume and tune.Tuner.can_restore(exp_path):
         try:

@@ -197,3 +197,25 @@ def test_user_schema_cohort(tmp_path):
 def test_patients_keeps_the_first_n(tmp_path, frame):
     c = load_cohort(write(frame, tmp_path / "c.csv"), "demo7", patients=4)
     assert c.n_patients == 4 and c.patient_ids.tolist() == [0, 1, 2, 3]
+
+
+def test_validate_recognises_the_schema_a_file_matches(tmp_path, frame):
+    """An export of a demo7 study holds only the demo7 columns: validate recognises that schema (it used to assume
+    full13 and fail on 'Rel CD4'); a file matching no built-in schema fails against the closest one and names
+    --schema."""
+    from healthgym_core.data.schema import BUILTIN_SCHEMAS
+
+    demo7 = BUILTIN_SCHEMAS["demo7"]
+    export = write(frame[[*demo7.columns, "PatientID", "Timestep"]], tmp_path / "synthetic_best.csv")
+    r = run_cli("validate", export)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("7 variables (schema demo7)")
+    full10 = write(frame[[*BUILTIN_SCHEMAS["full10"].columns, "PatientID", "Timestep"]], tmp_path / "f10.csv")
+    assert read_cohort(full10).schema.name == "full10"
+    broken = write(frame[[c for c in demo7.columns if c != "CD4"] + ["PatientID", "Timestep"]], tmp_path / "no_cd4.csv")
+    r = run_cli("validate", broken)
+    line = r.stderr.strip()
+    assert r.returncode == 2 and len(line.splitlines()) == 1
+    assert "column 'CD4': missing required column" in line
+    assert "closest: demo7" in line and "--schema demo7, full10, full13" in line
+    assert run_cli("validate", export, "--schema", "full13").returncode == 2  # an explicit schema is still strict

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from healthgym_core.evaluation import dependence
 from study import report as report_mod
+from study.reporting.search import dynamics_windows
 from tests.study_helpers import ROOT, env, study
 
 REPORT = [sys.executable, str(ROOT / "study" / "report.py")]
@@ -279,7 +281,8 @@ def test_dynamic_correlations_follow_the_health_gym_recipe():
     b = -t - wave                 # opposite trend, opposite cycle
     c = np.full_like(t, 4.0)      # constant: every pair with it is skipped
     x = np.stack([np.stack([a, b, c], axis=1)] * 3)  # 3 patients [P, T, V]
-    trend, cycle = report_mod.dynamic_correlations(x)
+    dyn = dependence.dynamic_correlations(x)
+    trend, cycle = dyn["trend"], dyn["cycle"]
     assert trend[0, 1] == pytest.approx(-1, abs=1e-5)
     assert cycle[0, 1] == pytest.approx(-1, abs=1e-5)
     assert cycle[0, 0] == pytest.approx(1, abs=1e-5)
@@ -289,12 +292,12 @@ def test_dynamic_correlations_follow_the_health_gym_recipe():
 def test_pearson_matrix_marks_constant_columns():
     rng = np.random.default_rng(0)
     x = np.column_stack([rng.normal(size=200), np.zeros(200), rng.normal(size=200)])
-    r = report_mod.pearson_matrix(x)
+    r = dependence.pearson(x)
     assert np.isnan(r[1]).all() and np.isnan(r[:, 1]).all()
     assert r[0, 2] == pytest.approx(np.corrcoef(x[:, 0], x[:, 2])[0, 1])
 
 
 def test_dynamics_windows():
-    assert report_mod.dynamics_windows(1) == [(1, 1)]
-    assert report_mod.dynamics_windows(4) == [(1, 2), (3, 4)]
-    assert report_mod.dynamics_windows(200) == [(1, 20), (181, 200)]
+    assert dynamics_windows(1) == [(1, 1)]
+    assert dynamics_windows(4) == [(1, 2), (3, 4)]
+    assert dynamics_windows(200) == [(1, 20), (181, 200)]

@@ -9,6 +9,7 @@ import pytest
 
 from healthgym_core.data.cohort import read_cohort
 from study.spaces import BUILTIN, UPSTREAM, load_space
+from study.experiment import STUDY_VERSION
 from tests.study_helpers import kill_session, results, start_study, study, wait_for
 
 pytestmark = pytest.mark.slow
@@ -142,7 +143,7 @@ def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path):
     (damaged / "critic" / "study.json").write_text(record[: len(record) // 2])
     r = study(*args[:-3], "--storage", damaged, "--no-dashboard", "--resume", timeout=120)
     assert r.returncode == 2 and "damaged or truncated" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    (damaged / "critic" / "study.json").write_text(record.replace('"version": 1', '"version": 99'))
+    (damaged / "critic" / "study.json").write_text(record.replace(f'"version": {STUDY_VERSION}', '"version": 99'))
     r = study(*args[:-3], "--storage", damaged, "--no-dashboard", "--resume", timeout=120)
     assert r.returncode == 2 and "version 99 is not supported" in r.stderr
 

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                            ("describe", "per-variable statistics of a cohort")):
         v = sub.add_parser(name, help=helptext)
         v.add_argument("file", help="a .csv or .parquet file, or 'simulated', or 'art4hiv' (the cached download)")
-        v.add_argument("--schema", default="full13", help="demo7, full10, full13 (default) or a .toml schema file")
+        v.add_argument("--schema", default="auto", help="demo7, full10, full13, a .toml schema file, or auto (default): the "
+                       "built-in schema whose columns the file has")
         v.add_argument("--patients", type=int, default=None, help="keep the first N patients (simulated: generate N)")
     return p
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from healthgym_core.data.schema import Schema, get_schema
+from healthgym_core.data.schema import BUILTIN_SCHEMAS, Schema, get_schema
 from healthgym_core.errors import DataError
 
 SIMULATED = "simulated"
@@ -265,12 +265,43 @@ def cohort_from_frame(frame: pd.DataFrame, schema: Schema, file: str, source: st
     return Cohort(schema, source or file, patient_ids, real_arr, code_arr, time_column)
 
 
-def read_cohort(path: str | Path, schema: Schema | str = "full13") -> Cohort:
-    """Read and validate a cohort file (CSV or Parquet). The default schema checks all 13 ART-for-HIV variables."""
-    if isinstance(schema, str):
-        schema = get_schema(schema)
+AUTO = "auto"  # the schema argument that recognises the built-in schema a file's columns match
+
+
+def _has_columns(schema: Schema, cols: set[str]) -> int:
+    """How many of the schema's required columns (variables, patient, time or an alias) the file has."""
+    time = schema.time_column in cols or any(a in cols for a in schema.time_aliases)
+    return sum(c in cols for c in schema.columns) + (schema.patient_column in cols) + time
+
+
+def match_schema(columns) -> tuple[Schema, bool]:
+    """The largest built-in schema all of whose columns the file has (True), else the closest one: the fewest
+    required columns missing, the larger on a tie (False)."""
+    cols = {str(c) for c in columns}
+
+    def missing(s: Schema) -> int:
+        return len(s.columns) + 2 - _has_columns(s, cols)
+
+    ranked = sorted(BUILTIN_SCHEMAS.values(), key=lambda s: (missing(s), -len(s.variables)))
+    full = [s for s in ranked if missing(s) == 0]
+    return (full[0], True) if full else (ranked[0], False)
+
+
+def read_cohort(path: str | Path, schema: Schema | str = AUTO) -> Cohort:
+    """Read and validate a cohort file (CSV or Parquet). With `auto`, against the built-in schema its columns
+    match (demo7, full10, full13); a file that matches none fails against the closest, and the error says so."""
     frame = read_table(path)
-    return cohort_from_frame(frame, schema, str(path))
+    if not (isinstance(schema, str) and schema == AUTO):
+        return cohort_from_frame(frame, get_schema(schema) if isinstance(schema, str) else schema, str(path))
+    matched, exact = match_schema(frame.columns)
+    try:
+        return cohort_from_frame(frame, matched, str(path))
+    except DataError as e:
+        if exact:
+            raise
+        others = ", ".join(BUILTIN_SCHEMAS)
+        raise DataError(e.file, f"{e.problem}; the columns match no built-in schema (closest: {matched.name}): pass "
+                        f"--schema {others} or a .toml schema file", column=e.column, value=e.value, row=e.row) from None
 
 
 def simulated_cohort(n_patients: int = DEFAULT_SIMULATED_PATIENTS, seed: int = 0, schema: Schema | str = "demo7") -> Cohort:
@@ -295,9 +326,11 @@ def load_cohort(
     `patients` keeps the first N patients (by PatientID), as upstream keeps PatientID < 300 for its demo; for the
     simulated cohort it is the number generated.
     """
-    if isinstance(schema, str):
-        schema = get_schema(schema)
     name = str(source)
+    if isinstance(schema, str) and schema == AUTO and name in (SIMULATED, ART4HIV):
+        schema = "full13"  # both hold every published column
+    if isinstance(schema, str) and schema != AUTO:
+        schema = get_schema(schema)
     if patients is not None and patients < 1:
         raise DataError(name, "--patients must be at least 1", value=patients)
     if name == SIMULATED:
