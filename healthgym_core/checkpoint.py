@@ -21,6 +21,7 @@ from healthgym_core.data.schema import Schema
 from healthgym_core.data.split import Split
 from healthgym_core.data.transforms import CohortTransform
 from healthgym_core.errors import CheckpointError
+from healthgym_core.nn import fused
 from healthgym_core.nn.generator import Generator
 from healthgym_core.nn.layout import Layout
 from healthgym_core.state import TrainState, build_state
@@ -95,7 +96,7 @@ def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = N
             f"checkpoint was trained on data {meta['data_fingerprint']} but the prepared data is {data.fingerprint}"
         )
     cfg = config or TrainConfig.from_dict(meta["config"])
-    cfg.kernel = meta["kernel"]
+    cfg.kernel = "auto" if meta["kernel"] == "fused" else meta["kernel"]  # fused where it runs, else nn.LSTM
     state = build_state(cfg, data)
     try:
         state.generator.load_state_dict(ckpt["generator"])
@@ -118,7 +119,10 @@ def generator_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") ->
     meta = ckpt["meta"]
     cfg = TrainConfig.from_dict(meta["config"])
     schema = Schema.from_dict(meta["schema"])
-    gen = Generator(Layout.of(schema), cfg.noise_size, cfg.hidden, kernel=meta["kernel"], align_reverse=cfg.align_reverse)
+    kernel = meta["kernel"]
+    if kernel == "fused" and (torch.device(device).type != "cpu" or fused.available() is not None):
+        kernel = "native"  # the same weights (nn.LSTM's), so the same generator
+    gen = Generator(Layout.of(schema), cfg.noise_size, cfg.hidden, kernel=kernel, align_reverse=cfg.align_reverse)
     try:
         gen.load_state_dict(ckpt["generator"])
     except RuntimeError as e:

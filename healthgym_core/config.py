@@ -15,7 +15,7 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.losses import CORR_FORMS
 
 DEVICES = ("auto", "cpu", "cuda")
-KERNEL_CHOICES = ("auto", "native", "reference")
+KERNEL_CHOICES = ("auto", "native", "reference", "fused")
 GRAPH_CHOICES = ("auto", "on", "off")
 Check = Callable[[object], "str | None"]  # a value -> what is wrong with it, or None
 

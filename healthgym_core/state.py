@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -9,10 +10,12 @@ import numpy as np
 import torch
 
 from healthgym_core.config import TrainConfig
+from healthgym_core.cpu import keep_freed_memory
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.losses import correlation
+from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
 from healthgym_core.nn.layout import Layout
@@ -41,12 +44,27 @@ def _native_double_backward_works(device: torch.device) -> bool:
 
 
 def resolve_kernel(name: str, device: torch.device) -> str:
+    """The LSTM kernel to run: `auto` is `fused` on a CPU (the measured fastest, bench/README.md) where it builds,
+    and nn.LSTM on a GPU (with a reference-cell fallback where its double backward fails). A `fused` kernel that
+    cannot be built falls back to nn.LSTM with one warning."""
+    if name == "fused" and device.type != "cpu":
+        raise ConfigError(f"kernel='fused' runs on a CPU only, but the device is {device}; use native or auto")
+    if name == "fused" or (name == "auto" and device.type == "cpu"):
+        if fused.available() is None:
+            return "fused"
+        _warn_once(f"{fused.available()}; training uses nn.LSTM (kernel native) instead")
+        return "native"
     if name != "auto":
         return name
-    if device.type == "cpu" or _native_double_backward_works(device):
+    if _native_double_backward_works(device):
         return "native"
     warnings.warn(f"nn.LSTM double backward failed on {device}; using the reference LSTM cell", stacklevel=2)
     return "reference"
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
 
 
 def resolve_graphs(name: str, device: torch.device) -> bool:
@@ -108,6 +126,8 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     config.validate()
     schedule = check_against_data(config, data)
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     if device.type == "cuda":  # TF32 off by default, as upstream's seed_all: losses comparable with CPU float32
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         torch.backends.cudnn.allow_tf32 = config.tf32

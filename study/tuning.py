@@ -15,6 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from healthgym_core.atomic import write_table
+from healthgym_core.cpu import SINGLE_THREAD_ENV
 from healthgym_core.errors import ConfigError
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.sampling import sample
@@ -29,10 +30,11 @@ def start_ray(address: str | None, dashboard: bool = True) -> float:
     """Join a cluster (`--address auto`) or start a local Ray whose dashboard listens on 127.0.0.1 only.
     Returns the number of GPUs the cluster has."""
     if not ray.is_initialized():
+        env = {"env_vars": SINGLE_THREAD_ENV}  # every trial's numpy/scipy BLAS on its one thread, as its torch
         if address:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env=env)
         else:
-            ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=os.cpu_count())
+            ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=os.cpu_count(), runtime_env=env)
     return float(ray.cluster_resources().get("GPU", 0))
 
 

@@ -1,8 +1,9 @@
 """Recurrent kernels and the one bidirectional block both networks use.
 
 `ReferenceLSTM` is the upstream explicit cell (gate order F, I, A, O) unrolled in Python; `native` is torch's
-`nn.LSTM` (gate order i, f, g, o). Both give the same outputs for copied weights and both support the gradient
-penalty's double backward on CPU.
+`nn.LSTM` (gate order i, f, g, o); `fused` computes nn.LSTM's maths on nn.LSTM's own weights with the C++ kernel of
+`healthgym_core.nn.fused` (CPU; hand-written first and second derivatives). All give the same outputs for copied
+weights and all support the gradient penalty's double backward on CPU.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-KERNELS = ("native", "reference")
+from healthgym_core.nn import fused
+
+KERNELS = ("native", "reference", "fused")
 # Position in the upstream (F, I, A, O) chunk order of each torch (i, f, g, o) gate.
 TORCH_FROM_REFERENCE = (1, 0, 2, 3)
 
@@ -50,7 +53,8 @@ class ReferenceLSTM(nn.Module):
 class BiLSTM(nn.Module):
     """A forward and a time-reversed single-layer LSTM over the same [B, T, in] input, on one of `KERNELS`.
 
-    `native` keeps its weights in an `nn.LSTM(bidirectional=True)`; `reference` in two `ReferenceLSTM`s.
+    `native` and `fused` keep their weights in an `nn.LSTM(bidirectional=True)` (so their state dicts, and the
+    checkpoints, are interchangeable); `reference` in two `ReferenceLSTM`s.
     """
 
     def __init__(self, input_size: int, hidden_size: int, kernel: str = "native") -> None:
@@ -74,6 +78,9 @@ class BiLSTM(nn.Module):
             h_f, _ = self.lstm_f(x)
             h_r, _ = self.lstm_r(x.flip(1))
             return h_f, (h_r.flip(1) if aligned else h_r)
+        if self.kernel == "fused":
+            h_f, h_r = fused.bidirectional(self.lstm, x)  # [T, B, H] each, h_r in time order
+            return h_f.transpose(0, 1), (h_r if aligned else h_r.flip(0)).transpose(0, 1)
         out, _ = self.lstm(x)
         h_f, h_r = out[..., : self.hidden_size], out[..., self.hidden_size :]
         return h_f, (h_r if aligned else h_r.flip(1))
@@ -84,6 +91,9 @@ class BiLSTM(nn.Module):
             _, (h_f, _) = self.lstm_f(x)
             _, (h_r, _) = self.lstm_r(x.flip(1))
             return torch.cat([h_f, h_r], dim=-1)
+        if self.kernel == "fused":
+            h_f, h_r = fused.bidirectional(self.lstm, x)
+            return torch.cat([h_f[-1], h_r[0]], dim=-1)
         _, (h_n, _) = self.lstm(x)
         return torch.cat([h_n[0], h_n[1]], dim=-1)
 
