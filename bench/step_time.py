@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 
 from healthgym_core.config import TrainConfig
+from healthgym_core.cpu import keep_freed_memory
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import prepare_data
@@ -83,18 +84,20 @@ from healthgym_core.epoch import (
     generator_gradients,
     generator_step,
 )
-from healthgym_core.losses import correlation
+from healthgym_core.losses import correlation, gradient_penalty
+from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
 from healthgym_core.nn.layout import Layout
 from healthgym_core.nn.lstm import ReferenceLSTM, copy_weights, torch_gate_order
 from healthgym_core.state import TrainState
-from healthgym_core.step_graphs import StepGraphs
+from healthgym_core.step_graphs import StepGraphs, clear_grads
 
 LOSS_KEYS = ("D_loss", "GP", "D_real", "D_fake", "G_loss", "Corr")
 REL_TOL = 1e-4
 FORWARD_TOL = 1e-5  # max abs difference of LSTM outputs, generator outputs and critic scores at the start
 GRAD_TOL = 1e-3  # gradients of the first step (after reordering nn.LSTM's gates), relative to each tensor's max
+FUSED_TOL = 1e-5  # fused vs nn.LSTM from one state (tests/test_fused_lstm.py; bench/README.md on the float32 floor)
 N_CRITIC = 5
 GP_WEIGHT = 10.0
 CORR_WEIGHT = 10.0
@@ -350,8 +353,23 @@ def project_state(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.
     return state
 
 
+def with_kernel(net: torch.nn.Module, kernel: str) -> torch.nn.Module:
+    """A copy of a native network on another nn.LSTM-weight kernel (fused): the same parameters."""
+    out = copy.deepcopy(net)
+    out.lstm.kernel = kernel
+    return out
+
+
+def defined_gradients(grads: list[torch.Tensor]) -> list[int]:
+    """The tensors whose gradient is not a structural zero: the critic's score bias has gradient
+    d(E[D(fake)] - E[D(real)])/db = 1 - 1 = 0, which float64 gives as ~1e-17 and float32 as ~1e-9, so no relative
+    difference of it means anything."""
+    scale = max(float(g.abs().max()) for g in grads)
+    return [i for i, g in enumerate(grads) if float(g.abs().max()) > 1e-9 * scale]
+
+
 def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.Tensor, device: torch.device,
-                        seed: int, graphs: bool) -> dict[str, dict[str, float]]:
+                        seed: int, graphs: bool, fused_ok: bool) -> dict[str, dict[str, float]]:
     """One critic and one generator gradient computation on the same draws in each execution mode, as relative
     differences from CPU float64: the losses, and the worst parameter gradient (max abs diff / max abs of float64).
     The correlation loss is float32 in every mode (`correlation` computes in float32 by design)."""
@@ -360,17 +378,21 @@ def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: 
     base.noise_rng = rng
     z_d, alpha = draw_critic_inputs(base, real)
     z_g, u = draw_generator_inputs(base, real.shape[1])
-    modes = [("cpu float32", "cpu", torch.float32, False, False), ("cpu float64", "cpu", torch.float64, False, False)]
+    # (name, device, dtype, tf32, graphs, kernel)
+    modes = [("cpu float32", "cpu", torch.float32, False, False, "native"),
+             ("cpu float64", "cpu", torch.float64, False, False, "native")]
+    if fused_ok:
+        modes.append(("cpu float32, fused kernel", "cpu", torch.float32, False, False, "fused"))
     if device.type == "cuda":
-        modes += [(f"{device.type} float32", device, torch.float32, False, False),
-                  (f"{device.type} TF32", device, torch.float32, True, False)]
+        modes += [(f"{device.type} float32", device, torch.float32, False, False, "native"),
+                  (f"{device.type} TF32", device, torch.float32, True, False, "native")]
     if graphs:
         modes.append((f"{device.type} float32 + {'CUDA' if device.type == 'cuda' else 'emulated'} graphs",
-                      device, torch.float32, False, True))
+                      device, torch.float32, False, True, "native"))
     results = {}
-    for name, dev, dtype, tf32, graphs in modes:
+    for name, dev, dtype, tf32, graphs, kernel in modes:
         dev = torch.device(dev)
-        g, d = copy.deepcopy(gen).to(dev, dtype), copy.deepcopy(critic).to(dev, dtype)
+        g, d = with_kernel(gen, kernel).to(dev, dtype), with_kernel(critic, kernel).to(dev, dtype)
         st = project_state(cfg, g, d, real.to(dev, dtype), dev, graphs=graphs)
         st.c_real = base.c_real.to(dev)
         args_d = tuple(t.to(dev, dtype) for t in (real, z_d, alpha))
@@ -395,13 +417,58 @@ def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: 
     table = {}
     for name, r in results.items():
         row = {k: rel_diff(ref["values"][k], v) for k, v in r["values"].items() if k in LOSS_KEYS}
-        row["worst_grad"] = max(float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
-                                for a, b in zip(r["grads"], ref["grads"]))
+        row["worst_grad"] = max(float((r["grads"][i] - ref["grads"][i]).abs().max()) / float(ref["grads"][i].abs().max())
+                                for i in defined_gradients(ref["grads"]))
         table[name] = row
     return table
 
 
-def run(args: argparse.Namespace) -> dict:
+class Bench:
+    """Everything one run compares: the faithful reference and the project's variants, all with the same weights.
+    (A plain class: the tests load this script as a module outside sys.modules, where dataclasses cannot.)"""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device, layout: Layout, real: torch.Tensor,
+                 cfg: TrainConfig, ref_g: Generator, ref_d: Critic, variants: dict[str, TrainState]) -> None:
+        self.args, self.device, self.layout, self.real, self.cfg = args, device, layout, real, cfg
+        self.ref_g, self.ref_d = ref_g, ref_d
+        self.ref_opt_g = torch.optim.Adam(ref_g.parameters(), lr=LR, betas=BETAS)
+        self.ref_opt_d = torch.optim.Adam(ref_d.parameters(), lr=LR, betas=BETAS)
+        self.ref_rng = torch.Generator(device=device)
+        self.c_real_ref = upstream_correlation(real)
+        self.variants = variants  # "project" (native), "fused" (CPU, when it builds), "graphs" (CUDA or emulated)
+        self.graphs_off_reason: str | None = None
+
+    @property
+    def length(self) -> int:
+        return self.real.shape[1]
+
+    def resync(self) -> None:
+        """Every implementation back to the reference's weights (in place: graphs keep pointing at them)."""
+        for st in self.variants.values():
+            copy_weights(self.ref_d, st.critic)
+            copy_weights(self.ref_g, st.generator)
+
+    def reference_steps(self):
+        b = self.real.shape[0]
+        return (lambda: reference_critic_step(self.ref_g, self.ref_d, self.ref_opt_d, self.real, self.ref_rng),
+                lambda: reference_generator_step(self.ref_g, self.ref_d, self.ref_opt_g, self.c_real_ref, b,
+                                                 self.length, self.ref_rng))
+
+    def project_steps(self, name: str):
+        st, real, device = self.variants[name], self.real, self.device
+
+        def critic():
+            with fast_cpu_kernels(device):
+                return critic_step(st, real, 1)
+
+        def gen():
+            with fast_cpu_kernels(device):
+                return generator_step(st, self.length, 1)
+
+        return critic, gen
+
+
+def setup(args: argparse.Namespace) -> Bench:
     device = torch.device(args.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -412,253 +479,271 @@ def run(args: argparse.Namespace) -> dict:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     torch.set_num_threads(args.threads)
-    b, length, hidden = args.batch, args.length, args.hidden
-    noise_dim = hidden  # ID = HD, as upstream
-    schema = BUILTIN_SCHEMAS[args.schema]
-    layout = Layout.of(schema)
-    real = real_batch(args.schema, b, length, args.seed).to(device)
-
-    # --- identical networks -------------------------------------------------------------------------------------
+    if device.type == "cpu" and not args.no_keep_memory:
+        keep_freed_memory()  # what training does on a CPU (healthgym_core.cpu); --no-keep-memory measures without
+    b, hidden = args.batch, args.hidden
+    layout = Layout.of(BUILTIN_SCHEMAS[args.schema])
+    real = real_batch(args.schema, b, args.length, args.seed).to(device)
     torch.manual_seed(args.seed)
-    ref_g, ref_d = build_upstream(layout, hidden, noise_dim, device)
-    nat_g = Generator(layout, noise_dim, hidden, kernel="native").to(device)
+    ref_g, ref_d = build_upstream(layout, hidden, hidden, device)  # ID = HD, as upstream
+    nat_g = Generator(layout, hidden, hidden, kernel="native").to(device)
     nat_d = Critic(layout, hidden, kernel="native").to(device)
     copy_weights(ref_g, nat_g)
     copy_weights(ref_d, nat_d)
-    ref_opt_g = torch.optim.Adam(ref_g.parameters(), lr=LR, betas=BETAS)
-    ref_opt_d = torch.optim.Adam(ref_d.parameters(), lr=LR, betas=BETAS)
     cfg = TrainConfig(
         n_critic=N_CRITIC, gp_weight=GP_WEIGHT, corr_weight=CORR_WEIGHT, corr_form="2025", seed=args.seed,
         batch_size=b, hidden=hidden, lr_g=LR, lr_d=LR, beta1=BETAS[0], beta2=BETAS[1],
         device=device.type, kernel="native",
     ).validate()
-    ref_rng = torch.Generator(device=device)
-    state = project_state(cfg, nat_g, nat_d, real, device)
-    c_real_ref = upstream_correlation(real)
-    graphed = None
-    if device.type == "cuda" or args.emulate_graphs:  # the project with CUDA graphs: its own networks and optimisers
-        graphed = project_state(cfg, copy.deepcopy(nat_g), copy.deepcopy(nat_d), real, device, graphs=True)
-    accuracy = accuracy_vs_float64(cfg, nat_g, nat_d, real, device, args.seed, graphs=graphed is not None)
+    variants = {"project": project_state(cfg, nat_g, nat_d, real, device)}
+    if device.type == "cpu" and fused.available() is None:
+        variants["fused"] = project_state(cfg, with_kernel(nat_g, "fused"), with_kernel(nat_d, "fused"), real, device)
+    elif device.type == "cpu":
+        print(f"{fused.available()}: no fused columns", file=sys.stderr)
+    if device.type == "cuda" or args.emulate_graphs:
+        variants["graphs"] = project_state(cfg, copy.deepcopy(nat_g), copy.deepcopy(nat_d), real, device, graphs=True)
+    return Bench(args, device, layout, real, cfg, ref_g, ref_d, variants)
 
-    def ref_critic():
-        return reference_critic_step(ref_g, ref_d, ref_opt_d, real, ref_rng)
 
-    def ref_gen():
-        return reference_generator_step(ref_g, ref_d, ref_opt_g, c_real_ref, b, length, ref_rng)
-
-    def project_steps(st: TrainState | None):
-        def critic():
-            with fast_cpu_kernels(device):
-                return critic_step(st, real, 1)
-
-        def gen():
-            with fast_cpu_kernels(device):
-                return generator_step(st, length, 1)
-
-        return critic, gen
-
-    proj_critic, proj_gen = project_steps(state)
-    graphs_critic, graphs_gen = project_steps(graphed)
-
-    def sync_graphed() -> None:  # in-place copies: the graphs keep pointing at the same parameters
-        if graphed is not None:
-            copy_weights(ref_d, graphed.critic)
-            copy_weights(ref_g, graphed.generator)
-
-    checks: dict[str, float] = {}
-    # --- forward equivalence: upstream per-step cell vs the project's ReferenceLSTM vs nn.LSTM ----------------------
+def forward_checks(bench: Bench) -> dict[str, float]:
+    """Upstream per-step cell vs the project's ReferenceLSTM vs nn.LSTM (and fused) before any update."""
+    b, length, hidden, device = bench.real.shape[0], bench.length, bench.args.hidden, bench.device
+    checks = {}
     with torch.no_grad():
-        z = torch.rand(b, length, noise_dim, generator=torch.Generator(device=device).manual_seed(1), device=device)
-        hoisted = ReferenceLSTM(noise_dim, hidden).to(device)
-        hoisted.load_state_dict(ref_g.lstm.lstm_f.state_dict())
-        out_up, _ = ref_g.lstm.lstm_f(z)
+        z = torch.rand(b, length, hidden, generator=torch.Generator(device=device).manual_seed(1), device=device)
+        hoisted = ReferenceLSTM(hidden, hidden).to(device)
+        hoisted.load_state_dict(bench.ref_g.lstm.lstm_f.state_dict())
+        out_up, _ = bench.ref_g.lstm.lstm_f(z)
         out_ho, _ = hoisted(z)
         checks["lstm_upstream_vs_project_reference"] = float((out_up - out_ho).abs().max())
-        checks["generator_forward_ref_vs_native"] = float((ref_g(z) - nat_g(z)).abs().max())
-        checks["critic_forward_ref_vs_native"] = float((ref_d(real) - nat_d(real)).abs().max())
+        for name, st in bench.variants.items():
+            if name == "graphs":
+                continue
+            tag = "native" if name == "project" else name
+            checks[f"generator_forward_ref_vs_{tag}"] = float((bench.ref_g(z) - st.generator(z)).abs().max())
+            checks[f"critic_forward_ref_vs_{tag}"] = float((bench.ref_d(bench.real) - st.critic(bench.real)).abs().max())
+    return checks
 
-    # --- first call of each step: the loss check and the warm-up --------------------------------------------------
-    first: dict[str, dict] = {"reference": {}, "project": {}}
-    first_s: dict[str, float] = {}
-    ref_rng.manual_seed(args.seed)
-    state.noise_rng.manual_seed(args.seed)
-    first_s["reference_critic"], v = timed(ref_critic, device)
-    first["reference"].update(v)
-    first_s["project_critic"], v = timed(proj_critic, device)
-    first["project"].update(v)
-    grad_diff = {"critic": max_grad_diff(ref_d, nat_d, ("fc1", "fc2", "score"))}
-    if graphed is not None:  # the first call captures the graph (and checks it against eager)
-        first["graphs"] = {}
-        graphed.noise_rng.manual_seed(args.seed)
-        first_s["graphs_critic"], v = timed(graphs_critic, device)
-        first["graphs"].update(v)
-        grad_diff["critic_graphs"] = max_grad_diff(ref_d, graphed.critic, ("fc1", "fc2", "score"))
-    # the critic took one Adam step in each; re-synchronise it so the generator step starts identical too
-    copy_weights(ref_d, nat_d)
-    sync_graphed()
-    ref_rng.manual_seed(args.seed + 1)
-    state.noise_rng.manual_seed(args.seed + 1)
-    first_s["reference_generator"], v = timed(ref_gen, device)
-    first["reference"].update(v)
-    first_s["project_generator"], v = timed(proj_gen, device)
-    first["project"].update(v)
-    grad_diff["generator"] = max_grad_diff(ref_g, nat_g, ("fc1", "fc2", "out"))
-    if graphed is not None:
-        graphed.noise_rng.manual_seed(args.seed + 1)
-        first_s["graphs_generator"], v = timed(graphs_gen, device)
-        first["graphs"].update(v)
-        grad_diff["generator_graphs"] = max_grad_diff(ref_g, graphed.generator, ("fc1", "fc2", "out"))
-    graphs_off_reason = None
-    if graphed is not None and not graphed.graphs.enabled:  # keep the eager numbers; say why there are no others
-        graphs_off_reason = graphed.graphs.disabled_reason
-        print(f"CUDA graphs were turned off ({graphs_off_reason}): no graph columns", file=sys.stderr)
-        first.pop("graphs")
+
+def first_calls(bench: Bench) -> tuple[dict, dict, dict]:
+    """The first call of each step (the warm-up, and for graphs the capture) from identical weights and draws:
+    (values per implementation, seconds, gradient differences from the reference per step and variant)."""
+    seed = bench.args.seed
+    ref_critic, ref_gen = bench.reference_steps()
+    values: dict[str, dict] = {"reference": {}, **{k: {} for k in bench.variants}}
+    seconds: dict[str, float] = {}
+    grad_diff: dict[str, float] = {}
+    for step, ref_fn, seed_k, nets in (("critic", ref_critic, seed, ("fc1", "fc2", "score")),
+                                       ("generator", ref_gen, seed + 1, ("fc1", "fc2", "out"))):
+        bench.resync()
+        bench.ref_rng.manual_seed(seed_k)
+        seconds[f"reference_{step}"], v = timed(ref_fn, bench.device)
+        values["reference"].update(v)
+        ref_net = bench.ref_d if step == "critic" else bench.ref_g
+        for name, st in bench.variants.items():
+            st.noise_rng.manual_seed(seed_k)
+            fn = bench.project_steps(name)[0 if step == "critic" else 1]
+            seconds[f"{name}_{step}"], v = timed(fn, bench.device)
+            values[name].update(v)
+            net = st.critic if step == "critic" else st.generator
+            grad_diff[step if name == "project" else f"{step}_{name}"] = max_grad_diff(ref_net, net, nets)
+        # the critic took one Adam step in each; re-synchronise so the generator step starts identical too
+    graphs = bench.variants.get("graphs")
+    if graphs is not None and not graphs.graphs.enabled:  # keep the eager numbers; say why there are no others
+        bench.graphs_off_reason = graphs.graphs.disabled_reason
+        print(f"CUDA graphs were turned off ({bench.graphs_off_reason}): no graph columns", file=sys.stderr)
+        del bench.variants["graphs"]
+        values.pop("graphs")
+        seconds = {k: v for k, v in seconds.items() if not k.startswith("graphs_")}
         grad_diff = {k: v for k, v in grad_diff.items() if not k.endswith("_graphs")}
-        graphed = None
+    return values, seconds, grad_diff
 
-    loss_diff = {k: rel_diff(first["reference"][k], first["project"][k]) for k in LOSS_KEYS}
-    if graphed is not None:
-        loss_diff.update({f"{k} (graphs)": rel_diff(first["reference"][k], first["graphs"][k]) for k in LOSS_KEYS})
-    max_loss_diff = max(loss_diff.values())
-    ok = max_loss_diff <= REL_TOL and all(math.isfinite(x) for x in loss_diff.values())
-    grads_ok = all(x <= GRAD_TOL for x in grad_diff.values())
-    forward_ok = all(x <= FORWARD_TOL for x in checks.values())
-    print(f"{'loss':8s} {'reference':>14s} {'project':>14s} {'rel diff':>10s}")
-    for k in LOSS_KEYS:
-        print(f"{k:8s} {first['reference'][k]:14.7g} {first['project'][k]:14.7g} {loss_diff[k]:10.2e}")
-    if graphed is not None:
-        for k in LOSS_KEYS:
-            print(f"{k:8s} {first['reference'][k]:14.7g} {first['graphs'][k]:14.7g} {loss_diff[k + ' (graphs)']:10.2e}"
-                  " (project with CUDA graphs)")
-    print(f"max relative loss difference {max_loss_diff:.2e} (tolerance {REL_TOL:g}): {'OK' if ok else 'FAIL'}")
-    for k, x in grad_diff.items():
-        print(f"{k} step gradients, max |ref - project| / max|ref| per parameter: {x:.2e} "
-              f"(tolerance {GRAD_TOL:g}): {'OK' if x <= GRAD_TOL else 'FAIL'}")
-    for k, x in checks.items():
-        print(f"forward check {k}: max abs diff {x:.2e} (tolerance {FORWARD_TOL:g}): "
-              f"{'OK' if x <= FORWARD_TOL else 'FAIL'}")
 
-    # --- timing: interleaved repeats --------------------------------------------------------------------------------
-    times = {"reference_critic": [], "project_critic": [], "reference_generator": [], "project_generator": []}
-    if graphed is not None:
-        times.update(graphs_critic=[], graphs_generator=[])
+def fused_vs_native(bench: Bench) -> dict | None:
+    """The fused kernel against nn.LSTM from the same state on the same draws: every loss and every parameter
+    gradient of one critic and one generator update, and of the gradient penalty alone (its double backward), as
+    max |fused - native| / max |native| per tensor, worst per group. A tensor passes within FUSED_TOL, or where
+    float32 cannot get that close (a gradient summing to near zero) if fused is no further from float64 than
+    nn.LSTM's own float32 is (tests/test_fused_lstm.py applies the same rule)."""
+    if "fused" not in bench.variants:
+        return None
+    bench.resync()
+    nat, fus = bench.variants["project"], bench.variants["fused"]
+    f64 = copy.copy(nat)
+    f64.generator, f64.critic = copy.deepcopy(nat.generator).double(), copy.deepcopy(nat.critic).double()
+    rng = torch.Generator(device=bench.device).manual_seed(bench.args.seed + 2)
+    nat.noise_rng = rng
+    z_d, alpha = draw_critic_inputs(nat, bench.real)
+    z_g, u = draw_generator_inputs(nat, bench.length)
+    got = {}
+    for name, st in (("native", nat), ("fused", fus), ("f64", f64)):
+        dt = torch.float64 if name == "f64" else torch.float32
+        real, zd, a, zg = (t.to(dt) for t in (bench.real, z_d, alpha, z_g))
+        cp, gp_ = list(st.critic.parameters()), list(st.generator.parameters())
+        clear_grads(cp + gp_)  # the gradient functions assign grads; earlier steps left theirs
+        with fast_cpu_kernels(bench.device):
+            vals = dict(critic_gradients(st, real, zd, a))
+            d = [p.grad.clone() for p in cp]
+            vals.update(generator_gradients(st, zg, u))
+            g = [p.grad.clone() for p in gp_]
+            with torch.no_grad():
+                fake = st.generator(zd)
+            gp, _ = gradient_penalty(st.critic, real, fake, GP_WEIGHT, alpha=a)
+            pen = [x for x in torch.autograd.grad(gp, cp, allow_unused=True) if x is not None]
+        got[name] = (vals, d, g, pen)
+
+    def r(x, y):
+        x, y = x.double(), y.double()
+        return float((x - y).abs().max()) / max(float(y.abs().max()), 1e-30)
+
+    (vn, *gn), (vf, *gf), (_, *g64) = got["native"], got["fused"], got["f64"]
+    out = {f"loss {k}": rel_diff(float(vn[k]), float(vf[k])) for k in LOSS_KEYS}
+    ok = all(v < FUSED_TOL for v in out.values())
+    for what, a, b, ref in zip(("critic gradients", "generator gradients", "gradient-penalty gradients"), gf, gn, g64):
+        out[what] = max(r(x, y) for x, y in zip(a, b))
+        defined = defined_gradients(ref)
+        out[what + " (fused vs float64)"] = max(r(a[i], ref[i]) for i in defined)
+        out[what + " (native vs float64)"] = max(r(b[i], ref[i]) for i in defined)
+        ok &= all(r(x, y) < FUSED_TOL or r(x, z) <= 2 * r(y, z) + 1e-7 for x, y, z in zip(a, b, ref))
+    out["agree"] = ok
+    return out
+
+
+def timings(bench: Bench) -> tuple[dict[str, list[float]], float]:
+    """--repeats calls of each step, interleaved across implementations so that load from other processes hits
+    them alike; weights re-synchronised after each round. Also the largest loss drift seen between them."""
+    ref_critic, ref_gen = bench.reference_steps()
+    fns = {"reference": (ref_critic, ref_gen), **{k: bench.project_steps(k) for k in bench.variants}}
+    times = {f"{k}_{s}": [] for k in fns for s in ("critic", "generator")}
     drift = 0.0
-    # both weights drift apart by float rounding after the first Adam steps; copy again so the repeats stay comparable
-    copy_weights(ref_d, nat_d)
-    copy_weights(ref_g, nat_g)
-    sync_graphed()
-    for _ in range(args.repeats):
-        for step, fns in (("critic", (ref_critic, proj_critic, graphs_critic)), ("generator", (ref_gen, proj_gen, graphs_gen))):
-            t, vr = timed(fns[0], device)
-            times[f"reference_{step}"].append(t)
-            t, vp = timed(fns[1], device)
-            times[f"project_{step}"].append(t)
-            drift = max(drift, max(rel_diff(vr[k], vp[k]) for k in vr if k in vp))
-            if graphed is not None:
-                t, vg = timed(fns[2], device)
-                times[f"graphs_{step}"].append(t)
-                drift = max(drift, max(rel_diff(vr[k], vg[k]) for k in vr if k in vg))
-            copy_weights(ref_d, nat_d)
-            copy_weights(ref_g, nat_g)
-            sync_graphed()
+    bench.resync()
+    for _ in range(bench.args.repeats):
+        for i, step in enumerate(("critic", "generator")):
+            vals = {}
+            for name, pair in fns.items():
+                t, vals[name] = timed(pair[i], bench.device)
+                times[f"{name}_{step}"].append(t)
+            drift = max(drift, max(rel_diff(vals["reference"][k], v[k]) for v in vals.values() for k in v
+                                   if k in vals["reference"]))
+            bench.resync()
+    return times, drift
+
+
+def count_ops(bench: Bench) -> dict[str, int]:
+    """Dispatched ATen (and fused-kernel) operators of one critic update per implementation (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ref_critic, _ = bench.reference_steps()
+    fns = {"reference": ref_critic, **{k: bench.project_steps(k)[0] for k in bench.variants if k != "graphs"}}
+    counts = {}
+    for name, fn in fns.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        counts[name] = sum(e.count for e in prof.key_averages()
+                           if e.key.startswith(("aten::", f"{fused.OPS}::")))
+    bench.resync()
+    return counts
+
+
+def run(args: argparse.Namespace) -> dict:
+    bench = setup(args)
+    graphs = "graphs" in bench.variants
+    base = bench.variants["project"]
+    accuracy = accuracy_vs_float64(bench.cfg, base.generator, base.critic, bench.real, bench.device, args.seed,
+                                   graphs=graphs, fused_ok="fused" in bench.variants)
+    accuracy_fused = {k: accuracy.pop(k) for k in list(accuracy) if "fused" in k}
+    checks = forward_checks(bench)
+    first, first_s, grad_diff = first_calls(bench)
+    exact = fused_vs_native(bench)
+    loss_diff, loss_diff_fused = {}, {}
+    for name in bench.variants:
+        suffix = "" if name == "project" else f" ({name})"
+        (loss_diff_fused if name == "fused" else loss_diff).update(
+            {k + suffix: rel_diff(first["reference"][k], first[name][k]) for k in LOSS_KEYS})
+    times, drift = timings(bench)
+    ops = count_ops(bench)
     med = {k: statistics.median(v) for k, v in times.items()}
-    full = {impl: N_CRITIC * med[f"{impl}_critic"] + med[f"{impl}_generator"]
-            for impl in ("reference", "project", "graphs") if f"{impl}_critic" in med}
-    full_ref, full_proj = full["reference"], full["project"]
-    ratios = {
-        "critic": med["reference_critic"] / med["project_critic"],
-        "generator": med["reference_generator"] / med["project_generator"],
-        "full_step": full_ref / full_proj,
-    }
-    if graphed is not None:
-        ratios.update({
-            "critic_graphs": med["reference_critic"] / med["graphs_critic"],
-            "generator_graphs": med["reference_generator"] / med["graphs_generator"],
-            "full_step_graphs": full_ref / full["graphs"],
-        })
-
-    # --- flops ----------------------------------------------------------------------------------------------------
-    flops = flop_counts(layout, b, length, hidden, noise_dim)
-    gflops = {
-        "reference_critic_useful": flops["critic_useful"] / med["reference_critic"] / 1e9,
-        "project_critic_useful": flops["critic_useful"] / med["project_critic"] / 1e9,
-        "reference_generator_useful": flops["generator_useful"] / med["reference_generator"] / 1e9,
-        "project_generator_useful": flops["generator_useful"] / med["project_generator"] / 1e9,
-        "reference_critic_executed": flops["critic_executed_reference"] / med["reference_critic"] / 1e9,
-        "project_critic_executed": flops["critic_executed_project"] / med["project_critic"] / 1e9,
-        "reference_generator_executed": flops["generator_executed_reference"] / med["reference_generator"] / 1e9,
-        "project_generator_executed": flops["generator_executed_project"] / med["project_generator"] / 1e9,
-    }
-    peak = matmul_peak(b, length, hidden, noise_dim, device)
-
+    impls = ["reference", *bench.variants]
+    full = {k: N_CRITIC * med[f"{k}_critic"] + med[f"{k}_generator"] for k in impls}
+    ratios = {"critic": med["reference_critic"] / med["project_critic"],
+              "generator": med["reference_generator"] / med["project_generator"],
+              "full_step": full["reference"] / full["project"]}
+    for name in bench.variants:
+        if name != "project":
+            ratios[f"critic_{name}"] = med["reference_critic"] / med[f"{name}_critic"]
+            ratios[f"generator_{name}"] = med["reference_generator"] / med[f"{name}_generator"]
+            ratios[f"full_step_{name}"] = full["reference"] / full[name]
+            ratios[f"full_step_{name}_vs_native"] = full["project"] / full[name]
+    flops = flop_counts(bench.layout, args.batch, args.length, args.hidden, args.hidden)
+    gflops = {}
+    for name in impls:
+        executed = "reference" if name == "reference" else "project"
+        for step in ("critic", "generator"):
+            t = med[f"{name}_{step}"]
+            gflops[f"{name}_{step}_useful"] = flops[f"{step}_useful"] / t / 1e9
+            gflops[f"{name}_{step}_executed"] = flops[f"{step}_executed_{executed}"] / t / 1e9
+        gflops[f"{name}_full_useful"] = (N_CRITIC * flops["critic_useful"] + flops["generator_useful"]) / full[name] / 1e9
+    peak = matmul_peak(args.batch, args.length, args.hidden, args.hidden, bench.device)
+    max_loss_diff = max([*loss_diff.values(), *loss_diff_fused.values()])
     result = {
         "config": {
-            "schema": args.schema, "batch": b, "length": length, "hidden": hidden, "noise_dim": noise_dim,
-            "n_critic": N_CRITIC, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "device": str(device), "seed": args.seed, "quick": args.quick,
+            "schema": args.schema, "batch": args.batch, "length": args.length, "hidden": args.hidden,
+            "noise_dim": args.hidden, "n_critic": N_CRITIC, "repeats": args.repeats, "threads": torch.get_num_threads(),
+            "device": str(bench.device), "seed": args.seed, "quick": args.quick, "keep_freed_memory": not args.no_keep_memory,
         },
         "environment": {
-            "torch": torch.__version__, "python": platform.python_version(),
-            "cpu": cpu_model(), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "mkldnn_default": torch.backends.mkldnn.enabled,
+            "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
+            "gpu": torch.cuda.get_device_name(bench.device) if bench.device.type == "cuda" else None,
+            "mkldnn_default": torch.backends.mkldnn.enabled, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "fused": fused.available() or "available",
         },
-        "losses": first,
-        "loss_rel_diff": loss_diff,
-        "max_loss_rel_diff": max_loss_diff,
-        "loss_tolerance": REL_TOL,
-        "losses_agree": ok,
-        "grad_rel_diff": grad_diff,
-        "grad_tolerance": GRAD_TOL,
-        "grads_agree": grads_ok,
-        "forward_checks": checks,
-        "forward_tolerance": FORWARD_TOL,
-        "forwards_agree": forward_ok,
-        "timed_repeats_max_loss_rel_diff": drift,
-        "first_call_s": first_s,
-        "accuracy_vs_cpu_float64": accuracy,
-        "graphs_off_reason": graphs_off_reason,
-        "times_s": times,
-        "median_s": med,
-        "full_step_s": full,
-        "ratios": ratios,
-        "flops": flops,
-        "gflops": gflops,
-        "matmul_peak_gflops": peak,
+        "losses": first, "loss_rel_diff": loss_diff, "max_loss_rel_diff": max_loss_diff, "loss_tolerance": REL_TOL,
+        "loss_rel_diff_fused": loss_diff_fused,
+        "losses_agree": max_loss_diff <= REL_TOL and all(math.isfinite(x) for x in [*loss_diff.values(), *loss_diff_fused.values()]),
+        "grad_rel_diff": grad_diff, "grad_tolerance": GRAD_TOL, "grads_agree": all(x <= GRAD_TOL for x in grad_diff.values()),
+        "forward_checks": checks, "forward_tolerance": FORWARD_TOL,
+        "forwards_agree": all(x <= FORWARD_TOL for x in checks.values()),
+        "fused_vs_native": exact, "fused_tolerance": FUSED_TOL,
+        "timed_repeats_max_loss_rel_diff": drift, "first_call_s": first_s,
+        "accuracy_vs_cpu_float64": accuracy, "accuracy_fused_vs_cpu_float64": accuracy_fused, "graphs_off_reason": bench.graphs_off_reason,
+        "times_s": times, "median_s": med, "full_step_s": full, "ratios": ratios, "ops_per_critic_update": ops,
+        "flops": flops, "gflops": gflops, "matmul_peak_gflops": peak,
     }
+    print_report(result)
+    return result
 
-    # --- table ----------------------------------------------------------------------------------------------------
+
+def print_report(r: dict) -> None:
+    c, med, full, ops = r["config"], r["median_s"], r["full_step_s"], r["ops_per_critic_update"]
+    impls = list(full)
+    print(f"{'loss':8s} " + " ".join(f"{k:>14s}" for k in impls) + "  (first call of each step, same weights and draws)")
+    for k in LOSS_KEYS:
+        print(f"{k:8s} " + " ".join(f"{r['losses'][name][k]:14.7g}" for name in impls))
+    print(f"max relative loss difference from the reference {r['max_loss_rel_diff']:.2e} (tolerance {REL_TOL:g}): "
+          f"{'OK' if r['losses_agree'] else 'FAIL'}")
+    for k, x in r["grad_rel_diff"].items():
+        print(f"{k} step gradients vs reference, max |diff| / max|ref| per parameter: {x:.2e} (tolerance {GRAD_TOL:g})")
+    for k, x in r["forward_checks"].items():
+        print(f"forward check {k}: max abs diff {x:.2e} (tolerance {FORWARD_TOL:g})")
+    if r["fused_vs_native"]:
+        print("fused vs nn.LSTM from one state, same draws (max |diff| / max|native| per tensor; worst per group):")
+        print("  " + ", ".join(f"{k} {v:.1e}" for k, v in r["fused_vs_native"].items() if k != "agree"))
+        print(f"  fused kernel exact to {FUSED_TOL:g} (or to float32's own floor): {'OK' if r['fused_vs_native']['agree'] else 'FAIL'}")
     print()
-    print(f"{args.schema} B={b} L={length} H=ID={hidden} device={device} threads={torch.get_num_threads()} "
-          f"repeats={args.repeats} torch {torch.__version__} ({result['environment']['gpu'] or cpu_model()})")
-    print(f"{'step':22s} {'reference s':>12s} {'project s':>10s} {'ratio':>7s} {'ref GF/s':>9s} {'proj GF/s':>9s}"
-          f" {'useful GFLOP':>12s}")
-    rows = [
-        ("critic", med["reference_critic"], med["project_critic"], flops["critic_useful"]),
-        ("generator", med["reference_generator"], med["project_generator"], flops["generator_useful"]),
-        (f"full ({N_CRITIC} critic + 1 gen)", full_ref, full_proj,
-         N_CRITIC * flops["critic_useful"] + flops["generator_useful"]),
-    ]
-    for name, tr, tp, fl in rows:
-        print(f"{name:22s} {tr:12.4f} {tp:10.4f} {tr / tp:7.2f} {fl / tr / 1e9:9.2f} {fl / tp / 1e9:9.2f}"
-              f" {fl / 1e9:12.3f}")
-    if graphed is not None:
-        for name, tr, tg, fl in (
-            ("critic", med["reference_critic"], med["graphs_critic"], flops["critic_useful"]),
-            ("generator", med["reference_generator"], med["graphs_generator"], flops["generator_useful"]),
-            (f"full ({N_CRITIC} critic + 1 gen)", full_ref, full["graphs"],
-             N_CRITIC * flops["critic_useful"] + flops["generator_useful"]),
-        ):
-            print(f"{name + ' + graphs':22s} {tr:12.4f} {tg:10.4f} {tr / tg:7.2f} {fl / tr / 1e9:9.2f}"
-                  f" {fl / tg / 1e9:9.2f} {fl / 1e9:12.3f}")
+    print(f"{c['schema']} B={c['batch']} L={c['length']} H=ID={c['hidden']} device={c['device']} threads={c['threads']} "
+          f"repeats={c['repeats']} torch {r['environment']['torch']} ({r['environment']['gpu'] or r['environment']['cpu']})")
+    print(f"{'implementation':16s} {'critic s':>9s} {'gen s':>8s} {'full s':>8s} {'vs ref':>7s} {'vs native':>9s} "
+          f"{'useful GF/s':>11s} {'ops/critic':>10s}")
+    for name in impls:
+        print(f"{name:16s} {med[name + '_critic']:9.4f} {med[name + '_generator']:8.4f} {full[name]:8.3f} "
+              f"{full['reference'] / full[name]:7.2f} {full['project'] / full[name]:9.2f} "
+              f"{r['gflops'][name + '_full_useful']:11.2f} {ops.get(name, 0):10d}")
+    print("(project = nn.LSTM; full = 5 critic + 1 generator steps; useful flops are the same for every implementation)")
     print("accuracy against CPU float64 on the same draws (relative difference; worst parameter gradient: "
           "max abs diff / max abs):")
-    for mode, row in accuracy.items():
+    for mode, row in {**r["accuracy_vs_cpu_float64"], **r["accuracy_fused_vs_cpu_float64"]}.items():
         print(f"  {mode:34s} " + " ".join(f"{k} {v:.1e}" for k, v in row.items()))
-    print(f"executed GFLOP/s (incl. upstream's wasted work): critic ref {gflops['reference_critic_executed']:.2f}"
-          f" / proj {gflops['project_critic_executed']:.2f}; generator ref {gflops['reference_generator_executed']:.2f}"
-          f" / proj {gflops['project_generator_executed']:.2f}")
-    print("matmul GFLOP/s on this device: " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items()))
-    return result
+    print("matmul GFLOP/s on this device: " + ", ".join(f"{k} {v:.1f}" for k, v in r["matmul_peak_gflops"].items()))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -673,12 +758,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--quick", action="store_true", help="smoke size: batch 32, L 10, hidden 32, repeats 1")
     p.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
+    p.add_argument("--preset", choices=("paper", "cpu"), default="paper",
+                   help="paper: B 256, L 60, HD 128; cpu: the study's CPU preset, B 140, L 60, HD 32")
+    p.add_argument("--no-keep-memory", action="store_true",
+                   help="leave glibc's defaults (training keeps freed memory, healthgym_core.cpu.keep_freed_memory)")
     p.add_argument("--emulate-graphs", action="store_true",
                    help="on CPU, add the CUDA-graph columns with the emulated backend (tests the script; no speed-up)")
     args = p.parse_args(argv)
     small = {"batch": 32, "length": 10, "hidden": 32, "repeats": 1}
     paper = {"batch": 256, "length": 60, "hidden": 128, "repeats": 3}
-    for k, v in (small if args.quick else paper).items():
+    cpu = {"batch": 140, "length": 60, "hidden": 32, "repeats": 7}
+    for k, v in (small if args.quick else cpu if args.preset == "cpu" else paper).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     if min(args.batch, args.length, args.hidden, args.repeats, args.threads) < 1:
@@ -700,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not result["grads_agree"]:
         print("FAIL: the gradients of the reference and the project disagree", file=sys.stderr)
+        return 1
+    if result["fused_vs_native"] and not result["fused_vs_native"]["agree"]:
+        print("FAIL: the fused kernel and nn.LSTM disagree", file=sys.stderr)
         return 1
     return 0
 

@@ -89,3 +89,21 @@ def test_step_time_keeps_the_eager_numbers_when_graphs_fail(tmp_path, monkeypatc
     assert set(r["accuracy_vs_cpu_float64"]) == {"cpu float32", "cpu float64"}
     assert r["losses_agree"] and r["ratios"]["full_step"] > 0
     assert "no graph columns" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_step_time_fused_columns(tmp_path):
+    """The fused kernel's columns: checked against nn.LSTM from one state (to 1e-5 or float32's own floor), and
+    far fewer dispatched operators per critic update than nn.LSTM, which needs fewer than the upstream loop."""
+    from healthgym_core.nn import fused
+
+    if fused.available() is not None:
+        pytest.skip(fused.available())
+    r = run_quick(tmp_path)
+    exact = r["fused_vs_native"]
+    assert exact["agree"] and exact["critic gradients"] < 1e-5 and exact["gradient-penalty gradients"] < 1e-5
+    assert all(v < 1e-4 for v in r["loss_rel_diff_fused"].values())
+    ops = r["ops_per_critic_update"]
+    assert ops["fused"] < ops["project"] < ops["reference"]
+    assert r["ratios"]["full_step_fused"] > 0 and r["ratios"]["full_step_fused_vs_native"] > 0
+    assert "cpu float32, fused kernel" in r["accuracy_fused_vs_cpu_float64"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.classifiers import detection, utility
+from healthgym_core.evaluation.collapse import distinct_share, diversity_ratio
 from healthgym_core.evaluation.dependence import dependence, static_corr_l1, variable_series
 from healthgym_core.evaluation.distances import MMD_MAX, fixed_directions, mmd2_rbf, sliced_wasserstein
 from healthgym_core.evaluation.features import FeatureSpace, summary_features
@@ -61,11 +62,13 @@ METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo({
     "coverage": ("share of real categories whose synthetic frequency is >= half the real one", False),
     "joint_tvd": ("TVD of the Gender x Ethnic joint (else the first two categoricals) over its cells", True),
     "joint_max_cell": ("largest single-cell share of that joint in the data scored (upstream collapse 0.939, real 0.602)", True),
-    "joint_cells_covered": ("number of real joint cells with >= 1% mass reproduced at >= 0.5x", False),
-    "joint_cell_coverage": ("share of real joint cells with >= 1% mass reproduced at >= 0.5x", False),
+    "joint_cells_covered": ("number of real joint cells with >= 1% mass reproduced within a factor of 2", False),
+    "joint_cell_coverage": ("share of real joint cells with >= 1% mass reproduced within a factor of 2", False),
     "regimen_joint_tvd": ("TVD of the Comp_NNRTI x Base_Drug_Combo joint", True),
-    "regimen_joint_cells_covered": ("number of real NNRTI x Base cells with >= 1% mass reproduced at >= 0.5x", False),
-    "regimen_joint_cell_coverage": ("share of real NNRTI x Base cells with >= 1% mass reproduced at >= 0.5x", False),
+    "regimen_joint_cells_covered": ("number of real NNRTI x Base cells with >= 1% mass reproduced within a factor of 2", False),
+    "regimen_joint_cell_coverage": ("share of real NNRTI x Base cells with >= 1% mass reproduced within a factor of 2", False),
+    "diversity_ratio": ("total variance of the scored patients over that of real ones in fd_feat's frozen feature space (0: one patient repeated)", False),
+    "distinct_share": ("share of distinct patients (codes and real-variable deciles every month; 1/N: one patient repeated)", False),
     "static_change_rate": ("share of patients in whom a variable that never changes within a real patient changes", True),
     # dependence
     "corr_l1": ("mean |difference| of the lower-triangle static Pearson matrices in one-hot model space", True),
@@ -145,6 +148,8 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
 
     space = FeatureSpace.fit(data.train_cohort, test)
     out["fd_feat"] = space.distance(reals, codes)
+    out["diversity_ratio"] = diversity_ratio(space, (test.reals, test.codes), (reals, codes))
+    out["distinct_share"] = distinct_share(test.reals, reals, codes)
     rng = metric_rng(seed, "mmd")
     er, ef = space.embed(test.reals, test.codes), space.embed(reals, codes)
     er = er[np.sort(rng.choice(len(er), MMD_MAX, replace=False))] if len(er) > MMD_MAX else er

@@ -7,6 +7,7 @@ import torch
 
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.distances import fixed_directions, sliced_wasserstein
+from healthgym_core.evaluation.collapse import collapse_metrics
 from healthgym_core.evaluation.marginals import marginal_metrics
 from healthgym_core.evaluation.wasserstein_gap import wasserstein_gap
 from healthgym_core.nn.generator import Generator
@@ -26,7 +27,8 @@ def harden(data: PreparedData, soft: np.ndarray) -> np.ndarray:
 
 
 def evaluate(generator: Generator, critic: torch.nn.Module, data: PreparedData, seed: int, n_samples: int) -> dict[str, float]:
-    """wasserstein_gap (own critic), fd_feat (+ its floor), sliced Wasserstein, mean KS, mean TVD, coverage."""
+    """wasserstein_gap (own critic), fd_feat (+ its floor), sliced Wasserstein, mean KS, mean TVD, coverage, and how
+    collapsed the patients are (diversity, distinct patients, the joint tables of category pairs)."""
     T = data.n_months
     device = generator.fc1.weight.device
     soft = generate(generator, n_samples, T, seed + EVAL_NOISE_OFFSET)
@@ -37,11 +39,13 @@ def evaluate(generator: Generator, critic: torch.nn.Module, data: PreparedData, 
     soft_np = soft.numpy()
     reals, codes = data.transform.decode(soft_np)
     hard = harden(data, soft_np)
+    real = (data.val_cohort.reals, data.val_cohort.codes)
     out = {
         "wasserstein_gap": gap,
         "fd_feat": data.features.distance(reals, codes),
         "fd_feat_floor": data.features.floor,
         "sliced_w": sliced_wasserstein(data.val, hard, fixed_directions(data.val[0].size)),
-        **marginal_metrics(data.schema, (data.val_cohort.reals, data.val_cohort.codes), (reals, codes)),
+        **marginal_metrics(data.schema, real, (reals, codes)),
+        **collapse_metrics(data.schema, data.features, real, (reals, codes)),
     }
     return {k: float(v) for k, v in out.items()}

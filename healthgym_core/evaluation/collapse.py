@@ -1,0 +1,71 @@
+"""How collapsed synthetic patients are: their diversity relative to real patients, the share of distinct patients,
+and a verdict (collapsed / partial / faithful) from fixed thresholds, used by every evaluation and the study's
+summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from healthgym_core.data.schema import Schema
+from healthgym_core.evaluation.features import FeatureSpace
+from healthgym_core.evaluation.marginals import joint_metrics
+
+N_BINS = 10  # each real variable is binned at the reference patients' deciles to tell patients apart
+
+# Below either: the generator emits (nearly) one patient.
+COLLAPSED_DIVERSITY = 0.1
+COLLAPSED_DISTINCT = 0.1
+# All of these: the cohort is faithful at the study's scale (the targets of the default study).
+FAITHFUL = {"coverage": (">=", 0.9), "joint_tvd": ("<=", 0.10), "diversity_ratio": (">=", 0.5), "fd_feat_ratio": ("<=", 5.0)}
+
+
+def diversity_ratio(space: FeatureSpace, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]) -> float:
+    """Total variance of the synthetic patients over that of the real ones, in the frozen feature space of fd_feat
+    (1 for a sample of the same population; 0 for one patient repeated)."""
+    er, ef = space.embed(*real), space.embed(*fake)
+    tr = float(np.var(er, axis=0, ddof=1).sum())
+    return float(np.var(ef, axis=0, ddof=1).sum()) / tr if tr > 0 else float("nan")
+
+
+def patient_keys(reference_reals: np.ndarray, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """[N, T * V] integer keys: every month's category codes, and every month's reals as their decile among the
+    reference patients' values (pooled over months)."""
+    bins = []
+    for j in range(reals.shape[2]):
+        edges = np.quantile(reference_reals[:, :, j], np.linspace(0, 1, N_BINS + 1)[1:-1])
+        bins.append(np.searchsorted(edges, reals[:, :, j]))
+    parts = [np.stack(bins, axis=-1) if bins else np.zeros(reals.shape[:2] + (0,), np.int64), codes.astype(np.int64)]
+    return np.concatenate(parts, axis=-1).reshape(len(reals), -1)
+
+
+def distinct_share(reference_reals: np.ndarray, reals: np.ndarray, codes: np.ndarray) -> float:
+    """The share of patients that are distinct at that resolution (1 for real cohorts; 1/N for one patient)."""
+    keys = patient_keys(reference_reals, reals, codes)
+    return len(np.unique(keys, axis=0)) / len(keys)
+
+
+def collapse_metrics(schema: Schema, space: FeatureSpace, real: tuple[np.ndarray, np.ndarray],
+                     fake: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """diversity_ratio, distinct_share and the joint tables of category pairs (TVD, largest cell, cells within a
+    factor of 2) of synthetic patients against the real `reference` ones."""
+    out = {"diversity_ratio": diversity_ratio(space, real, fake), "distinct_share": distinct_share(real[0], *fake)}
+    out.update(joint_metrics(schema, real[1], fake[1]))
+    return out
+
+
+def verdict(metrics: dict) -> tuple[str, str]:
+    """("collapsed" | "partial" | "faithful", the numbers behind it). `fd_feat_ratio` is fd_feat / its floor."""
+    m = dict(metrics)
+    if "fd_feat_ratio" not in m and m.get("fd_feat_floor"):
+        m["fd_feat_ratio"] = m.get("fd_feat", np.nan) / m["fd_feat_floor"]
+    div, dist = m.get("diversity_ratio", np.nan), m.get("distinct_share", np.nan)
+    shown = ", ".join(f"{k} {m[k]:.3g}" for k in ("diversity_ratio", "distinct_share", "coverage", "joint_tvd",
+                                                     "joint_max_cell", "fd_feat_ratio") if k in m and m[k] == m[k])
+    if div < COLLAPSED_DIVERSITY or dist < COLLAPSED_DISTINCT:
+        return "collapsed", shown
+    ok = all(k in m and (m[k] >= v if op == ">=" else m[k] <= v) for k, (op, v) in FAITHFUL.items())
+    return ("faithful" if ok else "partial"), shown
+
+
+def targets_text() -> str:
+    return ", ".join(f"{k} {op} {v:g}" for k, (op, v) in FAITHFUL.items())

@@ -1,0 +1,53 @@
+"""The collapse measures: a real sample scores like real data, one patient repeated scores collapsed."""
+
+import numpy as np
+import pytest
+
+from healthgym_core.data.cohort import load_cohort
+from healthgym_core.data.prepared import prepare_data
+from healthgym_core.evaluation.collapse import collapse_metrics, distinct_share, diversity_ratio, verdict
+from healthgym_core.evaluation.final import final_metrics
+from healthgym_core.evaluation.marginals import joint_coverage
+
+
+@pytest.fixture(scope="module")
+def data():
+    """450 validation and 450 test patients: enough that two real samples' Gender x Ethnic tables differ by less
+    than the default study's 0.10 (with 60 patients per side they differ by about 0.15)."""
+    return prepare_data(load_cohort("simulated", "demo7", patients=3000, seed=0), split_seed=0)
+
+
+def test_real_patients_are_diverse_distinct_and_cover_the_joint(data):
+    val, test = data.val_cohort, data.test_cohort
+    m = collapse_metrics(data.schema, data.features, (val.reals, val.codes), (test.reals, test.codes))
+    assert 0.7 < m["diversity_ratio"] < 1.4, m
+    assert m["distinct_share"] == 1.0
+    assert m["joint_tvd"] < 0.1 and m["joint_cell_coverage"] >= 0.75 and m["joint_max_cell"] < 0.8, m
+    status, why = verdict({**m, "coverage": 1.0, "fd_feat": 10.0, "fd_feat_floor": 10.0})
+    assert status == "faithful", why
+
+
+def test_one_patient_repeated_is_collapsed(data):
+    val = data.val_cohort
+    reals = np.repeat(val.reals[:1], 500, axis=0)
+    codes = np.repeat(val.codes[:1], 500, axis=0)
+    m = collapse_metrics(data.schema, data.features, (val.reals, val.codes), (reals, codes))
+    assert m["diversity_ratio"] < 1e-12 and m["distinct_share"] == 1 / 500
+    assert m["joint_max_cell"] == 1.0 and m["joint_cells_covered"] <= 1
+    status, why = verdict(m)
+    assert status == "collapsed" and "diversity_ratio" in why
+    # jitter below the decile resolution is still one patient; the final table says so too
+    jitter = reals * (1 + 1e-4 * np.random.default_rng(0).standard_normal(reals.shape))
+    assert distinct_share(val.reals, jitter, codes) == 1 / 500
+    assert diversity_ratio(data.features, (val.reals, val.codes), (jitter, codes)) < 1e-4
+    final = final_metrics(data, jitter, codes, seed=0)
+    assert final["distinct_share"] == 1 / 500 and final["diversity_ratio"] < 1e-4
+
+
+def test_joint_cells_count_within_a_factor_of_two():
+    p = np.array([0.5, 0.3, 0.19, 0.01])
+    assert joint_coverage(p, p)[1:] == (4, 4)
+    q = np.array([0.6, 0.1, 0.29, 0.01])  # 0.1 is a third of 0.3: not covered; 0.29 is within 2x of 0.19
+    tvd, covered, present = joint_coverage(p, q)
+    assert (covered, present) == (3, 4) and tvd == pytest.approx(0.2)
+    assert joint_coverage(p, np.array([0.1, 0.1, 0.7, 0.1]))[1] == 0  # each cell off by more than a factor of 2
