@@ -23,8 +23,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(space: str, preset: str, storage: Path, name: str, extra: list[str]) -> tuple[pd.DataFrame, float]:
-    cmd = [sys.executable, str(ROOT / "study" / "run.py"), "--space", space, "--preset", preset, "--storage", str(storage),
-           "--name", name, "--no-dashboard", *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "study" / "run.py"),
+        "--space",
+        space,
+        "--preset",
+        preset,
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--no-dashboard",
+        *extra,
+    ]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -38,9 +50,14 @@ def summary(board: pd.DataFrame, wall: float) -> dict:
     best = done.sort_values("last_fd_feat").iloc[0]
     factors = [c for c in ("schedule", "n_critic", "gp_weight", "corr_weight", "corr_form") if c in board]
     return {
-        "trials": len(board), "completed": len(done), "pruned": int(board["pruned"].sum()),
-        "trial_epochs": int(board["epochs"].sum()), "g_steps": int(board["g_steps"].sum()), "wall_s": round(wall, 1),
-        "best_final_fd_feat": float(best["last_fd_feat"]), "best_config": {f: best[f] for f in factors},
+        "trials": len(board),
+        "completed": len(done),
+        "pruned": int(board["pruned"].sum()),
+        "trial_epochs": int(board["epochs"].sum()),
+        "g_steps": int(board["g_steps"].sum()),
+        "wall_s": round(wall, 1),
+        "best_final_fd_feat": float(best["last_fd_feat"]),
+        "best_config": {f: best[f] for f in factors},
         "best_seed": int(best["seed"]),
     }
 
@@ -65,15 +82,23 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     asha_board, asha_wall = run(args.space, args.preset, storage, f"asha-{stamp}", ["--metric", args.metric])
     full_board, full_wall = run(args.space, args.preset, storage, f"nopruning-{stamp}", ["--no-pruning"])
-    out = {"space": args.space, "preset": args.preset, "metric": args.metric, "asha": summary(asha_board, asha_wall),
-           "no_pruning": summary(full_board, full_wall), "seed_noise_fd_feat": seed_noise(full_board)}
+    out = {
+        "space": args.space,
+        "preset": args.preset,
+        "metric": args.metric,
+        "asha": summary(asha_board, asha_wall),
+        "no_pruning": summary(full_board, full_wall),
+        "seed_noise_fd_feat": seed_noise(full_board),
+    }
     a, f = out["asha"], out["no_pruning"]
     out["compute_ratio"] = a["g_steps"] / f["g_steps"]
     out["fd_feat_gap"] = a["best_final_fd_feat"] - f["best_final_fd_feat"]
     print(json.dumps(out, indent=2, default=str))
-    print(f"\nASHA spent {out['compute_ratio']:.0%} of the no-pruning compute (generator steps); its best final fd_feat "
-          f"{a['best_final_fd_feat']:.4g} vs {f['best_final_fd_feat']:.4g} without pruning "
-          f"(seed noise, sd of replicates: {out['seed_noise_fd_feat']:.3g}).")
+    print(
+        f"\nASHA spent {out['compute_ratio']:.0%} of the no-pruning compute (generator steps); its best final fd_feat "
+        f"{a['best_final_fd_feat']:.4g} vs {f['best_final_fd_feat']:.4g} without pruning "
+        f"(seed noise, sd of replicates: {out['seed_noise_fd_feat']:.3g})."
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     return 0

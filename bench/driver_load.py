@@ -49,9 +49,29 @@ def main() -> int:
     space = storage / "trivial.toml"
     space.write_text(SPACE)
     name = f"load-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = [sys.executable, str(ROOT / "study" / "run.py"), "--space", str(space), "--smoke", "--hidden", "2",
-           "--eval-samples", "8", "--num-samples", str(args.trials), "--max-epochs", "1", "--no-pruning",
-           "--storage", str(storage), "--name", name, "--no-dashboard", "--export-patients", "10"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "study" / "run.py"),
+        "--space",
+        str(space),
+        "--smoke",
+        "--hidden",
+        "2",
+        "--eval-samples",
+        "8",
+        "--num-samples",
+        str(args.trials),
+        "--max-epochs",
+        "1",
+        "--no-pruning",
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--no-dashboard",
+        "--export-patients",
+        "10",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples = []
@@ -68,9 +88,15 @@ def main() -> int:
     if proc.returncode != 0:
         sys.exit(f"study failed ({proc.returncode}):\n{err[-3000:]}")
     early = [s for s in samples if s[1] >= 0.1 * args.trials]
-    out = {"trials": args.trials, "wall_s": round(wall, 1), "trials_per_min": round(60 * args.trials / wall, 1),
-           "rss_mb_after_10pct": early[0][2] if early else None, "rss_mb_peak": max(s[2] for s in samples),
-           "rss_mb_last": samples[-1][2], "samples": samples}
+    out = {
+        "trials": args.trials,
+        "wall_s": round(wall, 1),
+        "trials_per_min": round(60 * args.trials / wall, 1),
+        "rss_mb_after_10pct": early[0][2] if early else None,
+        "rss_mb_peak": max(s[2] for s in samples),
+        "rss_mb_last": samples[-1][2],
+        "samples": samples,
+    }
     print(json.dumps({k: v for k, v in out.items() if k != "samples"}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

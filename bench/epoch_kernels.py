@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare_data(load_cohort("simulated", "demo7", patients=preset.patients, seed=0), split_seed=0)
     states = {}
     for name, kernel in (("native", "native"), ("fused", "fused"), ("native, one ulp", "native")):
-        cfg = TrainConfig(hidden=preset.hidden, batch_size=preset.batch_size, eval_samples=preset.eval_samples,
-                          kernel=kernel, seed=args.seed)
+        cfg = TrainConfig(
+            hidden=preset.hidden,
+            batch_size=preset.batch_size,
+            eval_samples=preset.eval_samples,
+            kernel=kernel,
+            seed=args.seed,
+        )
         states[name] = build_state(cfg, data)
     with torch.no_grad():
         states["native, one ulp"].critic.lstm.lstm.weight_hh_l0[0, 0] *= 1 + 2**-23
@@ -57,14 +62,23 @@ def main(argv: list[str] | None = None) -> int:
             recs, summary = run_epoch(st, data)
             seconds[name].append(time.perf_counter() - t0)
             records[name] += recs
-            summaries[name].append({k: summary[k] for k in ("fd_feat", "wasserstein_gap", "coverage", "train_seconds",
-                                                            "eval_seconds")})
+            summaries[name].append(
+                {k: summary[k] for k in ("fd_feat", "wasserstein_gap", "coverage", "train_seconds", "eval_seconds")}
+            )
         print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items()), file=sys.stderr)
     steps_per_epoch = len(records["native"]) // args.epochs
     out = {
-        "config": {"preset": "cpu", "hidden": preset.hidden, "batch": preset.batch_size, "patients": preset.patients,
-                   "eval_samples": preset.eval_samples, "epochs": args.epochs, "seed": args.seed, "threads": 1,
-                   "steps_per_epoch": steps_per_epoch},
+        "config": {
+            "preset": "cpu",
+            "hidden": preset.hidden,
+            "batch": preset.batch_size,
+            "patients": preset.patients,
+            "eval_samples": preset.eval_samples,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "threads": 1,
+            "steps_per_epoch": steps_per_epoch,
+        },
         "epoch_seconds": seconds,
         "median_epoch_seconds": {k: statistics.median(v) for k, v in seconds.items()},
         "speedup_fused_vs_native": statistics.median(seconds["native"]) / statistics.median(seconds["fused"]),
@@ -72,12 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         "drift_one_ulp_vs_native": drift(records["native, one ulp"], records["native"]),
         "summaries": summaries,
     }
-    print(f"median epoch (training + validation metrics): native {out['median_epoch_seconds']['native']:.2f} s, "
-          f"fused {out['median_epoch_seconds']['fused']:.2f} s: {out['speedup_fused_vs_native']:.2f}x")
+    print(
+        f"median epoch (training + validation metrics): native {out['median_epoch_seconds']['native']:.2f} s, "
+        f"fused {out['median_epoch_seconds']['fused']:.2f} s: {out['speedup_fused_vs_native']:.2f}x"
+    )
     for name in ("fused_vs_native", "one_ulp_vs_native"):
         d = out[f"drift_{name}"]
-        print(f"drift {name:18s} first step {d[0]:.1e}, step 4 {d[min(3, len(d) - 1)]:.1e}, "
-              f"end of epoch 1 {d[steps_per_epoch - 1]:.1e}, last {d[-1]:.1e}")
+        print(
+            f"drift {name:18s} first step {d[0]:.1e}, step 4 {d[min(3, len(d) - 1)]:.1e}, "
+            f"end of epoch 1 {d[steps_per_epoch - 1]:.1e}, last {d[-1]:.1e}"
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

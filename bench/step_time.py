@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import platform
@@ -176,8 +177,11 @@ def reference_critic_step(gen, critic, opt_d, real, rng) -> dict[str, float]:
             x_hat.requires_grad_(True)
         d_hat = critic(x_hat)
         grad = torch.autograd.grad(
-            outputs=d_hat, inputs=x_hat, grad_outputs=torch.ones(d_hat.size(), device=real.device),
-            create_graph=True, retain_graph=True,
+            outputs=d_hat,
+            inputs=x_hat,
+            grad_outputs=torch.ones(d_hat.size(), device=real.device),
+            create_graph=True,
+            retain_graph=True,
         )[0]
         grad = grad.reshape(b, -1)
         grad_norm = torch.sqrt(torch.sum(grad**2, dim=1) + 1e-12)
@@ -222,15 +226,22 @@ def flop_counts(layout: Layout, b: int, length: int, hidden: int, noise_dim: int
 
     fg = 2 * lstm(noise_dim) + lin(n, 2 * hidden, hidden) + lin(n, hidden, hidden) + lin(n, hidden, width)
     emb = sum(lin(n, e - s, size) for (s, e), size in zip(layout.blocks, layout.embedding_sizes))
-    fd = emb + lin(n, layout.embedding_width, hidden) + lin(n, hidden, hidden) + 2 * lstm(hidden) + lin(b, 2 * hidden, 1)
+    fd = (
+        emb + lin(n, layout.embedding_width, hidden) + lin(n, hidden, hidden) + 2 * lstm(hidden) + lin(b, 2 * hidden, 1)
+    )
     corr = 2.0 * n * width * width
     critic_useful = fg + 12 * fd
     gen_useful = 3 * fg + 2 * fd + 3 * corr
     return {
-        "Fg": fg, "Fd": fd, "corr": corr,
-        "critic_useful": critic_useful, "generator_useful": gen_useful,
-        "critic_executed_reference": critic_useful + 2 * fg, "generator_executed_reference": gen_useful + fd,
-        "critic_executed_project": critic_useful, "generator_executed_project": gen_useful,
+        "Fg": fg,
+        "Fd": fd,
+        "corr": corr,
+        "critic_useful": critic_useful,
+        "generator_useful": gen_useful,
+        "critic_executed_reference": critic_useful + 2 * fg,
+        "generator_executed_reference": gen_useful + fd,
+        "critic_executed_project": critic_useful,
+        "generator_executed_project": gen_useful,
     }
 
 
@@ -337,15 +348,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def project_state(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.Tensor, device: torch.device,
-                  graphs: bool = False) -> TrainState:
+def project_state(
+    cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.Tensor, device: torch.device, graphs: bool = False
+) -> TrainState:
     """A TrainState around given networks (Adam as upstream), optionally with CUDA graphs."""
     state = TrainState(
-        config=cfg, device=device, kernel=gen.kernel, generator=gen, critic=critic,
+        config=cfg,
+        device=device,
+        kernel=gen.kernel,
+        generator=gen,
+        critic=critic,
         opt_g=torch.optim.Adam(gen.parameters(), lr=LR, betas=BETAS),
         opt_d=torch.optim.Adam(critic.parameters(), lr=LR, betas=BETAS),
-        noise_rng=torch.Generator(device=device), batch_rng=np.random.default_rng(cfg.seed),
-        c_real=correlation(real, "2025"), schedule=Schedule.parse(cfg.schedule),
+        noise_rng=torch.Generator(device=device),
+        batch_rng=np.random.default_rng(cfg.seed),
+        c_real=correlation(real, "2025"),
+        schedule=Schedule.parse(cfg.schedule),
     )
     if graphs:
         backend = "cuda" if device.type == "cuda" else "emulated"
@@ -368,8 +386,16 @@ def defined_gradients(grads: list[torch.Tensor]) -> list[int]:
     return [i for i, g in enumerate(grads) if float(g.abs().max()) > 1e-9 * scale]
 
 
-def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: torch.Tensor, device: torch.device,
-                        seed: int, graphs: bool, fused_ok: bool) -> dict[str, dict[str, float]]:
+def accuracy_vs_float64(
+    cfg: TrainConfig,
+    gen: Generator,
+    critic: Critic,
+    real: torch.Tensor,
+    device: torch.device,
+    seed: int,
+    graphs: bool,
+    fused_ok: bool,
+) -> dict[str, dict[str, float]]:
     """One critic and one generator gradient computation on the same draws in each execution mode, as relative
     differences from CPU float64: the losses, and the worst parameter gradient (max abs diff / max abs of float64).
     The correlation loss is float32 in every mode (`correlation` computes in float32 by design)."""
@@ -379,16 +405,28 @@ def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: 
     z_d, alpha = draw_critic_inputs(base, real)
     z_g, u = draw_generator_inputs(base, real.shape[1])
     # (name, device, dtype, tf32, graphs, kernel)
-    modes = [("cpu float32", "cpu", torch.float32, False, False, "native"),
-             ("cpu float64", "cpu", torch.float64, False, False, "native")]
+    modes = [
+        ("cpu float32", "cpu", torch.float32, False, False, "native"),
+        ("cpu float64", "cpu", torch.float64, False, False, "native"),
+    ]
     if fused_ok:
         modes.append(("cpu float32, fused kernel", "cpu", torch.float32, False, False, "fused"))
     if device.type == "cuda":
-        modes += [(f"{device.type} float32", device, torch.float32, False, False, "native"),
-                  (f"{device.type} TF32", device, torch.float32, True, False, "native")]
+        modes += [
+            (f"{device.type} float32", device, torch.float32, False, False, "native"),
+            (f"{device.type} TF32", device, torch.float32, True, False, "native"),
+        ]
     if graphs:
-        modes.append((f"{device.type} float32 + {'CUDA' if device.type == 'cuda' else 'emulated'} graphs",
-                      device, torch.float32, False, True, "native"))
+        modes.append(
+            (
+                f"{device.type} float32 + {'CUDA' if device.type == 'cuda' else 'emulated'} graphs",
+                device,
+                torch.float32,
+                False,
+                True,
+                "native",
+            )
+        )
     results = {}
     for name, dev, dtype, tf32, graphs, kernel in modes:
         dev = torch.device(dev)
@@ -402,8 +440,14 @@ def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: 
         try:
             with fast_cpu_kernels(dev):
                 if graphs:
-                    vals = dict(st.graphs.run("critic", lambda *x: critic_gradients(st, *x), st.critic_params, args_d))
-                    vals.update(st.graphs.run("generator", lambda *x: generator_gradients(st, *x), st.generator_params, args_g))
+                    vals = dict(
+                        st.graphs.run("critic", functools.partial(critic_gradients, st), st.critic_params, args_d)
+                    )
+                    vals.update(
+                        st.graphs.run(
+                            "generator", functools.partial(generator_gradients, st), st.generator_params, args_g
+                        )
+                    )
                 else:
                     vals = dict(critic_gradients(st, *args_d))
                     vals.update(generator_gradients(st, *args_g))
@@ -417,8 +461,10 @@ def accuracy_vs_float64(cfg: TrainConfig, gen: Generator, critic: Critic, real: 
     table = {}
     for name, r in results.items():
         row = {k: rel_diff(ref["values"][k], v) for k, v in r["values"].items() if k in LOSS_KEYS}
-        row["worst_grad"] = max(float((r["grads"][i] - ref["grads"][i]).abs().max()) / float(ref["grads"][i].abs().max())
-                                for i in defined_gradients(ref["grads"]))
+        row["worst_grad"] = max(
+            float((r["grads"][i] - ref["grads"][i]).abs().max()) / float(ref["grads"][i].abs().max())
+            for i in defined_gradients(ref["grads"])
+        )
         table[name] = row
     return table
 
@@ -427,8 +473,17 @@ class Bench:
     """Everything one run compares: the faithful reference and the project's variants, all with the same weights.
     (A plain class: the tests load this script as a module outside sys.modules, where dataclasses cannot.)"""
 
-    def __init__(self, args: argparse.Namespace, device: torch.device, layout: Layout, real: torch.Tensor,
-                 cfg: TrainConfig, ref_g: Generator, ref_d: Critic, variants: dict[str, TrainState]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        device: torch.device,
+        layout: Layout,
+        real: torch.Tensor,
+        cfg: TrainConfig,
+        ref_g: Generator,
+        ref_d: Critic,
+        variants: dict[str, TrainState],
+    ) -> None:
         self.args, self.device, self.layout, self.real, self.cfg = args, device, layout, real, cfg
         self.ref_g, self.ref_d = ref_g, ref_d
         self.ref_opt_g = torch.optim.Adam(ref_g.parameters(), lr=LR, betas=BETAS)
@@ -450,9 +505,12 @@ class Bench:
 
     def reference_steps(self):
         b = self.real.shape[0]
-        return (lambda: reference_critic_step(self.ref_g, self.ref_d, self.ref_opt_d, self.real, self.ref_rng),
-                lambda: reference_generator_step(self.ref_g, self.ref_d, self.ref_opt_g, self.c_real_ref, b,
-                                                 self.length, self.ref_rng))
+        return (
+            lambda: reference_critic_step(self.ref_g, self.ref_d, self.ref_opt_d, self.real, self.ref_rng),
+            lambda: reference_generator_step(
+                self.ref_g, self.ref_d, self.ref_opt_g, self.c_real_ref, b, self.length, self.ref_rng
+            ),
+        )
 
     def project_steps(self, name: str):
         st, real, device = self.variants[name], self.real, self.device
@@ -491,9 +549,19 @@ def setup(args: argparse.Namespace) -> Bench:
     copy_weights(ref_g, nat_g)
     copy_weights(ref_d, nat_d)
     cfg = TrainConfig(
-        n_critic=N_CRITIC, gp_weight=GP_WEIGHT, corr_weight=CORR_WEIGHT, corr_form="2025", seed=args.seed,
-        batch_size=b, hidden=hidden, lr_g=LR, lr_d=LR, beta1=BETAS[0], beta2=BETAS[1],
-        device=device.type, kernel="native",
+        n_critic=N_CRITIC,
+        gp_weight=GP_WEIGHT,
+        corr_weight=CORR_WEIGHT,
+        corr_form="2025",
+        seed=args.seed,
+        batch_size=b,
+        hidden=hidden,
+        lr_g=LR,
+        lr_d=LR,
+        beta1=BETAS[0],
+        beta2=BETAS[1],
+        device=device.type,
+        kernel="native",
     ).validate()
     variants = {"project": project_state(cfg, nat_g, nat_d, real, device)}
     if device.type == "cpu" and fused.available() is None:
@@ -521,7 +589,9 @@ def forward_checks(bench: Bench) -> dict[str, float]:
                 continue
             tag = "native" if name == "project" else name
             checks[f"generator_forward_ref_vs_{tag}"] = float((bench.ref_g(z) - st.generator(z)).abs().max())
-            checks[f"critic_forward_ref_vs_{tag}"] = float((bench.ref_d(bench.real) - st.critic(bench.real)).abs().max())
+            checks[f"critic_forward_ref_vs_{tag}"] = float(
+                (bench.ref_d(bench.real) - st.critic(bench.real)).abs().max()
+            )
     return checks
 
 
@@ -533,8 +603,10 @@ def first_calls(bench: Bench) -> tuple[dict, dict, dict]:
     values: dict[str, dict] = {"reference": {}, **{k: {} for k in bench.variants}}
     seconds: dict[str, float] = {}
     grad_diff: dict[str, float] = {}
-    for step, ref_fn, seed_k, nets in (("critic", ref_critic, seed, ("fc1", "fc2", "score")),
-                                       ("generator", ref_gen, seed + 1, ("fc1", "fc2", "out"))):
+    for step, ref_fn, seed_k, nets in (
+        ("critic", ref_critic, seed, ("fc1", "fc2", "score")),
+        ("generator", ref_gen, seed + 1, ("fc1", "fc2", "out")),
+    ):
         bench.resync()
         bench.ref_rng.manual_seed(seed_k)
         seconds[f"reference_{step}"], v = timed(ref_fn, bench.device)
@@ -623,8 +695,10 @@ def timings(bench: Bench) -> tuple[dict[str, list[float]], float]:
             for name, pair in fns.items():
                 t, vals[name] = timed(pair[i], bench.device)
                 times[f"{name}_{step}"].append(t)
-            drift = max(drift, max(rel_diff(vals["reference"][k], v[k]) for v in vals.values() for k in v
-                                   if k in vals["reference"]))
+            drift = max(
+                drift,
+                max(rel_diff(vals["reference"][k], v[k]) for v in vals.values() for k in v if k in vals["reference"]),
+            )
             bench.resync()
     return times, drift
 
@@ -639,8 +713,7 @@ def count_ops(bench: Bench) -> dict[str, int]:
     for name, fn in fns.items():
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             fn()
-        counts[name] = sum(e.count for e in prof.key_averages()
-                           if e.key.startswith(("aten::", f"{fused.OPS}::")))
+        counts[name] = sum(e.count for e in prof.key_averages() if e.key.startswith(("aten::", f"{fused.OPS}::")))
     bench.resync()
     return counts
 
@@ -649,8 +722,16 @@ def run(args: argparse.Namespace) -> dict:
     bench = setup(args)
     graphs = "graphs" in bench.variants
     base = bench.variants["project"]
-    accuracy = accuracy_vs_float64(bench.cfg, base.generator, base.critic, bench.real, bench.device, args.seed,
-                                   graphs=graphs, fused_ok="fused" in bench.variants)
+    accuracy = accuracy_vs_float64(
+        bench.cfg,
+        base.generator,
+        base.critic,
+        bench.real,
+        bench.device,
+        args.seed,
+        graphs=graphs,
+        fused_ok="fused" in bench.variants,
+    )
     accuracy_fused = {k: accuracy.pop(k) for k in list(accuracy) if "fused" in k}
     checks = forward_checks(bench)
     first, first_s, grad_diff = first_calls(bench)
@@ -659,15 +740,18 @@ def run(args: argparse.Namespace) -> dict:
     for name in bench.variants:
         suffix = "" if name == "project" else f" ({name})"
         (loss_diff_fused if name == "fused" else loss_diff).update(
-            {k + suffix: rel_diff(first["reference"][k], first[name][k]) for k in LOSS_KEYS})
+            {k + suffix: rel_diff(first["reference"][k], first[name][k]) for k in LOSS_KEYS}
+        )
     times, drift = timings(bench)
     ops = count_ops(bench)
     med = {k: statistics.median(v) for k, v in times.items()}
     impls = ["reference", *bench.variants]
     full = {k: N_CRITIC * med[f"{k}_critic"] + med[f"{k}_generator"] for k in impls}
-    ratios = {"critic": med["reference_critic"] / med["project_critic"],
-              "generator": med["reference_generator"] / med["project_generator"],
-              "full_step": full["reference"] / full["project"]}
+    ratios = {
+        "critic": med["reference_critic"] / med["project_critic"],
+        "generator": med["reference_generator"] / med["project_generator"],
+        "full_step": full["reference"] / full["project"],
+    }
     for name in bench.variants:
         if name != "project":
             ratios[f"critic_{name}"] = med["reference_critic"] / med[f"{name}_critic"]
@@ -682,32 +766,63 @@ def run(args: argparse.Namespace) -> dict:
             t = med[f"{name}_{step}"]
             gflops[f"{name}_{step}_useful"] = flops[f"{step}_useful"] / t / 1e9
             gflops[f"{name}_{step}_executed"] = flops[f"{step}_executed_{executed}"] / t / 1e9
-        gflops[f"{name}_full_useful"] = (N_CRITIC * flops["critic_useful"] + flops["generator_useful"]) / full[name] / 1e9
+        gflops[f"{name}_full_useful"] = (
+            (N_CRITIC * flops["critic_useful"] + flops["generator_useful"]) / full[name] / 1e9
+        )
     peak = matmul_peak(args.batch, args.length, args.hidden, args.hidden, bench.device)
     max_loss_diff = max([*loss_diff.values(), *loss_diff_fused.values()])
     result = {
         "config": {
-            "schema": args.schema, "batch": args.batch, "length": args.length, "hidden": args.hidden,
-            "noise_dim": args.hidden, "n_critic": N_CRITIC, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "device": str(bench.device), "seed": args.seed, "quick": args.quick, "keep_freed_memory": not args.no_keep_memory,
+            "schema": args.schema,
+            "batch": args.batch,
+            "length": args.length,
+            "hidden": args.hidden,
+            "noise_dim": args.hidden,
+            "n_critic": N_CRITIC,
+            "repeats": args.repeats,
+            "threads": torch.get_num_threads(),
+            "device": str(bench.device),
+            "seed": args.seed,
+            "quick": args.quick,
+            "keep_freed_memory": not args.no_keep_memory,
         },
         "environment": {
-            "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu": cpu_model(),
             "gpu": torch.cuda.get_device_name(bench.device) if bench.device.type == "cuda" else None,
-            "mkldnn_default": torch.backends.mkldnn.enabled, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn_default": torch.backends.mkldnn.enabled,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "fused": fused.available() or "available",
         },
-        "losses": first, "loss_rel_diff": loss_diff, "max_loss_rel_diff": max_loss_diff, "loss_tolerance": REL_TOL,
+        "losses": first,
+        "loss_rel_diff": loss_diff,
+        "max_loss_rel_diff": max_loss_diff,
+        "loss_tolerance": REL_TOL,
         "loss_rel_diff_fused": loss_diff_fused,
-        "losses_agree": max_loss_diff <= REL_TOL and all(math.isfinite(x) for x in [*loss_diff.values(), *loss_diff_fused.values()]),
-        "grad_rel_diff": grad_diff, "grad_tolerance": GRAD_TOL, "grads_agree": all(x <= GRAD_TOL for x in grad_diff.values()),
-        "forward_checks": checks, "forward_tolerance": FORWARD_TOL,
+        "losses_agree": max_loss_diff <= REL_TOL
+        and all(math.isfinite(x) for x in [*loss_diff.values(), *loss_diff_fused.values()]),
+        "grad_rel_diff": grad_diff,
+        "grad_tolerance": GRAD_TOL,
+        "grads_agree": all(x <= GRAD_TOL for x in grad_diff.values()),
+        "forward_checks": checks,
+        "forward_tolerance": FORWARD_TOL,
         "forwards_agree": all(x <= FORWARD_TOL for x in checks.values()),
-        "fused_vs_native": exact, "fused_tolerance": FUSED_TOL,
-        "timed_repeats_max_loss_rel_diff": drift, "first_call_s": first_s,
-        "accuracy_vs_cpu_float64": accuracy, "accuracy_fused_vs_cpu_float64": accuracy_fused, "graphs_off_reason": bench.graphs_off_reason,
-        "times_s": times, "median_s": med, "full_step_s": full, "ratios": ratios, "ops_per_critic_update": ops,
-        "flops": flops, "gflops": gflops, "matmul_peak_gflops": peak,
+        "fused_vs_native": exact,
+        "fused_tolerance": FUSED_TOL,
+        "timed_repeats_max_loss_rel_diff": drift,
+        "first_call_s": first_s,
+        "accuracy_vs_cpu_float64": accuracy,
+        "accuracy_fused_vs_cpu_float64": accuracy_fused,
+        "graphs_off_reason": bench.graphs_off_reason,
+        "times_s": times,
+        "median_s": med,
+        "full_step_s": full,
+        "ratios": ratios,
+        "ops_per_critic_update": ops,
+        "flops": flops,
+        "gflops": gflops,
+        "matmul_peak_gflops": peak,
     }
     print_report(result)
     return result
@@ -716,11 +831,15 @@ def run(args: argparse.Namespace) -> dict:
 def print_report(r: dict) -> None:
     c, med, full, ops = r["config"], r["median_s"], r["full_step_s"], r["ops_per_critic_update"]
     impls = list(full)
-    print(f"{'loss':8s} " + " ".join(f"{k:>14s}" for k in impls) + "  (first call of each step, same weights and draws)")
+    print(
+        f"{'loss':8s} " + " ".join(f"{k:>14s}" for k in impls) + "  (first call of each step, same weights and draws)"
+    )
     for k in LOSS_KEYS:
         print(f"{k:8s} " + " ".join(f"{r['losses'][name][k]:14.7g}" for name in impls))
-    print(f"max relative loss difference from the reference {r['max_loss_rel_diff']:.2e} (tolerance {REL_TOL:g}): "
-          f"{'OK' if r['losses_agree'] else 'FAIL'}")
+    print(
+        f"max relative loss difference from the reference {r['max_loss_rel_diff']:.2e} (tolerance {REL_TOL:g}): "
+        f"{'OK' if r['losses_agree'] else 'FAIL'}"
+    )
     for k, x in r["grad_rel_diff"].items():
         print(f"{k} step gradients vs reference, max |diff| / max|ref| per parameter: {x:.2e} (tolerance {GRAD_TOL:g})")
     for k, x in r["forward_checks"].items():
@@ -728,26 +847,40 @@ def print_report(r: dict) -> None:
     if r["fused_vs_native"]:
         print("fused vs nn.LSTM from one state, same draws (max |diff| / max|native| per tensor; worst per group):")
         print("  " + ", ".join(f"{k} {v:.1e}" for k, v in r["fused_vs_native"].items() if k != "agree"))
-        print(f"  fused kernel exact to {FUSED_TOL:g} (or to float32's own floor): {'OK' if r['fused_vs_native']['agree'] else 'FAIL'}")
+        print(
+            f"  fused kernel exact to {FUSED_TOL:g} (or to float32's own floor): {'OK' if r['fused_vs_native']['agree'] else 'FAIL'}"
+        )
     print()
-    print(f"{c['schema']} B={c['batch']} L={c['length']} H=ID={c['hidden']} device={c['device']} threads={c['threads']} "
-          f"repeats={c['repeats']} torch {r['environment']['torch']} ({r['environment']['gpu'] or r['environment']['cpu']})")
-    print(f"{'implementation':16s} {'critic s':>9s} {'gen s':>8s} {'full s':>8s} {'vs ref':>7s} {'vs native':>9s} "
-          f"{'useful GF/s':>11s} {'ops/critic':>10s}")
+    print(
+        f"{c['schema']} B={c['batch']} L={c['length']} H=ID={c['hidden']} device={c['device']} threads={c['threads']} "
+        f"repeats={c['repeats']} torch {r['environment']['torch']} ({r['environment']['gpu'] or r['environment']['cpu']})"
+    )
+    print(
+        f"{'implementation':16s} {'critic s':>9s} {'gen s':>8s} {'full s':>8s} {'vs ref':>7s} {'vs native':>9s} "
+        f"{'useful GF/s':>11s} {'ops/critic':>10s}"
+    )
     for name in impls:
-        print(f"{name:16s} {med[name + '_critic']:9.4f} {med[name + '_generator']:8.4f} {full[name]:8.3f} "
-              f"{full['reference'] / full[name]:7.2f} {full['project'] / full[name]:9.2f} "
-              f"{r['gflops'][name + '_full_useful']:11.2f} {ops.get(name, 0):10d}")
-    print("(project = nn.LSTM; full = 5 critic + 1 generator steps; useful flops are the same for every implementation)")
-    print("accuracy against CPU float64 on the same draws (relative difference; worst parameter gradient: "
-          "max abs diff / max abs):")
+        print(
+            f"{name:16s} {med[name + '_critic']:9.4f} {med[name + '_generator']:8.4f} {full[name]:8.3f} "
+            f"{full['reference'] / full[name]:7.2f} {full['project'] / full[name]:9.2f} "
+            f"{r['gflops'][name + '_full_useful']:11.2f} {ops.get(name, 0):10d}"
+        )
+    print(
+        "(project = nn.LSTM; full = 5 critic + 1 generator steps; useful flops are the same for every implementation)"
+    )
+    print(
+        "accuracy against CPU float64 on the same draws (relative difference; worst parameter gradient: "
+        "max abs diff / max abs):"
+    )
     for mode, row in {**r["accuracy_vs_cpu_float64"], **r["accuracy_fused_vs_cpu_float64"]}.items():
         print(f"  {mode:34s} " + " ".join(f"{k} {v:.1e}" for k, v in row.items()))
     print("matmul GFLOP/s on this device: " + ", ".join(f"{k} {v:.1f}" for k, v in r["matmul_peak_gflops"].items()))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per step after 1 warm-up (default 3)")
@@ -758,12 +891,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--quick", action="store_true", help="smoke size: batch 32, L 10, hidden 32, repeats 1")
     p.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
-    p.add_argument("--preset", choices=("paper", "cpu"), default="paper",
-                   help="paper: B 256, L 60, HD 128; cpu: the study's CPU preset, B 140, L 60, HD 32")
-    p.add_argument("--no-keep-memory", action="store_true",
-                   help="leave glibc's defaults (training keeps freed memory, healthgym_core.cpu.keep_freed_memory)")
-    p.add_argument("--emulate-graphs", action="store_true",
-                   help="on CPU, add the CUDA-graph columns with the emulated backend (tests the script; no speed-up)")
+    p.add_argument(
+        "--preset",
+        choices=("paper", "cpu"),
+        default="paper",
+        help="paper: B 256, L 60, HD 128; cpu: the study's CPU preset, B 140, L 60, HD 32",
+    )
+    p.add_argument(
+        "--no-keep-memory",
+        action="store_true",
+        help="leave glibc's defaults (training keeps freed memory, healthgym_core.cpu.keep_freed_memory)",
+    )
+    p.add_argument(
+        "--emulate-graphs",
+        action="store_true",
+        help="on CPU, add the CUDA-graph columns with the emulated backend (tests the script; no speed-up)",
+    )
     args = p.parse_args(argv)
     small = {"batch": 32, "length": 10, "hidden": 32, "repeats": 1}
     paper = {"batch": 256, "length": 60, "hidden": 128, "repeats": 3}

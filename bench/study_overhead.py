@@ -25,11 +25,18 @@ def trial_overhead(folder: Path) -> pd.DataFrame:
         inside = float((r["train_seconds"] + r["eval_seconds"]).sum())
         total = float(r["time_total_s"].iloc[-1])
         ckpts = sorted(result.parent.glob("checkpoint_*"))
-        rows.append({
-            "trial": str(r["trial_id"].iloc[-1]) if "trial_id" in r else result.parent.name, "epochs": int(r["epoch"].max()), "total_s": total,
-            "epoch_and_eval_s": inside, "overhead_s": total - inside, "overhead_pct": 100 * (total - inside) / total,
-            "checkpoints_kept": len(ckpts), "checkpoint_MB": sum(f.stat().st_size for c in ckpts for f in c.rglob("*")) / 1e6,
-        })
+        rows.append(
+            {
+                "trial": str(r["trial_id"].iloc[-1]) if "trial_id" in r else result.parent.name,
+                "epochs": int(r["epoch"].max()),
+                "total_s": total,
+                "epoch_and_eval_s": inside,
+                "overhead_s": total - inside,
+                "overhead_pct": 100 * (total - inside) / total,
+                "checkpoints_kept": len(ckpts),
+                "checkpoint_MB": sum(f.stat().st_size for c in ckpts for f in c.rglob("*")) / 1e6,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -45,9 +52,11 @@ def main(argv: list[str]) -> int:
         print(f"\n{exp}")
         print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         total = t["total_s"].sum()
-        print(f"overall: {100 * t['overhead_s'].sum() / total:.1f}% of {total:.0f} trial-seconds outside the epoch and "
-              f"evaluation; median per trial {t['overhead_pct'].median():.1f}%; checkpoints kept per trial "
-              f"max {t['checkpoints_kept'].max()} ({t['checkpoint_MB'].max():.2f} MB) for up to {t['epochs'].max()} epochs")
+        print(
+            f"overall: {100 * t['overhead_s'].sum() / total:.1f}% of {total:.0f} trial-seconds outside the epoch and "
+            f"evaluation; median per trial {t['overhead_pct'].median():.1f}%; checkpoints kept per trial "
+            f"max {t['checkpoints_kept'].max()} ({t['checkpoint_MB'].max():.2f} MB) for up to {t['epochs'].max()} epochs"
+        )
     return 0
 
 

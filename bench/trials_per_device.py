@@ -34,13 +34,20 @@ def worker(args: argparse.Namespace) -> None:
     from healthgym_core.config import TrainConfig
     from healthgym_core.data.cohort import load_cohort
     from healthgym_core.data.prepared import prepare_data
-    from healthgym_core.state import build_state
     from healthgym_core.epoch import run_epoch
+    from healthgym_core.state import build_state
 
     torch.set_num_threads(args.threads)
     data = prepare_data(load_cohort("simulated", "demo7", patients=args.patients))
-    cfg = TrainConfig(hidden=args.hidden, batch_size=args.batch, eval_samples=args.eval_samples, seed=args.seed,
-                      device=args.device, schedule=args.schedule, graphs=args.graphs)
+    cfg = TrainConfig(
+        hidden=args.hidden,
+        batch_size=args.batch,
+        eval_samples=args.eval_samples,
+        seed=args.seed,
+        device=args.device,
+        schedule=args.schedule,
+        graphs=args.graphs,
+    )
     state = build_state(cfg, data)
     run_epoch(state, data)  # warm-up epoch (allocator, kernels), not timed
     start = time.time()
@@ -53,17 +60,49 @@ def worker(args: argparse.Namespace) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     end = time.time()
     graphs = bool(state.graphs is not None and state.graphs.enabled)
-    print(json.dumps({"start": start, "end": end, "seconds": end - start, "epochs": args.epochs, "peak_mb": peak,
-                      "graphs": graphs, "graphs_off_reason": state.graphs.disabled_reason if state.graphs else None}))
+    print(
+        json.dumps(
+            {
+                "start": start,
+                "end": end,
+                "seconds": end - start,
+                "epochs": args.epochs,
+                "peak_mb": peak,
+                "graphs": graphs,
+                "graphs_off_reason": state.graphs.disabled_reason if state.graphs else None,
+            }
+        )
+    )
 
 
 def measure(args: argparse.Namespace, k: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--device", args.device, "--epochs", str(args.epochs),
-           "--hidden", str(args.hidden), "--batch", str(args.batch), "--patients", str(args.patients),
-           "--eval-samples", str(args.eval_samples), "--schedule", args.schedule, "--threads", str(args.threads),
-           "--graphs", args.graphs]
-    procs = [subprocess.Popen([*cmd, "--seed", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(k)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--device",
+        args.device,
+        "--epochs",
+        str(args.epochs),
+        "--hidden",
+        str(args.hidden),
+        "--batch",
+        str(args.batch),
+        "--patients",
+        str(args.patients),
+        "--eval-samples",
+        str(args.eval_samples),
+        "--schedule",
+        args.schedule,
+        "--threads",
+        str(args.threads),
+        "--graphs",
+        args.graphs,
+    ]
+    procs = [
+        subprocess.Popen([*cmd, "--seed", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(k)
+    ]
     outs = [p.communicate() for p in procs]
     for p, (_, err) in zip(procs, outs):
         if p.returncode != 0:
@@ -72,11 +111,15 @@ def measure(args: argparse.Namespace, k: int) -> dict:
     epochs = sum(r["epochs"] for r in runs)
     # Throughput over the window in which the trials trained (process start-up and data preparation excluded).
     wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
-    return {"k": k, "wall_s": round(wall, 2), "epochs_per_hour": round(3600 * epochs / wall, 1),
-            "train_s_per_trial": round(sum(r["seconds"] for r in runs) / k, 2),
-            "peak_mb_per_trial": round(max(r["peak_mb"] for r in runs), 1),
-            "graphs": all(r["graphs"] for r in runs),
-            "graphs_off_reasons": sorted({r["graphs_off_reason"] for r in runs if r["graphs_off_reason"]})}
+    return {
+        "k": k,
+        "wall_s": round(wall, 2),
+        "epochs_per_hour": round(3600 * epochs / wall, 1),
+        "train_s_per_trial": round(sum(r["seconds"] for r in runs) / k, 2),
+        "peak_mb_per_trial": round(max(r["peak_mb"] for r in runs), 1),
+        "graphs": all(r["graphs"] for r in runs),
+        "graphs_off_reasons": sorted({r["graphs_off_reason"] for r in runs if r["graphs_off_reason"]}),
+    }
 
 
 def main() -> int:
@@ -108,18 +151,25 @@ def main() -> int:
         r["speedup_vs_one"] = round(r["epochs_per_hour"] / base, 2)
     print(f"{'K':>3} {'wall s':>8} {'epochs/h':>10} {'x one':>7} {'train s/trial':>14} {'peak MB/trial':>14} graphs")
     for r in rows:
-        print(f"{r['k']:>3} {r['wall_s']:>8} {r['epochs_per_hour']:>10} {r['speedup_vs_one']:>7} "
-              f"{r['train_s_per_trial']:>14} {r['peak_mb_per_trial']:>14} {'on' if r['graphs'] else 'off'}")
+        print(
+            f"{r['k']:>3} {r['wall_s']:>8} {r['epochs_per_hour']:>10} {r['speedup_vs_one']:>7} "
+            f"{r['train_s_per_trial']:>14} {r['peak_mb_per_trial']:>14} {'on' if r['graphs'] else 'off'}"
+        )
     for reason in sorted({x for r in rows for x in r["graphs_off_reasons"]}):
         print(f"CUDA graphs were turned off in a trial: {reason}")
     best = max(r["epochs_per_hour"] for r in rows)
     knee = min((r for r in rows if r["epochs_per_hour"] >= 0.9 * best), key=lambda r: r["k"])
     suggestion = round(1 / knee["k"], 4)
-    print(f"suggested per-trial share of the device: 1/{knee['k']} = {suggestion} (the smallest K within 10% of the "
-          f"best aggregate throughput, {best} epochs/h)")
+    print(
+        f"suggested per-trial share of the device: 1/{knee['k']} = {suggestion} (the smallest K within 10% of the "
+        f"best aggregate throughput, {best} epochs/h)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": args.device, "graphs": args.graphs, "rows": rows,
-                                               "suggested_share": suggestion}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"device": args.device, "graphs": args.graphs, "rows": rows, "suggested_share": suggestion}, indent=2
+            )
+        )
     return 0
 
 

@@ -51,7 +51,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except OSError as e:
-        raise HealthGymError(f"{path}: write failed ({e.strerror or e}); the previous file, if any, is intact") from None
+        raise HealthGymError(
+            f"{path}: write failed ({e.strerror or e}); the previous file, if any, is intact"
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -67,7 +69,14 @@ def plain_name(name: str, what: str) -> str:
     """A file or folder name that stays inside its parent: no separators, no '..', not hidden, not empty."""
     import re
 
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or not re.fullmatch(r"[\w.+=,@-]+", name):
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or not re.fullmatch(r"[\w.+=,@-]+", name)
+    ):
         raise HealthGymError(f"{what} {name!r} must be a plain name (letters, digits, . _ - + = , @), not a path")
     return name
 

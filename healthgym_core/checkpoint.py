@@ -76,11 +76,15 @@ def load_checkpoint(path: str | Path) -> dict:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {first[:120]})") from None
     except Exception as e:  # pickle.UnpicklingError and friends from weights_only
-        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}); only weights-only checkpoints are accepted") from None
+        raise CheckpointError(
+            f"{path}: refused to load ({type(e).__name__}); only weights-only checkpoints are accepted"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a Health Gym checkpoint")
     if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (this version reads {VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint version {ckpt.get('version')} is not supported (this version reads {VERSION})"
+        )
     try:
         ckpt["meta"] = json.loads(ckpt["meta"])
     except (KeyError, TypeError, json.JSONDecodeError):
@@ -104,7 +108,9 @@ def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = N
         state.opt_g.load_state_dict(ckpt["opt_g"])
         state.opt_d.load_state_dict(ckpt["opt_d"])
     except (RuntimeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"checkpoint does not match the model built from its config ({str(e).splitlines()[0][:120]})") from None
+        raise CheckpointError(
+            f"checkpoint does not match the model built from its config ({str(e).splitlines()[0][:120]})"
+        ) from None
     state.noise_rng.set_state(ckpt["noise_rng"])
     bit = np.random.PCG64()
     bit.state = json.loads(ckpt["batch_rng"])
@@ -114,7 +120,9 @@ def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = N
     return state
 
 
-def generator_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> tuple[Generator, CohortTransform, dict]:
+def generator_from_checkpoint(
+    ckpt: dict, device: str | torch.device = "cpu"
+) -> tuple[Generator, CohortTransform, dict]:
     """The trained generator, the data transform and the metadata; no training data needed."""
     meta = ckpt["meta"]
     cfg = TrainConfig.from_dict(meta["config"])
@@ -126,7 +134,9 @@ def generator_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") ->
     try:
         gen.load_state_dict(ckpt["generator"])
     except RuntimeError as e:
-        raise CheckpointError(f"generator weights do not match the checkpoint's config ({str(e).splitlines()[0][:120]})") from None
+        raise CheckpointError(
+            f"generator weights do not match the checkpoint's config ({str(e).splitlines()[0][:120]})"
+        ) from None
     return gen.to(device), CohortTransform.from_dict(meta["transform"]), meta
 
 

@@ -44,8 +44,9 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_dataclass_options(group: argparse._ActionsContainer, cls: type, names: Iterable[str] | None = None,
-                          defaults: dict | None = None) -> None:
+def add_dataclass_options(
+    group: argparse._ActionsContainer, cls: type, names: Iterable[str] | None = None, defaults: dict | None = None
+) -> None:
     """One flag per documented field of `cls` (its `metadata["help"]`): the field's type, its default (or
     `defaults[name]`), argparse `choices` from `metadata["choices"]`, and `metadata["check"]` applied at parse time
     (a function value -> error text or None, reported as `name=value: text`, as `validate` reports it) at parse
@@ -61,8 +62,13 @@ def add_dataclass_options(group: argparse._ActionsContainer, cls: type, names: I
         convert = {"int": int, "float": float, "str": str}.get(f.type, f.type)
         choices = f.metadata.get("choices")  # argparse's own check, before any other
         check = None if choices else f.metadata.get("check")
-        group.add_argument(flag(f.name), type=_checked(f.name, convert, check), default=default, choices=choices,
-                           help=f.metadata["help"])
+        group.add_argument(
+            flag(f.name),
+            type=_checked(f.name, convert, check),
+            default=default,
+            choices=choices,
+            help=f.metadata["help"],
+        )
 
 
 def _checked(name: str, convert: Callable, check: Callable | None) -> Callable[[str], object]:

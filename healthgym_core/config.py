@@ -71,9 +71,16 @@ class TrainConfig:
     n_critic: int = option(5, "critic updates per generator update", whole(1))
     gp_weight: float = option(10.0, "gradient-penalty weight", finite_at_least_0)
     corr_weight: float = option(10.0, "correlation-loss weight (0: the ablation)", finite_at_least_0)
-    schedule: str = option(UPSTREAM_SCHEDULE, "curriculum: ladder:10-20-..., staged:K:..., full[:L], random:...", _schedule)
-    corr_form: str = option("2025", "correlation loss: 2025 std-based with the random-threshold L1 (upstream notebook), "
-                            "2022 plain Pearson and plain L1", one_of(CORR_FORMS), choices=CORR_FORMS)
+    schedule: str = option(
+        UPSTREAM_SCHEDULE, "curriculum: ladder:10-20-..., staged:K:..., full[:L], random:...", _schedule
+    )
+    corr_form: str = option(
+        "2025",
+        "correlation loss: 2025 std-based with the random-threshold L1 (upstream notebook), "
+        "2022 plain Pearson and plain L1",
+        one_of(CORR_FORMS),
+        choices=CORR_FORMS,
+    )
     # Optimisation and size.
     seed: int = option(42, "training seed (weights, noise, batches)", whole(0))
     batch_size: int = option(256, "patients per batch", whole(1))
@@ -88,19 +95,32 @@ class TrainConfig:
     fresh_real_batch: bool = option(False, "a new real batch for every critic step (upstream reuses one)")
     # Execution: none of these changes the maths.
     device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
-    kernel: str = option("auto", "LSTM kernel: native (nn.LSTM) or reference (the upstream Python-unrolled cell)",
-                         one_of(KERNEL_CHOICES), choices=KERNEL_CHOICES, group="execution")
-    tf32: bool = option(False, "CUDA: allow TF32 matmuls (faster, less exact; upstream keeps it off)", group="execution")
-    graphs: str = option("auto", "CUDA graphs of the fixed-shape updates (auto: on with CUDA, off on CPU)",
-                         one_of(GRAPH_CHOICES), choices=GRAPH_CHOICES, group="execution")
-    eval_samples: int = option(2000, "synthetic patients per evaluation",
-                               whole(2, " (the metrics need a covariance)"), group="execution")
+    kernel: str = option(
+        "auto",
+        "LSTM kernel: native (nn.LSTM) or reference (the upstream Python-unrolled cell)",
+        one_of(KERNEL_CHOICES),
+        choices=KERNEL_CHOICES,
+        group="execution",
+    )
+    tf32: bool = option(
+        False, "CUDA: allow TF32 matmuls (faster, less exact; upstream keeps it off)", group="execution"
+    )
+    graphs: str = option(
+        "auto",
+        "CUDA graphs of the fixed-shape updates (auto: on with CUDA, off on CPU)",
+        one_of(GRAPH_CHOICES),
+        choices=GRAPH_CHOICES,
+        group="execution",
+    )
+    eval_samples: int = option(
+        2000, "synthetic patients per evaluation", whole(2, " (the metrics need a covariance)"), group="execution"
+    )
 
     @property
     def noise_size(self) -> int:
         return self.noise_dim or self.hidden
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Refuse bad values up front with a message naming the option (each field's own rule)."""
         for f in fields(self):
             check = f.metadata.get("check")
@@ -114,7 +134,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -44,17 +44,21 @@ class Schedule:
     passes: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "Schedule":
+    def parse(cls, text: str) -> Schedule:
         text = str(text).strip()
         kind, _, rest = text.partition(":")
         if kind not in KINDS:
-            raise ConfigError(f"unknown schedule {text!r}: the kind must be one of {', '.join(KINDS)} (e.g. {UPSTREAM_SCHEDULE})")
+            raise ConfigError(
+                f"unknown schedule {text!r}: the kind must be one of {', '.join(KINDS)} (e.g. {UPSTREAM_SCHEDULE})"
+            )
 
         def lengths_of(part: str) -> tuple[int, ...]:
             try:
                 out = tuple(int(p) for p in part.split("-"))
             except ValueError:
-                raise ConfigError(f"schedule {text!r}: lengths must be whole numbers joined by '-', got {part!r}") from None
+                raise ConfigError(
+                    f"schedule {text!r}: lengths must be whole numbers joined by '-', got {part!r}"
+                ) from None
             if not out or any(v < 1 for v in out):
                 raise ConfigError(f"schedule {text!r}: lengths must be at least 1")
             return out
@@ -106,7 +110,9 @@ class Schedule:
         """Refuse lengths the data does not have."""
         too_long = [v for v in self.lengths if v > n_months]
         if too_long:
-            raise ConfigError(f"schedule {str(self)!r}: length {too_long[0]} is longer than the data's {n_months} months")
+            raise ConfigError(
+                f"schedule {str(self)!r}: length {too_long[0]} is longer than the data's {n_months} months"
+            )
 
     def lengths_in_epoch(self, epoch: int, n_months: int) -> tuple[int, ...]:
         """The lengths used by the passes of `epoch` (0-based). For `random`, the list drawn from."""
@@ -117,7 +123,9 @@ class Schedule:
             return (self.lengths[stage],) * self.passes
         return self.lengths
 
-    def epoch_plan(self, epoch: int, n_train: int, batch_size: int, rng: np.random.Generator, n_months: int) -> list[Step]:
+    def epoch_plan(
+        self, epoch: int, n_train: int, batch_size: int, rng: np.random.Generator, n_months: int
+    ) -> list[Step]:
         """The steps of one epoch: a length and a batch of training-patient positions each."""
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")

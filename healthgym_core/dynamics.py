@@ -1,6 +1,6 @@
 """Summaries of the learning dynamics in the form of the upstream log analysis (reference section 6.2).
 
-    python -m healthgym_core.dynamics RUN_DIR/steps.parquet [--windows 1-20,81-100,181-200]
+python -m healthgym_core.dynamics RUN_DIR/steps.parquet [--windows 1-20,81-100,181-200]
 """
 
 from __future__ import annotations
@@ -19,11 +19,20 @@ def per_length(steps: pd.DataFrame, first: int, last: int) -> pd.DataFrame:
     """Per curriculum length over epochs first..last: mean (and min, max) D_loss, GP, W gap, G_loss, Corr."""
     part = steps[(steps["epoch"] >= first) & (steps["epoch"] <= last)]
     g = part.groupby("L")
-    out = pd.DataFrame({
-        "D_loss": g["D_loss"].mean(), "D_min": g["D_loss"].min(), "D_max": g["D_loss"].max(),
-        "GP": g["GP"].mean(), "W_gap": g["W_gap"].mean(), "G_loss": g["G_loss"].mean(),
-        "G_min": g["G_loss"].min(), "G_max": g["G_loss"].max(), "Corr": g["Corr"].mean(), "steps": g.size(),
-    })
+    out = pd.DataFrame(
+        {
+            "D_loss": g["D_loss"].mean(),
+            "D_min": g["D_loss"].min(),
+            "D_max": g["D_loss"].max(),
+            "GP": g["GP"].mean(),
+            "W_gap": g["W_gap"].mean(),
+            "G_loss": g["G_loss"].mean(),
+            "G_min": g["G_loss"].min(),
+            "G_max": g["G_loss"].max(),
+            "Corr": g["Corr"].mean(),
+            "steps": g.size(),
+        }
+    )
     out.insert(0, "epochs", f"{first}-{last}")
     return out.reset_index()
 
@@ -44,7 +53,9 @@ def parse_windows(text: str) -> list[tuple[int, int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m healthgym_core.dynamics", description=__doc__.split("\n\n")[0])
     p.add_argument("steps", help="steps.parquet (plain trainer) or steps.csv (a study trial)")
-    p.add_argument("--windows", default=None, help="epoch windows, e.g. 1-20,81-100 (default: first and last 20 epochs)")
+    p.add_argument(
+        "--windows", default=None, help="epoch windows, e.g. 1-20,81-100 (default: first and last 20 epochs)"
+    )
     args = p.parse_args(argv)
     from pathlib import Path
 

@@ -36,7 +36,20 @@ from healthgym_core.losses import (
 from healthgym_core.state import TrainState
 from healthgym_core.step_graphs import clear_grads
 
-RECORD_KEYS = ("epoch", "step", "L", "batch", "D_loss", "GP", "grad_norm", "D_real", "D_fake", "W_gap", "G_loss", "Corr")
+RECORD_KEYS = (
+    "epoch",
+    "step",
+    "L",
+    "batch",
+    "D_loss",
+    "GP",
+    "grad_norm",
+    "D_real",
+    "D_fake",
+    "W_gap",
+    "G_loss",
+    "Corr",
+)
 
 
 @dataclass
@@ -84,7 +97,9 @@ def draw_generator_inputs(state: TrainState, length: int) -> tuple[torch.Tensor,
     return z, u
 
 
-def critic_gradients(state: TrainState, real: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+def critic_gradients(
+    state: TrainState, real: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Forward and backward of one critic update on given draws: fills the critic's (unset) grads and returns
     the step's values as 0-d tensors. No random draws and no host syncs, so a CUDA graph can capture it."""
     gen, critic = state.generator, state.critic
@@ -153,7 +168,9 @@ def train_epoch(
     Raises NonFiniteLossError (carrying the step and values) before any optimiser step applies a bad loss.
     """
     train = data.tensor("train")
-    plan = state.schedule.epoch_plan(state.epoch, train.shape[0], state.config.batch_size, state.batch_rng, data.n_months)
+    plan = state.schedule.epoch_plan(
+        state.epoch, train.shape[0], state.config.batch_size, state.batch_rng, data.n_months
+    )
     state.generator.train()
     state.critic.train()
     records = []
@@ -163,8 +180,9 @@ def train_epoch(
     return EpochResult(records, summarise(records, state))
 
 
-def run_epoch(state: TrainState, data: PreparedData, progress: Callable[[int, int, dict], None] | None = None
-              ) -> tuple[list[dict], dict]:
+def run_epoch(
+    state: TrainState, data: PreparedData, progress: Callable[[int, int, dict], None] | None = None
+) -> tuple[list[dict], dict]:
     """One epoch plus its validation metrics and timings: the unit the plain trainer and the study both report.
     Appends the summary to `state.history`."""
     t0 = time.perf_counter()

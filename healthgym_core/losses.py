@@ -92,8 +92,6 @@ def correlation_loss(
     return (f - r).abs().mean()
 
 
-def correlation_threshold(
-    width: int, device: torch.device, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """The 2025 loss's random thresholds u ~ U[0,1)^{F x F} (float32, as the correlations), fresh per step."""
     return torch.rand(width, width, generator=generator, device=device, dtype=torch.float32)

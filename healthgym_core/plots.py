@@ -18,7 +18,9 @@ from healthgym_core.data.schema import Schema  # noqa: E402
 
 
 def _save(fig: plt.Figure, out: str | Path) -> Path:
-    path = atomic_write(out, lambda p: fig.savefig(p, format=Path(out).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight"))
+    path = atomic_write(
+        out, lambda p: fig.savefig(p, format=Path(out).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    )
     plt.close(fig)
     return path
 
@@ -32,7 +34,10 @@ def learning_dynamics_axes(ax: plt.Axes, steps: pd.DataFrame, title: str = "") -
     x = np.arange(len(steps))
     L = steps["L"].to_numpy()
     d_cmap, g_cmap = colormaps["coolwarm_r"], colormaps["copper"]
-    for col, style, color_of in (("D_loss", "-", lambda f: d_cmap(f)), ("G_loss", "--", lambda f: g_cmap(0.25 + 0.75 * f))):
+    for col, style, color_of in (
+        ("D_loss", "-", lambda f: d_cmap(f)),
+        ("G_loss", "--", lambda f: g_cmap(0.25 + 0.75 * f)),
+    ):
         y = steps[col].to_numpy()
         for i in range(len(x) - 1):  # each segment takes the colour of the step it leads to
             ax.plot(x[i : i + 2], y[i : i + 2], style, lw=0.9, color=color_of(frac[L[i + 1]]))
@@ -47,7 +52,9 @@ def learning_dynamics_axes(ax: plt.Axes, steps: pd.DataFrame, title: str = "") -
     ax.legend(fontsize=6, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 
 
-def learning_dynamics(steps: pd.DataFrame, out: str | Path, windows: list[tuple[int, int]] | None = None, title: str = "") -> Path:
+def learning_dynamics(
+    steps: pd.DataFrame, out: str | Path, windows: list[tuple[int, int]] | None = None, title: str = ""
+) -> Path:
     """One panel per epoch window (default: the first and last 20 epochs), in the style of the upstream blog."""
     last = int(steps["epoch"].max())
     if windows is None:

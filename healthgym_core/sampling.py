@@ -52,4 +52,3 @@ def sample(
     if out is not None:
         write_table(frame, out)
     return frame
-

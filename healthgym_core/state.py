@@ -134,7 +134,9 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     kernel = resolve_kernel(config.kernel, device)
     torch.manual_seed(config.seed)
     layout = Layout.of(data.schema)
-    gen = Generator(layout, config.noise_size, config.hidden, kernel=kernel, align_reverse=config.align_reverse).to(device)
+    gen = Generator(layout, config.noise_size, config.hidden, kernel=kernel, align_reverse=config.align_reverse).to(
+        device
+    )
     critic = Critic(layout, config.hidden, kernel=kernel).to(device)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=betas)
@@ -144,6 +146,16 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     batch_rng = np.random.default_rng(config.seed)
     graphs = StepGraphs(device, capture_batch=config.batch_size) if resolve_graphs(config.graphs, device) else None
     return TrainState(
-        config, device, kernel, gen, critic, opt_g, opt_d, noise_rng, batch_rng,
-        real_correlation(data, config.corr_form, device), schedule, graphs=graphs,
+        config,
+        device,
+        kernel,
+        gen,
+        critic,
+        opt_g,
+        opt_d,
+        noise_rng,
+        batch_rng,
+        real_correlation(data, config.corr_form, device),
+        schedule,
+        graphs=graphs,
     )

@@ -39,25 +39,52 @@ from healthgym_core.state import TrainState, build_state
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m healthgym_core.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m healthgym_core.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     g = p.add_argument_group("data")
-    g.add_argument("--data", default="simulated", help="cohort file (.csv/.parquet), 'simulated' (the embedded simulated cohort, NOT the Health Gym dataset) or 'art4hiv' (the cached download)")
+    g.add_argument(
+        "--data",
+        default="simulated",
+        help="cohort file (.csv/.parquet), 'simulated' (the embedded simulated cohort, NOT the Health Gym dataset) "
+        "or 'art4hiv' (the cached download)",
+    )
     g.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
     g.add_argument("--patients", type=int, default=None, help="first N patients (simulated: generate N; default 2000)")
     g.add_argument("--data-seed", type=int, default=0, action=cli.at_least(0), help="seed of the simulated cohort")
-    g.add_argument("--split-seed", type=int, default=0, action=cli.at_least(0), help="seed of the 70/15/15 patient split")
+    g.add_argument(
+        "--split-seed", type=int, default=0, action=cli.at_least(0), help="seed of the 70/15/15 patient split"
+    )
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=10, action=cli.at_least(1), help="total epochs (with --resume: train until this many)")
-    t.add_argument("--seed", type=int, default=TrainConfig.seed, action=cli.at_least(0),
-                   help=FIELDS["seed"].metadata["help"])
+    t.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        action=cli.at_least(1),
+        help="total epochs (with --resume: train until this many)",
+    )
+    t.add_argument(
+        "--seed", type=int, default=TrainConfig.seed, action=cli.at_least(0), help=FIELDS["seed"].metadata["help"]
+    )
     x = p.add_argument_group("execution and output")
     for f in FIELDS.values():
         if f.name != "seed":
             cli.add_dataclass_options(t if f.metadata["group"] == "training" else x, TrainConfig, [f.name])
-    x.add_argument("--threads", type=int, default=None, action=cli.at_least(1), help="torch CPU threads (default: torch's choice)")
-    x.add_argument("--sample-patients", type=int, default=1000, action=cli.at_least(1), help="patients in the exported synthetic cohort")
-    x.add_argument("--sample-out", default="synthetic.csv", help="file name of the export inside --out (.csv or .parquet)")
+    x.add_argument(
+        "--threads", type=int, default=None, action=cli.at_least(1), help="torch CPU threads (default: torch's choice)"
+    )
+    x.add_argument(
+        "--sample-patients",
+        type=int,
+        default=1000,
+        action=cli.at_least(1),
+        help="patients in the exported synthetic cohort",
+    )
+    x.add_argument(
+        "--sample-out", default="synthetic.csv", help="file name of the export inside --out (.csv or .parquet)"
+    )
     x.add_argument("--out", required=True, help="output folder")
     x.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,8 +95,13 @@ def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: Prepa
     learning_dynamics(steps, out / "learning_dynamics.png")
     soft = generate(state.generator, max(len(data.split.val), 200), data.n_months, state.config.seed + 7).numpy()
     fake = data.transform.decode(soft)
-    real_vs_synthetic(data.schema, (data.val_cohort.reals, data.val_cohort.codes), fake, out / "real_vs_synthetic.png",
-                      title=f"Validation patients vs synthetic, epoch {state.epoch} ({data.source.split(' (')[0]})")
+    real_vs_synthetic(
+        data.schema,
+        (data.val_cohort.reals, data.val_cohort.codes),
+        fake,
+        out / "real_vs_synthetic.png",
+        title=f"Validation patients vs synthetic, epoch {state.epoch} ({data.source.split(' (')[0]})",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,18 +134,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             past = pd.read_csv(out / "epochs.csv")
             state.history = past[past["epoch"] <= state.epoch].to_dict("records")
         if state.epoch >= args.epochs:
-            print(f"{out}: already trained {state.epoch} epochs (--epochs {args.epochs}); nothing to do", file=sys.stderr)
+            print(
+                f"{out}: already trained {state.epoch} epochs (--epochs {args.epochs}); nothing to do", file=sys.stderr
+            )
     else:
         state = build_state(config, data)
         steps = pd.DataFrame()
 
     out.mkdir(parents=True, exist_ok=True)
     print(f"data: {data.describe()}", file=sys.stderr)
-    print(f"device {state.device}, kernel {state.kernel}, CUDA graphs {'on' if state.graphs else 'off'}, "
-          f"{torch.get_num_threads()} threads", file=sys.stderr)
-    run_info = {"config": state.config.to_dict(), "data": {"source": data.source, "fingerprint": data.fingerprint,
-                "schema": data.schema.name, "split": {"seed": data.split.seed, "train": len(data.split.train),
-                "val": len(data.split.val), "test": len(data.split.test)}}, "argv": list(argv or sys.argv[1:])}
+    print(
+        f"device {state.device}, kernel {state.kernel}, CUDA graphs {'on' if state.graphs else 'off'}, "
+        f"{torch.get_num_threads()} threads",
+        file=sys.stderr,
+    )
+    run_info = {
+        "config": state.config.to_dict(),
+        "data": {
+            "source": data.source,
+            "fingerprint": data.fingerprint,
+            "schema": data.schema.name,
+            "split": {
+                "seed": data.split.seed,
+                "train": len(data.split.train),
+                "val": len(data.split.val),
+                "test": len(data.split.test),
+            },
+        },
+        "argv": list(argv or sys.argv[1:]),
+    }
     atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(run_info, indent=2)))
 
     history = [h for h in state.history]
@@ -128,15 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             best = summary["fd_feat"]
             save_checkpoint(out / "checkpoints" / "best.pt", state, data)
         write_table(pd.DataFrame(state.history), out / "epochs.csv")
-        bar.set_postfix(D=f"{summary['D_loss']:.2f}", G=f"{summary['G_loss']:.2f}", gap=f"{summary['wasserstein_gap']:.2f}",
-                        fd=f"{summary['fd_feat']:.2f}")
+        bar.set_postfix(
+            D=f"{summary['D_loss']:.2f}",
+            G=f"{summary['G_loss']:.2f}",
+            gap=f"{summary['wasserstein_gap']:.2f}",
+            fd=f"{summary['fd_feat']:.2f}",
+        )
         bar.update(1)
     bar.close()
     if len(steps):
         write_figures(out, steps, state, data)
     sample(load_checkpoint(last), args.sample_patients, seed=state.config.seed, out=out / args.sample_out)
     print(f"note: trained on {data.source}", file=sys.stderr)
-    print(f"wrote {out}: steps.parquet, epochs.csv, checkpoints/, {args.sample_out}, learning_dynamics.png, real_vs_synthetic.png")
+    print(
+        f"wrote {out}: steps.parquet, epochs.csv, checkpoints/, {args.sample_out}, learning_dynamics.png, real_vs_synthetic.png"
+    )
     return 0
 
 

@@ -9,17 +9,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from healthgym_core.cli import add_dataclass_options, at_least
 from healthgym_core.atomic import atomic_write, check_creatable_folder, plain_name
+from healthgym_core.cli import add_dataclass_options, at_least
 from healthgym_core.config import TrainConfig
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
+from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
 from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
 from study.spaces import SearchSpace, load_space
-from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
 
 REMOTE = ("s3://", "gs://", "gcs://", "abfs://")
 
@@ -30,18 +30,35 @@ def parser() -> argparse.ArgumentParser:
         description="Search Health Gym v1 training settings with Ray Tune: Optuna proposes, ASHA prunes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--space", default="curriculum", help="curriculum, critic, correlation, full, baseline, or a .toml space file")
+    p.add_argument(
+        "--space", default="curriculum", help="curriculum, critic, correlation, full, baseline, or a .toml space file"
+    )
     p.add_argument("--metric", default="wasserstein_gap", choices=METRICS, help="pruning signal (all are reported)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes: cpu (laptop), gpu (paper size), smoke (tests); default: gpu if the cluster has GPUs, else cpu")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="sizes: cpu (laptop), gpu (paper size), smoke (tests); default: gpu if the cluster has GPUs, else cpu",
+    )
     p.add_argument("--smoke", action="store_true", help="same as --preset smoke: a study in under 2 minutes")
     p.add_argument("--num-samples", type=int, default=None, action=at_least(1), help="trials (baseline: seeds)")
     p.add_argument("--max-epochs", type=int, default=None, action=at_least(1), help="epochs per trial (ASHA's max_t)")
-    p.add_argument("--grace-period", type=int, default=None, action=at_least(1), help="epochs before ASHA may stop a trial")
+    p.add_argument(
+        "--grace-period", type=int, default=None, action=at_least(1), help="epochs before ASHA may stop a trial"
+    )
     p.add_argument("--reduction-factor", type=int, default=None, action=at_least(2), help="ASHA reduction factor")
     p.add_argument("--no-pruning", action="store_true", help="run every trial to --max-epochs (no ASHA)")
-    p.add_argument("--seed", type=int, default=0, action=at_least(0), help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        action=at_least(0),
+        help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)",
+    )
     d = p.add_argument_group("data and model size (override the preset)")
-    d.add_argument("--data", default="simulated", help="cohort file, 'simulated' (NOT the Health Gym dataset) or 'art4hiv'")
+    d.add_argument(
+        "--data", default="simulated", help="cohort file, 'simulated' (NOT the Health Gym dataset) or 'art4hiv'"
+    )
     d.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
     d.add_argument("--patients", type=int, default=None, action=at_least(1))
     d.add_argument("--split-seed", type=int, default=0, action=at_least(0))
@@ -50,16 +67,40 @@ def parser() -> argparse.ArgumentParser:
     add_dataclass_options(d, TrainConfig, ["eval_samples"], defaults={"eval_samples": None})
     r = p.add_argument_group("resources and storage")
     r.add_argument("--cpus-per-trial", type=float, default=1.0, action=at_least(0, strict=True))
-    r.add_argument("--gpus-per-trial", type=float, default=None, action=at_least(0), help=f"fractional allowed; default 0 without GPUs, {DEFAULT_GPUS_PER_TRIAL} with")
-    r.add_argument("--max-concurrent", type=int, default=None, action=at_least(1), help="limit on trials running at once")
-    r.add_argument("--max-failures", type=int, default=3, action=at_least(0), help="retries of a trial whose worker dies (from its checkpoint)")
+    r.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        action=at_least(0),
+        help=f"fractional allowed; default 0 without GPUs, {DEFAULT_GPUS_PER_TRIAL} with",
+    )
+    r.add_argument(
+        "--max-concurrent", type=int, default=None, action=at_least(1), help="limit on trials running at once"
+    )
+    r.add_argument(
+        "--max-failures",
+        type=int,
+        default=3,
+        action=at_least(0),
+        help="retries of a trial whose worker dies (from its checkpoint)",
+    )
     r.add_argument("--address", default=None, help="'auto' to join a running Ray cluster")
     r.add_argument("--storage", default="experiments", help="results folder or s3:// / gs:// URI")
-    r.add_argument("--local-dir", default="experiments", help="where study.json, optuna.db and the leaderboard go when --storage is remote")
+    r.add_argument(
+        "--local-dir",
+        default="experiments",
+        help="where study.json, optuna.db and the leaderboard go when --storage is remote",
+    )
     r.add_argument("--name", default=None, help="experiment name (default: the space's name)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted study in the same experiment folder")
     r.add_argument("--no-dashboard", action="store_true", help="start a local Ray without its dashboard")
-    r.add_argument("--export-patients", type=int, default=1000, action=at_least(1), help="synthetic patients sampled from the best trial")
+    r.add_argument(
+        "--export-patients",
+        type=int,
+        default=1000,
+        action=at_least(1),
+        help="synthetic patients sampled from the best trial",
+    )
     return p
 
 
@@ -79,8 +120,11 @@ def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
 def base_config(args: argparse.Namespace, preset: Preset, space: SearchSpace) -> dict:
     """Everything a trial does not get from the search: the preset's sizes (or their overrides), the space's fixed
     values, and the upstream defaults for the rest."""
-    cfg = TrainConfig(**{k: setting(vars(args), preset.to_dict(), k) for k in ("hidden", "batch_size", "eval_samples")},
-                      seed=args.seed, device="auto").to_dict()
+    cfg = TrainConfig(
+        **{k: setting(vars(args), preset.to_dict(), k) for k in ("hidden", "batch_size", "eval_samples")},
+        seed=args.seed,
+        device="auto",
+    ).to_dict()
     cfg.update(space.fixed)
     return cfg
 
@@ -95,12 +139,28 @@ def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData)
 
 
 def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace) -> None:
-    record = {"version": STUDY_VERSION, "args": vars(args), "preset": preset.to_dict(), "space": {"name": space.name, "path": space.path,
-              "description": space.description, "factors": [f.to_dict() for f in space.factors]},
-              "data": {"source": data.source, "fingerprint": data.fingerprint, "schema": data.schema.name,
-                       "split_seed": data.split.seed, "train": len(data.split.train), "val": len(data.split.val),
-                       "test": len(data.split.test), "months": data.n_months},
-              "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    record = {
+        "version": STUDY_VERSION,
+        "args": vars(args),
+        "preset": preset.to_dict(),
+        "space": {
+            "name": space.name,
+            "path": space.path,
+            "description": space.description,
+            "factors": [f.to_dict() for f in space.factors],
+        },
+        "data": {
+            "source": data.source,
+            "fingerprint": data.fingerprint,
+            "schema": data.schema.name,
+            "split_seed": data.split.seed,
+            "train": len(data.split.train),
+            "val": len(data.split.val),
+            "test": len(data.split.test),
+            "months": data.n_months,
+        },
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / STUDY_FILE, lambda p: p.write_text(json.dumps(record, indent=2)))
 
@@ -146,11 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = choose_preset(args, cluster_gpus)
     grace, max_t = args.grace_period or preset.grace_period, args.max_epochs or preset.max_epochs
     if not args.no_pruning and grace > max_t:
-        raise ConfigError(f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
-                          f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning")
+        raise ConfigError(
+            f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
+            f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning"
+        )
     if args.address and cluster_gpus == 0 and args.preset is None and not args.smoke:
-        print("note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
-              f"--preset gpu --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} so that trials ask for GPU workers", file=sys.stderr)
+        print(
+            "note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
+            f"--preset gpu --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} so that trials ask for GPU workers",
+            file=sys.stderr,
+        )
     cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
     data = prepare_data(cohort, split_seed=args.split_seed)
     base = base_config(args, preset, space)

@@ -29,13 +29,36 @@ SEED_BASE = 1000  # evaluation seeds differ from every study seed
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python study/evaluate.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python study/evaluate.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("experiment", help="the study's experiment folder (holds study.json and leaderboard.parquet)")
-    p.add_argument("--top", type=int, default=3, action=cli.at_least(1), help="configurations to re-train besides the upstream one")
-    p.add_argument("--seeds", type=int, default=None, action=cli.at_least(1), help="seeds per configuration (default 3; 5 with GPUs)")
-    p.add_argument("--epochs", type=int, default=None, action=cli.at_least(1), help="epochs per run (default: the study's --max-epochs)")
-    p.add_argument("--samples", type=int, default=None, action=cli.at_least(1), help="synthetic patients scored per run (default: 2x the test patients)")
+    p.add_argument(
+        "--top", type=int, default=3, action=cli.at_least(1), help="configurations to re-train besides the upstream one"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        action=cli.at_least(1),
+        help="seeds per configuration (default 3; 5 with GPUs)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        action=cli.at_least(1),
+        help="epochs per run (default: the study's --max-epochs)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        action=cli.at_least(1),
+        help="synthetic patients scored per run (default: 2x the test patients)",
+    )
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None)
@@ -63,7 +86,9 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int) -> list[dict]
         if key in seen:
             continue
         seen.add(key)
-        arms.append({"arm": f"rank{len(arms)}", **{f: (row[f].item() if hasattr(row[f], "item") else row[f]) for f in factors}})
+        arms.append(
+            {"arm": f"rank{len(arms)}", **{f: (row[f].item() if hasattr(row[f], "item") else row[f]) for f in factors}}
+        )
         if len(arms) > top:
             break
     return arms
@@ -116,11 +141,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, table in (("final_evaluation", runs), ("final_summary", summary)):
         write_table(table, folder / f"{name}.parquet")
         write_table(table, folder / f"{name}.csv")
-    show = summary[["metric", "real_floor"] + [c for c in summary.columns if c.endswith(("_mean", "_sd"))]
-                   + [c for c in ("best_arm", "beyond_seed_spread") if c in summary]]
+    show = summary[
+        ["metric", "real_floor"]
+        + [c for c in summary.columns if c.endswith(("_mean", "_sd"))]
+        + [c for c in ("best_arm", "beyond_seed_spread") if c in summary]
+    ]
     with pd.option_context("display.width", 220, "display.max_columns", 30):
         print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print("\narms: " + "; ".join(f"{a['arm']}: " + ", ".join(f"{k}={v}" for k, v in a.items() if k != "arm") for a in arms))
+    print(
+        "\narms: "
+        + "; ".join(f"{a['arm']}: " + ", ".join(f"{k}={v}" for k, v in a.items() if k != "arm") for a in arms)
+    )
     print(f"wrote {folder / 'final_summary.csv'} and {folder / 'final_evaluation.csv'}")
     return 0
 

@@ -25,11 +25,15 @@ def read_study_record(folder: Path) -> dict:
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: damaged or truncated ({type(e).__name__}); the study cannot be resumed from it") from None
+        raise ConfigError(
+            f"{path}: damaged or truncated ({type(e).__name__}); the study cannot be resumed from it"
+        ) from None
     if not isinstance(record, dict) or not isinstance(record.get("args"), dict):
         raise ConfigError(f"{path}: not a study record")
     if record.get("version") != STUDY_VERSION:
-        raise ConfigError(f"{path}: study format version {record.get('version')!r} is not supported (this version reads {STUDY_VERSION})")
+        raise ConfigError(
+            f"{path}: study format version {record.get('version')!r} is not supported (this version reads {STUDY_VERSION})"
+        )
     return record
 
 
@@ -44,6 +48,8 @@ def study_data(record: dict):
     data = prepare_data(cohort, split_seed=int(args.get("split_seed") or 0))
     expected = record.get("data", {}).get("fingerprint")
     if data.fingerprint != expected:
-        raise ConfigError(f"the study's data ({expected}) can no longer be rebuilt (now {data.fingerprint}); "
-                          "was the cohort file changed?")
+        raise ConfigError(
+            f"the study's data ({expected}) can no longer be rebuilt (now {data.fingerprint}); "
+            "was the cohort file changed?"
+        )
     return data

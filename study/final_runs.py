@@ -14,9 +14,9 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
 from study.driver import base_config
+from study.experiment import CHECKPOINT_FILE
 from study.presets import Preset, gpus_per_trial
 from study.spaces import SearchSpace
-from study.experiment import CHECKPOINT_FILE
 from study.trainable import train_healthgym
 
 
@@ -26,24 +26,45 @@ def train_arm(config: dict, **kwargs) -> None:
     train_healthgym({**arm, "seed": config["seed"]}, **kwargs)
 
 
-def run_final(args: argparse.Namespace, record: dict, space: SearchSpace, data: PreparedData, arms: list[dict], seeds: int, epochs: int,
-              folder: Path, gpus_seen: float, seed_base: int) -> tuple[pd.DataFrame, dict, dict]:
+def run_final(
+    args: argparse.Namespace,
+    record: dict,
+    space: SearchSpace,
+    data: PreparedData,
+    arms: list[dict],
+    seeds: int,
+    epochs: int,
+    folder: Path,
+    gpus_seen: float,
+    seed_base: int,
+) -> tuple[pd.DataFrame, dict, dict]:
     study_args = argparse.Namespace(**record["args"])
     base = base_config(study_args, Preset(**record["preset"]), space)
     gpus = gpus_per_trial(args.gpus_per_trial, gpus_seen)
     trainable = tune.with_resources(
-        tune.with_parameters(train_arm, data=data, base=base, max_epochs=epochs, metric="fd_feat",
-                             threads=max(1, int(args.cpus_per_trial))),
+        tune.with_parameters(
+            train_arm,
+            data=data,
+            base=base,
+            max_epochs=epochs,
+            metric="fd_feat",
+            threads=max(1, int(args.cpus_per_trial)),
+        ),
         {"cpu": args.cpus_per_trial, "gpu": gpus},
     )
     tuner = tune.Tuner(
         trainable,
-        param_space={"arm": tune.grid_search(arms), "seed": tune.grid_search(list(range(seed_base, seed_base + seeds)))},
+        param_space={
+            "arm": tune.grid_search(arms),
+            "seed": tune.grid_search(list(range(seed_base, seed_base + seeds))),
+        },
         tune_config=tune.TuneConfig(metric="fd_feat", mode="min", reuse_actors=True),
         run_config=tune.RunConfig(
-            name=f"final-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(folder),
+            name=f"final-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(folder),
             failure_config=tune.FailureConfig(max_failures=2),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=1,
         ),
     )
     results = tuner.fit()

@@ -21,11 +21,21 @@ def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool) -> s
     return "completed" if epochs >= max_epochs else "pruned"
 
 
-def trial_row(trial_id: str, config: dict, factors: list[str], history: pd.DataFrame, max_epochs: int,
-              error: bool = False, checkpoint: str | None = None, path: str | None = None) -> dict:
+def trial_row(
+    trial_id: str,
+    config: dict,
+    factors: list[str],
+    history: pd.DataFrame,
+    max_epochs: int,
+    error: bool = False,
+    checkpoint: str | None = None,
+    path: str | None = None,
+) -> dict:
     """A leaderboard row from a trial's per-epoch metrics (`history`: one row per report)."""
     diverged = bool("diverged" in history and (history["diverged"].fillna(0) > 0).any())
-    good = history[history.get("diverged", pd.Series(0, index=history.index)).fillna(0) == 0] if len(history) else history
+    good = (
+        history[history.get("diverged", pd.Series(0, index=history.index)).fillna(0) == 0] if len(history) else history
+    )
     epochs = int(good["epoch"].max()) if len(good) and "epoch" in good else 0
     row = {"trial_id": trial_id, "status": trial_status(epochs, max_epochs, diverged, error), "epochs": epochs}
     row["pruned"] = row["status"] == "pruned"
@@ -55,8 +65,15 @@ def rank(board: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_board(board: pd.DataFrame, factors: list[str], metric: str, top: int = 20) -> str:
-    cols = ["trial_id", "status", "epochs", *factors, f"last_{RANK_METRIC}", f"last_{metric}" if metric != RANK_METRIC else None,
-            "last_coverage"]
+    cols = [
+        "trial_id",
+        "status",
+        "epochs",
+        *factors,
+        f"last_{RANK_METRIC}",
+        f"last_{metric}" if metric != RANK_METRIC else None,
+        "last_coverage",
+    ]
     cols = [c for c in dict.fromkeys(cols) if c and c in board]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 32):
         return board[cols].head(top).to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -41,14 +41,41 @@ class Preset:
 
 
 PRESETS = {
-    "cpu": Preset("cpu", patients=400, hidden=32, batch_size=140, eval_samples=400, num_samples=12, max_epochs=8,
-                  grace_period=2, reduction_factor=2,
-                  note="CPU preset: hidden 32, batch 140, 400 patients, 12 trials x up to 8 epochs (a laptop study, "
-                       "not the paper size; use --preset gpu or --hidden/--batch-size/--patients to change it)"),
-    "gpu": Preset("gpu", patients=8916, hidden=128, batch_size=256, eval_samples=2000, num_samples=64, max_epochs=100,
-                  grace_period=10, reduction_factor=3,
-                  note="GPU preset: paper size (hidden 128, batch 256), 8,916 patients, 64 trials x up to 100 epochs"),
-    "smoke": Preset("smoke", patients=92, hidden=8, batch_size=64, eval_samples=48, num_samples=4, max_epochs=3,
-                    grace_period=1, reduction_factor=2,
-                    note="smoke preset: a tiny study for tests"),
+    "cpu": Preset(
+        "cpu",
+        patients=400,
+        hidden=32,
+        batch_size=140,
+        eval_samples=400,
+        num_samples=12,
+        max_epochs=8,
+        grace_period=2,
+        reduction_factor=2,
+        note="CPU preset: hidden 32, batch 140, 400 patients, 12 trials x up to 8 epochs (a laptop study, "
+        "not the paper size; use --preset gpu or --hidden/--batch-size/--patients to change it)",
+    ),
+    "gpu": Preset(
+        "gpu",
+        patients=8916,
+        hidden=128,
+        batch_size=256,
+        eval_samples=2000,
+        num_samples=64,
+        max_epochs=100,
+        grace_period=10,
+        reduction_factor=3,
+        note="GPU preset: paper size (hidden 128, batch 256), 8,916 patients, 64 trials x up to 100 epochs",
+    ),
+    "smoke": Preset(
+        "smoke",
+        patients=92,
+        hidden=8,
+        batch_size=64,
+        eval_samples=48,
+        num_samples=4,
+        max_epochs=3,
+        grace_period=1,
+        reduction_factor=2,
+        note="smoke preset: a tiny study for tests",
+    ),
 }

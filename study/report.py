@@ -26,8 +26,10 @@ from study.reporting.page import render  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python study/report.py",
-                                description="Write one self-contained HTML report (figures embedded) of a study folder.")
+    p = argparse.ArgumentParser(
+        prog="python study/report.py",
+        description="Write one self-contained HTML report (figures embedded) of a study folder.",
+    )
     p.add_argument("experiment", help="the experiment folder (the one with study.json, e.g. experiments/curriculum)")
     p.add_argument("--out", default=None, help="the HTML file to write (default: EXPERIMENT/report.html)")
     return p

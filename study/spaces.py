@@ -58,10 +58,16 @@ class Factor:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Factor":
+    def from_dict(cls, d: dict) -> Factor:
         choices = d.get("choices")
-        return cls(d["name"], d.get("why", ""), tuple(choices) if choices is not None else None, d.get("low"),
-                   d.get("high"), bool(d.get("log", False)))
+        return cls(
+            d["name"],
+            d.get("why", ""),
+            tuple(choices) if choices is not None else None,
+            d.get("low"),
+            d.get("high"),
+            bool(d.get("log", False)),
+        )
 
     def describe(self) -> str:
         if self.choices is not None:

@@ -17,9 +17,9 @@ from ray import tune
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
+from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import NonFiniteLossError
 from healthgym_core.state import build_state
-from healthgym_core.epoch import run_epoch
 from study.experiment import CHECKPOINT_FILE, STEPS_FILE
 
 DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)
@@ -29,7 +29,9 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
     return TrainConfig.from_dict({**base, **config}).validate()
 
 
-def train_healthgym(config: dict, *, data: PreparedData, base: dict, max_epochs: int, metric: str, threads: int = 1) -> None:
+def train_healthgym(
+    config: dict, *, data: PreparedData, base: dict, max_epochs: int, metric: str, threads: int = 1
+) -> None:
     """Train one trial up to `max_epochs`, reporting metrics and a checkpoint after every epoch."""
     # As many torch threads as CPUs reserved: more oversubscribes the machine and OpenMP spin-waits (10x slower).
     torch.set_num_threads(threads)
@@ -47,8 +49,14 @@ def train_healthgym(config: dict, *, data: PreparedData, base: dict, max_epochs:
             records, summary = run_epoch(state, data)
         except NonFiniteLossError as e:
             # Stop this trial only: its last good checkpoint stays, the study goes on.
-            report = {**last, "epoch": state.epoch + 1, "diverged": 1, metric: DIVERGED_SCORE,
-                      "diverged_reason": str(e), "diverged_values": json.dumps(e.values)}
+            report = {
+                **last,
+                "epoch": state.epoch + 1,
+                "diverged": 1,
+                metric: DIVERGED_SCORE,
+                "diverged_reason": str(e),
+                "diverged_values": json.dumps(e.values),
+            }
             tune.report(report)
             return
         pd.DataFrame(records).to_csv(steps_log, mode="a", header=not steps_log.exists(), index=False)

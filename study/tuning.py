@@ -16,8 +16,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from healthgym_core.atomic import write_table
 from healthgym_core.cpu import SINGLE_THREAD_ENV
-from healthgym_core.errors import ConfigError
 from healthgym_core.data.prepared import PreparedData
+from healthgym_core.errors import ConfigError
 from healthgym_core.sampling import sample
 from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_METRIC
 from study.leaderboard import format_board, rank, trial_row
@@ -77,7 +77,10 @@ def make_searcher(space: SearchSpace, args: argparse.Namespace, folder: Path) ->
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
     point = space.upstream_point()
     if point is None:
-        print(f"note: the upstream configuration lies outside space {space.name}; it is not evaluated first", file=sys.stderr)
+        print(
+            f"note: the upstream configuration lies outside space {space.name}; it is not evaluated first",
+            file=sys.stderr,
+        )
     return ResumableOptunaSearch(
         space=DefineByRun(space, args.seed),
         metric=args.metric,
@@ -101,14 +104,28 @@ def make_scheduler(args: argparse.Namespace, preset: Preset):
     )
 
 
-def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base: dict, data: PreparedData,
-              storage: str, folder: Path, cluster_gpus: float) -> int:
+def run_study(
+    args: argparse.Namespace,
+    space: SearchSpace,
+    preset: Preset,
+    base: dict,
+    data: PreparedData,
+    storage: str,
+    folder: Path,
+    cluster_gpus: float,
+) -> int:
     max_epochs = args.max_epochs or preset.max_epochs
     num_samples = args.num_samples or preset.num_samples
     gpus = gpus_per_trial(args.gpus_per_trial, cluster_gpus)
     trainable = tune.with_resources(
-        tune.with_parameters(train_healthgym, data=data, base=base, max_epochs=max_epochs, metric=args.metric,
-                             threads=max(1, int(args.cpus_per_trial))),
+        tune.with_parameters(
+            train_healthgym,
+            data=data,
+            base=base,
+            max_epochs=max_epochs,
+            metric=args.metric,
+            threads=max(1, int(args.cpus_per_trial)),
+        ),
         {"cpu": args.cpus_per_trial, "gpu": gpus},
     )
     # With a search algorithm Tune keeps one trial pending by default, so trials start one after another as
@@ -126,10 +143,14 @@ def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base
             tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
         except Exception as e:  # Tune raises many types for damaged experiment state
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ConfigError(f"{exp_path}: the experiment state cannot be restored ({type(e).__name__}: {first})") from None
+            raise ConfigError(
+                f"{exp_path}: the experiment state cannot be restored ({type(e).__name__}: {first})"
+            ) from None
     elif args.resume and any(Path(folder).glob("*/result.json")):
-        raise ConfigError(f"{exp_path}: trials exist but Tune's experiment state is missing or damaged; "
-                          "resume is impossible (start a new study with another --name)")
+        raise ConfigError(
+            f"{exp_path}: trials exist but Tune's experiment state is missing or damaged; "
+            "resume is impossible (start a new study with another --name)"
+        )
     else:
         if space.factors:
             search_alg, param_space = make_searcher(space, args, folder), {}
@@ -139,16 +160,21 @@ def run_study(args: argparse.Namespace, space: SearchSpace, preset: Preset, base
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=args.metric, mode="min", search_alg=search_alg, scheduler=make_scheduler(args, preset),
-                num_samples=num_samples if space.factors else 1, max_concurrent_trials=args.max_concurrent,
+                metric=args.metric,
+                mode="min",
+                search_alg=search_alg,
+                scheduler=make_scheduler(args, preset),
+                num_samples=num_samples if space.factors else 1,
+                max_concurrent_trials=args.max_concurrent,
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=args.name,
                 storage_path=storage,
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=3, checkpoint_score_attribute=args.metric,
-                                                        checkpoint_score_order="min"),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=3, checkpoint_score_attribute=args.metric, checkpoint_score_order="min"
+                ),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 verbose=1,
             ),
@@ -164,15 +190,29 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
         trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name
-        rows.append(trial_row(trial_id, r.config, factors, history, max_epochs, error=r.error is not None,
-                              checkpoint=ckpt, path=r.path))
+        rows.append(
+            trial_row(
+                trial_id,
+                r.config,
+                factors,
+                history,
+                max_epochs,
+                error=r.error is not None,
+                checkpoint=ckpt,
+                path=r.path,
+            )
+        )
     board = rank(pd.DataFrame(rows))
-    board["upstream"] = [all(row.get(k) == v for k, v in UPSTREAM.items() if k in factors) if factors else True
-                         for row in board.to_dict("records")]
+    board["upstream"] = [
+        all(row.get(k) == v for k, v in UPSTREAM.items() if k in factors) if factors else True
+        for row in board.to_dict("records")
+    ]
     return board
 
 
-def finish(results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpace, max_epochs: int, folder: Path) -> int:
+def finish(
+    results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpace, max_epochs: int, folder: Path
+) -> int:
     board = leaderboard(results, space, max_epochs)
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
@@ -188,8 +228,10 @@ def finish(results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpac
         out = folder / "synthetic_best.csv"
         with tune.Checkpoint(ckpt_dir).as_directory() as d:
             sample(Path(d) / CHECKPOINT_FILE, args.export_patients, seed=args.seed, out=out)
-        print(f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
-              f"floor {row['fd_feat_floor']:.4g})")
+        print(
+            f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
+            f"floor {row['fd_feat_floor']:.4g})"
+        )
         print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
         print(f"synthetic cohort from the best trial: {out}")
     elif not len(best):
@@ -201,5 +243,7 @@ def finish(results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpac
     print(f"  tensorboard --logdir {results.experiment_path}")
     if space.factors:
         print(f"  optuna-dashboard sqlite:///{folder / OPTUNA_FILE}")
-    print("  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml")
+    print(
+        "  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml"
+    )
     return 0 if counts.get("error", 0) < len(board) else 1

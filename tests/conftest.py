@@ -20,7 +20,9 @@ def small_data(small_cohort):
 @pytest.fixture
 def tiny_config():
     """A configuration small enough for an epoch in well under a second on one core."""
-    return TrainConfig(batch_size=32, hidden=16, n_critic=2, schedule="ladder:5-10", seed=1, eval_samples=64, device="cpu")
+    return TrainConfig(
+        batch_size=32, hidden=16, n_critic=2, schedule="ladder:5-10", seed=1, eval_samples=64, device="cpu"
+    )
 
 
 @pytest.fixture
@@ -37,6 +39,7 @@ def tripwires():
     def tripped(what):
         def f(*a, **k):
             raise AssertionError(f"{what} started although the input should have been refused")
+
         return f
 
     mp = pytest.MonkeyPatch()

@@ -56,7 +56,7 @@ def _row(patient: int, month: int) -> int:
     return patient * N_MONTHS + month
 
 
-SCHEMA_OK = '''name = "mine"
+SCHEMA_OK = """name = "mine"
 [[variables]]
 name = "VL"
 kind = "real"
@@ -64,7 +64,7 @@ kind = "real"
 name = "Gender"
 kind = "binary"
 codes = [1, 2]
-'''
+"""
 
 
 def build_corpus(folder: str | Path) -> list[Case]:
@@ -102,13 +102,31 @@ def build_corpus(folder: str | Path) -> list[Case]:
     p = csv("missing_column", base.drop(columns=["CD4"]))
     add("missing_column", "structure", p, "column 'CD4': missing required column", what="the CD4 column is absent")
     p = csv("missing_patient_column", base.drop(columns=["PatientID"]))
-    add("missing_patient_column", "structure", p, "column 'PatientID': missing required column", what="no PatientID column")
+    add(
+        "missing_patient_column",
+        "structure",
+        p,
+        "column 'PatientID': missing required column",
+        what="no PatientID column",
+    )
     p = csv("missing_time_column", base.drop(columns=["Timestep"]))
-    add("missing_time_column", "structure", p, "column 'Timestep': missing required column", what="no Timestep (or Timepoints) column")
+    add(
+        "missing_time_column",
+        "structure",
+        p,
+        "column 'Timestep': missing required column",
+        what="no Timestep (or Timepoints) column",
+    )
     twice = pd.concat([base, base[["VL"]].rename(columns={"VL": "VL_copy"})], axis=1)
     text = twice.to_csv(index=False).replace("VL_copy", "VL", 1)
     p = raw("column_twice", text.encode())
-    add("column_twice", "structure", p, "column 'VL': column appears twice in the header", what="the header names VL twice")
+    add(
+        "column_twice",
+        "structure",
+        p,
+        "column 'VL': column appears twice in the header",
+        what="the header names VL twice",
+    )
     p = raw("empty_file", b"")
     add("empty_file", "structure", p, "empty file", what="0 bytes")
     p = raw("blank_lines_only", b"\n\n\n")
@@ -117,14 +135,30 @@ def build_corpus(folder: str | Path) -> list[Case]:
     add("header_only", "structure", p, "no data rows", what="the header line and nothing else")
     ragged = lines[:5] + [lines[5].rstrip("\n") + ",1,2\n"] + lines[6:]
     p = raw("ragged_row", "".join(ragged).encode())
-    add("ragged_row", "structure", p, "not a well-formed CSV: Error tokenizing data. C error: Expected 15 fields in line 6, saw 17",
-        what="data line 6 has two extra fields")
+    add(
+        "ragged_row",
+        "structure",
+        p,
+        "not a well-formed CSV: Error tokenizing data. C error: Expected 15 fields in line 6, saw 17",
+        what="data line 6 has two extra fields",
+    )
     short = lines[:8] + [",".join(lines[8].rstrip("\n").split(",")[:-2]) + "\n"] + lines[9:]
     p = raw("short_row", "".join(short).encode())
-    add("short_row", "structure", p, "column 'PatientID': row 8: missing value", what="data row 8 lacks its last two fields")
+    add(
+        "short_row",
+        "structure",
+        p,
+        "column 'PatientID': row 8: missing value",
+        what="data row 8 lacks its last two fields",
+    )
     p = raw("semicolon_delimited", base.to_csv(index=False, sep=";").encode())
-    add("semicolon_delimited", "structure", p, "column 'VL': missing required column (found: VL;CD4;",
-        what="fields separated by ';' (one column for pandas)")
+    add(
+        "semicolon_delimited",
+        "structure",
+        p,
+        "column 'VL': missing required column (found: VL;CD4;",
+        what="fields separated by ';' (one column for pandas)",
+    )
     p = folder / "a_folder.csv"
     p.mkdir(exist_ok=True)
     add("folder_as_cohort", "structure", p, "is a folder, not a cohort file", what="a directory passed as the cohort")
@@ -134,10 +168,17 @@ def build_corpus(folder: str | Path) -> list[Case]:
     p = raw("binary_csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     add("binary_csv", "encoding", p, "not a CSV text file (binary content)", what="a PNG image named .csv")
     p = raw("gzip_named_csv", gzip.compress(csv_text.encode(), mtime=0))
-    add("gzip_named_csv", "encoding", p, "not a CSV text file (binary content)", what="a gzip-compressed CSV named .csv")
+    add(
+        "gzip_named_csv", "encoding", p, "not a CSV text file (binary content)", what="a gzip-compressed CSV named .csv"
+    )
     base.to_parquet(folder / "parquet_named_csv.csv", index=False)
-    add("parquet_named_csv", "encoding", folder / "parquet_named_csv.csv", "looks like a Parquet file",
-        what="Parquet content with a .csv name")
+    add(
+        "parquet_named_csv",
+        "encoding",
+        folder / "parquet_named_csv.csv",
+        "looks like a Parquet file",
+        what="Parquet content with a .csv name",
+    )
     base.to_parquet(folder / "whole.parquet.tmp", index=False)
     whole = (folder / "whole.parquet.tmp").read_bytes()
     (folder / "whole.parquet.tmp").unlink()
@@ -147,7 +188,13 @@ def build_corpus(folder: str | Path) -> list[Case]:
     add("csv_named_parquet", "encoding", p, "not a readable Parquet file", what="CSV text with a .parquet name")
     latin = csv_text.replace("Base Drug Combo", "Base Drug Combo (r\u00e9gime)", 1).encode("latin-1")
     p = raw("latin1_bytes", latin)
-    add("latin1_bytes", "encoding", p, "not UTF-8 text (bad byte at offset", what="an 'e acute' in latin-1 in the header")
+    add(
+        "latin1_bytes",
+        "encoding",
+        p,
+        "not UTF-8 text (bad byte at offset",
+        what="an 'e acute' in latin-1 in the header",
+    )
     p = raw("utf16", csv_text.encode("utf-16"))
     add("utf16", "encoding", p, "not UTF-8 text (UTF-16; save it as UTF-8)", what="UTF-16 text with a byte-order mark")
 
@@ -155,30 +202,61 @@ def build_corpus(folder: str | Path) -> list[Case]:
     p = csv("text_in_numeric", edit(base, "VL", 9, "high"))
     add("text_in_numeric", "types", p, "column 'VL': row 10: not a number (value 'high')", what="'high' in VL")
     p = csv("labels_not_codes", edit(base, "Gender", 0, "Male"))
-    add("labels_not_codes", "types", p, "column 'Gender': row 1: not a number (value 'Male')", what="a label where a code belongs")
+    add(
+        "labels_not_codes",
+        "types",
+        p,
+        "column 'Gender': row 1: not a number (value 'Male')",
+        what="a label where a code belongs",
+    )
     p = csv("fractional_patient_id", edit(base, "PatientID", 12, 1.5))
-    add("fractional_patient_id", "types", p, "column 'PatientID': row 13: a patient id must be a whole number (value 1.5)",
-        what="PatientID 1.5")
+    add(
+        "fractional_patient_id",
+        "types",
+        p,
+        "column 'PatientID': row 13: a patient id must be a whole number (value 1.5)",
+        what="PatientID 1.5",
+    )
     p = csv("text_patient_id", base.assign(PatientID="P" + base["PatientID"].astype(str)))
     add("text_patient_id", "types", p, "column 'PatientID': row 1: not a number (value 'P0')", what="ids like P0, P1")
     p = csv("huge_patient_id", edit(base, "PatientID", 0, 10**20))
     add("huge_patient_id", "types", p, "a patient id is too large to read exactly", what="a 21-digit patient id")
     p = csv("fractional_month", edit(base, "Timestep", 2, 2.5))
-    add("fractional_month", "types", p, "column 'Timestep': row 3: a month must be a whole number (value 2.5)",
-        what="Timestep 2.5")
+    add(
+        "fractional_month",
+        "types",
+        p,
+        "column 'Timestep': row 3: a month must be a whole number (value 2.5)",
+        what="Timestep 2.5",
+    )
     dated = base.assign(Timestep=pd.Timestamp("2020-01-01") + pd.to_timedelta(base["Timestep"] * 30, unit="D"))
     p = folder / "dates_as_months.parquet"
     dated.to_parquet(p, index=False)
-    add("dates_as_months", "types", p, "column 'Timestep': row 1: not a number (dates or times)",
-        what="Parquet Timestep holding dates")
+    add(
+        "dates_as_months",
+        "types",
+        p,
+        "column 'Timestep': row 1: not a number (dates or times)",
+        what="Parquet Timestep holding dates",
+    )
 
     # -- codes ----------------------------------------------------------------------------------------------
     p = csv("unknown_code", edit(base, "Ethnic", 7, 7.0))
-    add("unknown_code", "codes", p, "column 'Ethnic': row 8: unknown code (expected one of 1, 2, 3, 4) (value 7)",
-        what="Ethnic 7")
+    add(
+        "unknown_code",
+        "codes",
+        p,
+        "column 'Ethnic': row 8: unknown code (expected one of 1, 2, 3, 4) (value 7)",
+        what="Ethnic 7",
+    )
     p = csv("fractional_code", edit(base, "Gender", 2, 1.5))
-    add("fractional_code", "codes", p, "column 'Gender': row 3: unknown code (expected one of 1, 2) (value 1.5)",
-        what="Gender 1.5")
+    add(
+        "fractional_code",
+        "codes",
+        p,
+        "column 'Gender': row 3: unknown code (expected one of 1, 2) (value 1.5)",
+        what="Gender 1.5",
+    )
     p = csv("negative_code", edit(base, "Base Drug Combo", 20, -1.0))
     add("negative_code", "codes", p, "column 'Base Drug Combo': row 21: unknown code", what="Base Drug Combo -1")
 
@@ -191,23 +269,50 @@ def build_corpus(folder: str | Path) -> list[Case]:
     p = csv("infinite", edit(base, "VL", 6, np.inf))
     add("infinite", "values", p, "column 'VL': row 7: not a finite number (value inf)", what="inf in VL")
     p = csv("negative_real", edit(base, "CD4", 5, -2.0))
-    add("negative_real", "ranges", p, "column 'CD4': row 6: negative value (real variables must be 0 or more) (value -2)",
-        what="CD4 -2")
+    add(
+        "negative_real",
+        "ranges",
+        p,
+        "column 'CD4': row 6: negative value (real variables must be 0 or more) (value -2)",
+        what="CD4 -2",
+    )
     p = csv("negative_month", base.assign(Timestep=base["Timestep"] - 1))
-    add("negative_month", "ranges", p, "column 'Timestep': row 1: months must be 0 or more (value -1)",
-        what="months -1..10")
+    add(
+        "negative_month",
+        "ranges",
+        p,
+        "column 'Timestep': row 1: months must be 0 or more (value -1)",
+        what="months -1..10",
+    )
     p = csv("huge_values", base.assign(VL=1e300))
-    add("huge_values", "ranges", p, "column 'VL': values too large to train on", fails=TRAINING,
-        what="VL 1e300 in every row (valid numbers, beyond float32 after the transform)")
+    add(
+        "huge_values",
+        "ranges",
+        p,
+        "column 'VL': values too large to train on",
+        fails=TRAINING,
+        what="VL 1e300 in every row (valid numbers, beyond float32 after the transform)",
+    )
 
     # -- ordering (one row per patient and month, months 0..T-1) -------------------------------------------
     p = csv("duplicate_month", edit(base, "Timestep", 4, 3))
-    add("duplicate_month", "ordering", p, "row 5: duplicate row for patient 0 month 3", what="patient 0 has month 3 twice, no month 4")
+    add(
+        "duplicate_month",
+        "ordering",
+        p,
+        "row 5: duplicate row for patient 0 month 3",
+        what="patient 0 has month 3 twice, no month 4",
+    )
     p = csv("missing_month", base.drop(index=_row(1, 1)))
     add("missing_month", "ordering", p, "patient 1 lacks month 1", what="patient 1's month 1 row is absent")
     p = csv("months_from_1", base.assign(Timestep=base["Timestep"] + 1))
-    add("months_from_1", "ordering", p, "patient 0 lacks month 0: every patient needs the same months 0..12",
-        what="months numbered 1..12")
+    add(
+        "months_from_1",
+        "ordering",
+        p,
+        "patient 0 lacks month 0: every patient needs the same months 0..12",
+        what="months numbered 1..12",
+    )
     p = csv("unequal_lengths", base[~((base["PatientID"] == 3) & (base["Timestep"] >= 10))])
     add("unequal_lengths", "ordering", p, "patient 3 lacks month 10", what="patient 3 has 10 months, the others 12")
     p = csv("same_id_twice", base.assign(PatientID=base["PatientID"].where(base["PatientID"] != 5, 4)))
@@ -215,16 +320,40 @@ def build_corpus(folder: str | Path) -> list[Case]:
 
     # -- size (valid files, too small to train on) ----------------------------------------------------------
     p = csv("three_patients", base_frame(3, 60))
-    add("three_patients", "size", p, "3 patients are too few to split 70%/15%/15%", fails=TRAINING,
-        what="3 patients x 60 months")
+    add(
+        "three_patients",
+        "size",
+        p,
+        "3 patients are too few to split 70%/15%/15%",
+        fails=TRAINING,
+        what="3 patients x 60 months",
+    )
     p = csv("eight_patients", base_frame(8, 60))
-    add("eight_patients", "size", p, "8 patients are too few: the split leaves 1 validation patient(s)", fails=TRAINING,
-        what="8 patients x 60 months: 1 validation patient, no covariance for the metrics")
+    add(
+        "eight_patients",
+        "size",
+        p,
+        "8 patients are too few: the split leaves 1 validation patient(s)",
+        fails=TRAINING,
+        what="8 patients x 60 months: 1 validation patient, no covariance for the metrics",
+    )
     p = csv("forty_patients", base_frame(40, 60))
-    add("forty_patients", "size", p, "is larger than the 28 training patients", fails=TRAINING,
-        what="40 patients x 60 months: 28 training patients < batch (train 256, study smoke 64)")
-    add("shorter_than_schedule", "size", good, "length 20 is longer than the data's 12 months", fails=TRAINING,
-        what="12 months < the ladder 10..60")
+    add(
+        "forty_patients",
+        "size",
+        p,
+        "is larger than the 28 training patients",
+        fails=TRAINING,
+        what="40 patients x 60 months: 28 training patients < batch (train 256, study smoke 64)",
+    )
+    add(
+        "shorter_than_schedule",
+        "size",
+        good,
+        "length 20 is longer than the data's 12 months",
+        fails=TRAINING,
+        what="12 months < the ladder 10..60",
+    )
 
     # -- schema files ---------------------------------------------------------------------------------------
     def schema(name: str, text: str | bytes) -> Path:
@@ -232,38 +361,95 @@ def build_corpus(folder: str | Path) -> list[Case]:
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return path
 
-    s = schema("schema_syntax", SCHEMA_OK.replace('kind = "real"', 'kind = real'))
+    s = schema("schema_syntax", SCHEMA_OK.replace('kind = "real"', "kind = real"))
     add("schema_syntax", "schema", good, "not valid TOML", schema=s, what="an unquoted string")
     s = schema("schema_unknown_kind", SCHEMA_OK.replace('kind = "real"', 'kind = "numeric"'))
-    add("schema_unknown_kind", "schema", good, "variable 'VL': kind must be real, binary or categorical (value 'numeric')",
-        schema=s, what="kind = numeric")
+    add(
+        "schema_unknown_kind",
+        "schema",
+        good,
+        "variable 'VL': kind must be real, binary or categorical (value 'numeric')",
+        schema=s,
+        what="kind = numeric",
+    )
     s = schema("schema_binary_3_codes", SCHEMA_OK.replace("codes = [1, 2]", "codes = [1, 2, 3]"))
-    add("schema_binary_3_codes", "schema", good, "variable 'Gender': a binary variable needs exactly 2 codes", schema=s,
-        what="a binary variable with 3 codes")
+    add(
+        "schema_binary_3_codes",
+        "schema",
+        good,
+        "variable 'Gender': a binary variable needs exactly 2 codes",
+        schema=s,
+        what="a binary variable with 3 codes",
+    )
     s = schema("schema_text_codes", SCHEMA_OK.replace("codes = [1, 2]", 'codes = ["M", "F"]'))
-    add("schema_text_codes", "schema", good, "codes must be a non-empty list of integers", schema=s, what="codes as text")
+    add(
+        "schema_text_codes",
+        "schema",
+        good,
+        "codes must be a non-empty list of integers",
+        schema=s,
+        what="codes as text",
+    )
     s = schema("schema_no_variables", 'name = "empty"\n')
     add("schema_no_variables", "schema", good, "schema lists no [[variables]]", schema=s, what="no [[variables]]")
     s = schema("schema_unknown_key", 'units = "mg"\n' + SCHEMA_OK)
     add("schema_unknown_key", "schema", good, "unknown key 'units'", schema=s, what="a top-level key the format lacks")
     s = schema("schema_not_utf8", SCHEMA_OK.replace('"mine"', '"r\u00e9gime"').encode("latin-1"))
     add("schema_not_utf8", "schema", good, "schema file is not UTF-8 text", schema=s, what="latin-1 bytes")
-    add("schema_missing_file", "schema", good, "schema file not found", schema=folder / "no_such_schema.toml",
-        what="the .toml path does not exist")
+    add(
+        "schema_missing_file",
+        "schema",
+        good,
+        "schema file not found",
+        schema=folder / "no_such_schema.toml",
+        what="the .toml path does not exist",
+    )
     s = schema("schema_absent_column", SCHEMA_OK + '[[variables]]\nname = "Weight"\nkind = "real"\n')
-    add("schema_absent_column", "schema vs data", good, "column 'Weight': missing required column", schema=s,
-        what="a variable the data lacks")
+    add(
+        "schema_absent_column",
+        "schema vs data",
+        good,
+        "column 'Weight': missing required column",
+        schema=s,
+        what="a variable the data lacks",
+    )
     s = schema("schema_absent_patient_column", 'patient_column = "pid"\n' + SCHEMA_OK)
-    add("schema_absent_patient_column", "schema vs data", good, "column 'pid': missing required column", schema=s,
-        what="patient_column = pid, the data has PatientID")
-    s = schema("schema_contradicts_codes", SCHEMA_OK + '[[variables]]\nname = "Ethnic"\nkind = "categorical"\ncodes = [1, 2]\n')
-    add("schema_contradicts_codes", "schema vs data", good, "column 'Ethnic': row 1: unknown code (expected one of 1, 2) (value 4)",
-        schema=s, what="Ethnic codes [1, 2]; the data has 1..4")
+    add(
+        "schema_absent_patient_column",
+        "schema vs data",
+        good,
+        "column 'pid': missing required column",
+        schema=s,
+        what="patient_column = pid, the data has PatientID",
+    )
+    s = schema(
+        "schema_contradicts_codes", SCHEMA_OK + '[[variables]]\nname = "Ethnic"\nkind = "categorical"\ncodes = [1, 2]\n'
+    )
+    add(
+        "schema_contradicts_codes",
+        "schema vs data",
+        good,
+        "column 'Ethnic': row 1: unknown code (expected one of 1, 2) (value 4)",
+        schema=s,
+        what="Ethnic codes [1, 2]; the data has 1..4",
+    )
     s = schema("schema_contradicts_kind", SCHEMA_OK.replace("codes = [1, 2]", "codes = [0, 1]"))
-    add("schema_contradicts_kind", "schema vs data", good, "column 'Gender': row 13: unknown code (expected one of 0, 1) (value 2)",
-        schema=s, what="Gender coded 0/1 in the schema, 1/2 in the data")
-    add("schema_unknown_name", "schema", good, "unknown schema; use one of demo7, full10, full13", schema="demo8",
-        what="--schema demo8 (no such built-in, no such file)")
+    add(
+        "schema_contradicts_kind",
+        "schema vs data",
+        good,
+        "column 'Gender': row 13: unknown code (expected one of 0, 1) (value 2)",
+        schema=s,
+        what="Gender coded 0/1 in the schema, 1/2 in the data",
+    )
+    add(
+        "schema_unknown_name",
+        "schema",
+        good,
+        "unknown schema; use one of demo7, full10, full13",
+        schema="demo8",
+        what="--schema demo8 (no such built-in, no such file)",
+    )
     return cases
 
 
@@ -290,8 +476,10 @@ def markdown_table(cases: list[Case], folder: Path) -> str:
     from healthgym_core import cli
     from healthgym_core.train import main as train_main
 
-    rows = ["| # | fault | category | what | entry points that refuse it | message (one representative run) | exit |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| # | fault | category | what | entry points that refuse it | message (one representative run) | exit |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, c in enumerate(cases, 1):
         if "validate" in c.fails:
             code, err = run_case_validate(c)
@@ -303,8 +491,9 @@ def markdown_table(cases: list[Case], folder: Path) -> str:
                 code = cli.run(train_main, argv + (["--schema", c.schema] if c.schema else []))
             err, shown = buf.getvalue(), "train"
         line = err.strip().replace(str(folder) + "/", "").replace("|", "\\|")
-        rows.append(f"| {i} | `{c.name}` | {c.category} | {c.what} | {', '.join(c.fails)} | "
-                    f"`{line}` ({shown}) | {code} |")
+        rows.append(
+            f"| {i} | `{c.name}` | {c.category} | {c.what} | {', '.join(c.fails)} | `{line}` ({shown}) | {code} |"
+        )
     return "\n".join(rows)
 
 

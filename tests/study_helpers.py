@@ -34,8 +34,15 @@ def kill_session(sid: int) -> None:
 
 def study(*args, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `python study/run.py ARGS` in its own session; whatever Ray it leaves behind is killed."""
-    p = subprocess.Popen([*RUN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, env=env(), cwd=cwd)
+    p = subprocess.Popen(
+        [*RUN, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env(),
+        cwd=cwd,
+    )
     try:
         out, err = p.communicate(timeout=timeout)
     finally:
@@ -44,8 +51,15 @@ def study(*args, timeout: float = 300, cwd: Path | None = None) -> subprocess.Co
 
 
 def start_study(*args, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([*RUN, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env(), cwd=cwd)
+    return subprocess.Popen(
+        [*RUN, *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env(),
+        cwd=cwd,
+    )
 
 
 def results(folder: Path) -> list[pd.DataFrame]:

@@ -22,8 +22,27 @@ from healthgym_core import cli
 from tests.study_helpers import env, study
 
 # The trainer's tiny configuration of tests/test_train_cli.py: 60 simulated patients, 42 of them for training.
-TINY = ["--patients", "60", "--hidden", "8", "--batch-size", "16", "--n-critic", "1", "--schedule", "ladder:4-8",
-        "--eval-samples", "32", "--sample-patients", "5", "--threads", "1", "--quiet", "--epochs", "1"]
+TINY = [
+    "--patients",
+    "60",
+    "--hidden",
+    "8",
+    "--batch-size",
+    "16",
+    "--n-critic",
+    "1",
+    "--schedule",
+    "ladder:4-8",
+    "--eval-samples",
+    "32",
+    "--sample-patients",
+    "5",
+    "--threads",
+    "1",
+    "--quiet",
+    "--epochs",
+    "1",
+]
 
 # Files a case may name: {file} is a regular file, {space:NAME} a space file below.
 SPACES = {
@@ -34,7 +53,7 @@ SPACES = {
     "syntax": '[[factor]\nname = "n_critic"\n',
     "unknown_factor": '[[factor]]\nname = "learning_rate"\nchoices = [0.001]\nwhy = "x"\n',
     "log_from_0": '[[factor]]\nname = "gp_weight"\nlow = 0.0\nhigh = 10.0\nlog = true\nwhy = "x"\n',
-    "fixed_batch_0": '[fixed]\nbatch_size = 0\n',
+    "fixed_batch_0": "[fixed]\nbatch_size = 0\n",
 }
 
 TRAIN = {
@@ -72,8 +91,14 @@ if not torch.cuda.is_available():
     TRAIN["device_cuda_absent"] = (["--device", "cuda"], "device='cuda': CUDA is not available on this machine")
 
 STUDY = {
-    "space_negative_low": (["--space", "{space:negative_low}"], "invalid value in the space: gp_weight=-1.0: must be a finite number of 0 or more"),
-    "space_bad_schedule": (["--space", "{space:bad_schedule}"], "invalid value in the space: unknown schedule 'zigzag:3'"),
+    "space_negative_low": (
+        ["--space", "{space:negative_low}"],
+        "invalid value in the space: gp_weight=-1.0: must be a finite number of 0 or more",
+    ),
+    "space_bad_schedule": (
+        ["--space", "{space:bad_schedule}"],
+        "invalid value in the space: unknown schedule 'zigzag:3'",
+    ),
     "space_long_schedule": (["--space", "{space:long_schedule}"], "length 90 is longer than the data's 60 months"),
     "space_n_critic_0": (["--space", "{space:n_critic_0}"], "invalid value in the space: n_critic=0"),
     "space_syntax": (["--space", "{space:syntax}"], "not valid TOML"),
@@ -83,7 +108,10 @@ STUDY = {
     "space_file_missing": (["--space", "{dir}/nosuch.toml"], "space file not found"),
     "storage_under_a_file": (["--storage", "{file}/sub"], "is a file, not a folder"),
     "storage_is_a_file": (["--storage", "{file}"], "is a file, not a folder"),
-    "local_dir_under_a_file": (["--storage", "s3://bucket/prefix", "--local-dir", "{file}/sub"], "is a file, not a folder"),
+    "local_dir_under_a_file": (
+        ["--storage", "s3://bucket/prefix", "--local-dir", "{file}/sub"],
+        "is a file, not a folder",
+    ),
     "seed_negative": (["--seed", "-2"], "--seed must be 0 or more, got -2"),
     "split_seed_negative": (["--split-seed", "-1"], "--split-seed must be 0 or more, got -1"),
     "batch_one_too_many": (["--batch-size", "65"], "batch_size=65 is larger than the 64 training patients"),
@@ -91,8 +119,14 @@ STUDY = {
     "patients_too_few": (["--patients", "8"], "8 patients are too few"),
     "max_epochs_0": (["--max-epochs", "0"], "--max-epochs must be at least 1, got 0"),
     "grace_period_0": (["--grace-period", "0"], "--grace-period must be at least 1, got 0"),
-    "grace_beyond_max_epochs": (["--grace-period", "5", "--max-epochs", "3"], "grace period 5 is more than --max-epochs 3"),
-    "preset_grace_beyond_max_epochs": (["--preset", "cpu", "--max-epochs", "1"], "grace period 2 is more than --max-epochs 1"),
+    "grace_beyond_max_epochs": (
+        ["--grace-period", "5", "--max-epochs", "3"],
+        "grace period 5 is more than --max-epochs 3",
+    ),
+    "preset_grace_beyond_max_epochs": (
+        ["--preset", "cpu", "--max-epochs", "1"],
+        "grace period 2 is more than --max-epochs 1",
+    ),
     "reduction_factor_1": (["--reduction-factor", "1"], "--reduction-factor must be at least 2, got 1"),
     "gpus_negative": (["--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more, got -1.0"),
     "max_failures_negative": (["--max-failures", "-1"], "--max-failures must be 0 or more, got -1"),
@@ -102,10 +136,25 @@ STUDY = {
     "schema_unknown": (["--schema", "nosuch"], "nosuch: unknown schema"),
 }
 
-TRAIN_SUBPROCESS = ["corr_weight_negative", "schedule_nonsense", "eval_samples_1", "patients_0", "threads_too_many",
-                    "seed_negative", "out_under_a_file"]
-STUDY_SUBPROCESS = ["space_negative_low", "space_bad_schedule", "space_long_schedule", "storage_under_a_file",
-                    "grace_beyond_max_epochs", "max_concurrent_0", "seed_negative", "eval_samples_1"]
+TRAIN_SUBPROCESS = [
+    "corr_weight_negative",
+    "schedule_nonsense",
+    "eval_samples_1",
+    "patients_0",
+    "threads_too_many",
+    "seed_negative",
+    "out_under_a_file",
+]
+STUDY_SUBPROCESS = [
+    "space_negative_low",
+    "space_bad_schedule",
+    "space_long_schedule",
+    "storage_under_a_file",
+    "grace_beyond_max_epochs",
+    "max_concurrent_0",
+    "seed_negative",
+    "eval_samples_1",
+]
 
 
 def prepare(tmp_path: Path, args: list[str]) -> tuple[list[str], Path]:
@@ -131,7 +180,12 @@ def train_argv(tmp_path: Path, args: list[str]) -> list[str]:
 
 def study_argv(tmp_path: Path, args: list[str]) -> list[str]:
     argv, _ = prepare(tmp_path, args)
-    return ([] if "--preset" in argv else ["--smoke"]) + ["--no-dashboard"] + (["--storage", str(tmp_path / "store")] if "--storage" not in argv else []) + argv
+    return (
+        ([] if "--preset" in argv else ["--smoke"])
+        + ["--no-dashboard"]
+        + (["--storage", str(tmp_path / "store")] if "--storage" not in argv else [])
+        + argv
+    )
 
 
 def snapshot(folder: Path) -> dict[str, int]:
@@ -191,8 +245,14 @@ def _subprocess(kind: str, case: str, work: Path) -> tuple[subprocess.CompletedP
     if kind == "train":
         argv = train_argv(work, TRAIN[case][0])
         before = snapshot(work)
-        r = subprocess.run([sys.executable, "-m", "healthgym_core.train", *argv], capture_output=True, text=True,
-                           env=env(), cwd=work / "cwd", timeout=180)
+        r = subprocess.run(
+            [sys.executable, "-m", "healthgym_core.train", *argv],
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=work / "cwd",
+            timeout=180,
+        )
     else:
         argv = study_argv(work, STUDY[case][0])
         before = snapshot(work)
@@ -210,7 +270,9 @@ def subprocess_results(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,case", [("train", c) for c in TRAIN_SUBPROCESS] + [("study", c) for c in STUDY_SUBPROCESS])
+@pytest.mark.parametrize(
+    "kind,case", [("train", c) for c in TRAIN_SUBPROCESS] + [("study", c) for c in STUDY_SUBPROCESS]
+)
 def test_subprocess_refuses(kind, case, subprocess_results):
     (r, before), work = subprocess_results[(kind, case)]
     needle = (TRAIN if kind == "train" else STUDY)[case][1]
@@ -231,8 +293,11 @@ def markdown() -> str:
 
     train.run_epoch = tuning.start_ray = tuning.run_study = tripped
     rows = ["| CLI | bad option | space file | message | exit |", "|---|---|---|---|---|"]
-    for kind, table, main, make in (("train", TRAIN, train.main, train_argv), ("study", STUDY, driver.main, study_argv)):
-        for case, (args, _) in table.items():
+    for kind, table, main, make in (
+        ("train", TRAIN, train.main, train_argv),
+        ("study", STUDY, driver.main, study_argv),
+    ):
+        for args, _ in table.values():
             with tempfile.TemporaryDirectory() as d:
                 work = Path(d) / "w"
                 argv = make(work, args)

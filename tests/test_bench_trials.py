@@ -10,8 +10,22 @@ from tests.study_helpers import ROOT
 @pytest.mark.slow
 def test_trials_per_device_quick(tmp_path):
     out = tmp_path / "t.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "trials_per_device.py"), "--quick", "--device", "cpu",
-                        "--k", "1,2", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "trials_per_device.py"),
+            "--quick",
+            "--device",
+            "cpu",
+            "--k",
+            "1,2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     rows = result["rows"]

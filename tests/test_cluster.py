@@ -125,8 +125,9 @@ def test_docker_image_is_ray_2_60_gpu(cluster):
 
 def test_setup_installs_the_project_at_an_exact_commit(cluster):
     installs = [c for c in cluster["setup_commands"] if "pip install" in c]
-    assert any("healthgym-tune @ git+https://github.com/" in c and re.search(r"@[A-Z_a-f0-9]{7,}'", c)
-               for c in installs), installs
+    assert any(
+        "healthgym-tune @ git+https://github.com/" in c and re.search(r"@[A-Z_a-f0-9]{7,}'", c) for c in installs
+    ), installs
 
 
 def test_credentials_only_from_instance_profiles(cluster, cluster_text):
@@ -172,9 +173,22 @@ def test_ray_creates_no_security_group(cluster):
 
 
 def test_documents_the_user_path(cluster_text):
-    for step in ("ray up cluster.yaml", "ray submit", "ray dashboard cluster.yaml", "ray job submit --address http://127.0.0.1:8265",
-                 "ray exec cluster.yaml", "ray down cluster.yaml", "--storage s3://", "provider {type: gcp",
-                 "provider {type: local", "head_ip", "worker_ips", "guestAccelerators", "machineType", "project_id"):
+    for step in (
+        "ray up cluster.yaml",
+        "ray submit",
+        "ray dashboard cluster.yaml",
+        "ray job submit --address http://127.0.0.1:8265",
+        "ray exec cluster.yaml",
+        "ray down cluster.yaml",
+        "--storage s3://",
+        "provider {type: gcp",
+        "provider {type: local",
+        "head_ip",
+        "worker_ips",
+        "guestAccelerators",
+        "machineType",
+        "project_id",
+    ):
         assert step in cluster_text, step
 
 
@@ -272,20 +286,32 @@ def fake_cluster(tmp_path):
     config_path.write_text(yaml.safe_dump(cfg))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "CUDA_VISIBLE"))}
-    env.update({
-        # Token authentication on, as for users; a fresh token for this cluster and its clients only.
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": os.urandom(32).hex(),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "HEALTHGYM_CLUSTER_TAG": tag,
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            # Token authentication on, as for users; a fresh token for this cluster and its clients only.
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": os.urandom(32).hex(),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "HEALTHGYM_CLUSTER_TAG": tag,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "2"}
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
-           f"--autoscaling-config={config_path}", "--num-cpus=0", "--num-gpus=0",
-           "--object-store-memory=200000000", "--include-dashboard=false", f"--temp-dir={temp_dir}",
-           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           "--disable-usage-stats"]
+    cmd = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--autoscaling-config={config_path}",
+        "--num-cpus=0",
+        "--num-gpus=0",
+        "--object-store-memory=200000000",
+        "--include-dashboard=false",
+        f"--temp-dir={temp_dir}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        "--disable-usage-stats",
+    ]
     try:
         started = subprocess.run(cmd, env=head_env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
@@ -299,21 +325,44 @@ def fake_cluster(tmp_path):
 
 
 def cluster_nodes(address: str, env: dict) -> list[dict]:
-    out = subprocess.run([sys.executable, "-c", NODES_SCRIPT.format(address=address)], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", NODES_SCRIPT.format(address=address)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("NODES=")]
     assert out.returncode == 0 and line, out.stdout[-2000:] + out.stderr[-2000:]
-    return json.loads(line[-1][len("NODES="):])
+    return json.loads(line[-1][len("NODES=") :])
 
 
 @pytest.mark.slow
 def test_study_autoscales_on_a_fake_gpu_cluster(fake_cluster, tmp_path):
     address, env, temp_dir = fake_cluster
     storage = tmp_path / "results"
-    cmd = [sys.executable, str(ROOT / "study" / "run.py"), "--space", "critic", "--smoke", "--address", "auto",
-           "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5", "--max-concurrent", "4",
-           "--storage", str(storage), "--name", "fake", "--no-dashboard",
-           "--export-patients", "20"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "study" / "run.py"),
+        "--space",
+        "critic",
+        "--smoke",
+        "--address",
+        "auto",
+        "--gpus-per-trial",
+        "0.5",
+        "--cpus-per-trial",
+        "0.5",
+        "--max-concurrent",
+        "4",
+        "--storage",
+        str(storage),
+        "--name",
+        "fake",
+        "--no-dashboard",
+        "--export-patients",
+        "20",
+    ]
     # --max-concurrent 4: the driver sizes Tune's pending-trial queue from the CPUs it sees at start (none: the
     # head advertises 0), which would let only one trial wait, and so ask for one worker, at a time.
     t0 = time.monotonic()
@@ -337,8 +386,10 @@ def test_study_autoscales_on_a_fake_gpu_cluster(fake_cluster, tmp_path):
 
     gpu_nodes = [n for n in nodes if n["resources"].get("GPU", 0) >= 1]
     heads = [n for n in nodes if n["resources"].get("GPU", 0) == 0]
-    print(f"\nstudy {elapsed:.0f} s; nodes: {len(heads)} head + {len(gpu_nodes)} gpu_worker added by the autoscaler "
-          f"({sum(n['alive'] for n in gpu_nodes)} still alive)")
+    print(
+        f"\nstudy {elapsed:.0f} s; nodes: {len(heads)} head + {len(gpu_nodes)} gpu_worker added by the autoscaler "
+        f"({sum(n['alive'] for n in gpu_nodes)} still alive)"
+    )
     assert len(heads) == 1
     assert len(gpu_nodes) >= 1, nodes  # trials cannot run on the head: every one ran on an added worker
     assert len(nodes) > 1

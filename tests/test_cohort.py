@@ -23,7 +23,9 @@ def write(frame, path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "healthgym_core.data", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "healthgym_core.data", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_simulate_then_validate_and_describe_via_cli(tmp_path):
@@ -181,8 +183,14 @@ def test_user_schema_cohort(tmp_path):
         '[[variables]]\nname = "drug"\nkind = "categorical"\ncodes = [10, 20, 30]\n'
     )
     rng = np.random.default_rng(0)
-    f = pd.DataFrame({"pid": np.repeat([5, 9, 11], 4), "month": np.tile(range(4), 3),
-                      "w": rng.uniform(50, 90, 12), "drug": rng.choice([10, 20, 30], 12)})
+    f = pd.DataFrame(
+        {
+            "pid": np.repeat([5, 9, 11], 4),
+            "month": np.tile(range(4), 3),
+            "w": rng.uniform(50, 90, 12),
+            "drug": rng.choice([10, 20, 30], 12),
+        }
+    )
     path = tmp_path / "mine.csv"
     f.to_csv(path, index=False)
     c = load_cohort(path, str(schema))

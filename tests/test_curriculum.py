@@ -38,19 +38,32 @@ def test_random_draws_listed_lengths():
 
 
 def test_equal_steps_across_six_length_schedules():
-    counts = {t: len(plan_lengths(t)) for t in ("ladder:10-20-30-40-50-60", "staged:3:10-20-30-40-50-60", "full", "random:10-20-30-40-50-60")}
+    counts = {
+        t: len(plan_lengths(t))
+        for t in ("ladder:10-20-30-40-50-60", "staged:3:10-20-30-40-50-60", "full", "random:10-20-30-40-50-60")
+    }
     assert len(set(counts.values())) == 1, counts
 
 
-@pytest.mark.parametrize("text", ["ladder:10-20-30", "staged:3:20-40-60", "full", "full:60", "full:60:3", "random:5-10"])
+@pytest.mark.parametrize(
+    "text", ["ladder:10-20-30", "staged:3:20-40-60", "full", "full:60", "full:60:3", "random:5-10"]
+)
 def test_round_trip(text):
     assert str(Schedule.parse(text)) == text
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("zigzag:10", "unknown schedule"), ("ladder", "list the lengths"), ("ladder:10-x", "whole numbers"),
-    ("ladder:0-10", "at least 1"), ("staged:a:10", "staged:EPOCHS"), ("staged:0:10", "at least 1"), ("full:10-20", "one length"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("zigzag:10", "unknown schedule"),
+        ("ladder", "list the lengths"),
+        ("ladder:10-x", "whole numbers"),
+        ("ladder:0-10", "at least 1"),
+        ("staged:a:10", "staged:EPOCHS"),
+        ("staged:0:10", "at least 1"),
+        ("full:10-20", "one length"),
+    ],
+)
 def test_bad_schedules(text, needle):
     with pytest.raises(ConfigError, match=needle):
         Schedule.parse(text)

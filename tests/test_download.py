@@ -335,9 +335,7 @@ def test_error_raised_mid_read_is_an_error_and_leaves_nothing(server, cache, mon
         def __exit__(self, *args) -> None:
             self.response.close()
 
-    monkeypatch.setattr(
-        urllib.request.OpenerDirector, "open", lambda self, *a, **k: Breaking(real_open(self, *a, **k))
-    )
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", lambda self, *a, **k: Breaking(real_open(self, *a, **k)))
     url = server.url("/ok/cohort.csv")
     with pytest.raises(DataError, match=f"download incomplete: got 1,048,576 of {len(COHORT):,} bytes") as info:
         fetch(url, cache, progress=True)

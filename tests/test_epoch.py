@@ -38,8 +38,17 @@ def test_deterministic_on_cpu(small_data, tiny_config):
     assert c[0]["D_loss"] != a[0]["D_loss"]
 
 
-@pytest.mark.parametrize("field,value", [("fresh_real_batch", True), ("align_reverse", True), ("corr_form", "2022"),
-                                         ("schedule", "random:5-10"), ("schedule", "staged:1:5-10"), ("schedule", "full:10:2")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("fresh_real_batch", True),
+        ("align_reverse", True),
+        ("corr_form", "2022"),
+        ("schedule", "random:5-10"),
+        ("schedule", "staged:1:5-10"),
+        ("schedule", "full:10:2"),
+    ],
+)
 def test_options_train(small_data, tiny_config, field, value):
     cfg = TrainConfig(**{**tiny_config.to_dict(), field: value})
     _, records = run(cfg, small_data, 1)
@@ -61,11 +70,19 @@ def test_non_finite_loss_is_raised_before_the_optimiser_step(small_data, tiny_co
     assert all(torch.equal(before[k], after[k]) or k == "score.bias" for k in before)
 
 
-@pytest.mark.parametrize("change,needle", [
-    ({"n_critic": 0}, "n_critic=0"), ({"gp_weight": -1.0}, "gp_weight=-1.0"), ({"corr_weight": float("nan")}, "corr_weight"),
-    ({"schedule": "zigzag"}, "unknown schedule"), ({"batch_size": 0}, "batch_size"), ({"lr_d": 0.0}, "lr_d"),
-    ({"corr_form": "2023"}, "corr_form"), ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"n_critic": 0}, "n_critic=0"),
+        ({"gp_weight": -1.0}, "gp_weight=-1.0"),
+        ({"corr_weight": float("nan")}, "corr_weight"),
+        ({"schedule": "zigzag"}, "unknown schedule"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr_d": 0.0}, "lr_d"),
+        ({"corr_form": "2023"}, "corr_form"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_bad_options_are_refused(change, needle, small_data, tiny_config):
     with pytest.raises(ConfigError, match=needle):
         build_state(TrainConfig(**{**tiny_config.to_dict(), **change}), small_data)
@@ -81,7 +98,22 @@ def test_options_checked_against_the_data(small_data, tiny_config):
 def test_evaluation_metrics(small_data, tiny_config):
     state, _ = run(tiny_config, small_data, 1)
     m = evaluate(state.generator, state.critic, small_data, tiny_config.seed, 64)
-    assert set(m) == {"wasserstein_gap", "fd_feat", "fd_feat_floor", "sliced_w", "ks_mean", "tvd_mean", "coverage"}
+    assert set(m) == {
+        "wasserstein_gap",
+        "fd_feat",
+        "fd_feat_floor",
+        "sliced_w",
+        "ks_mean",
+        "tvd_mean",
+        "coverage",
+        # the collapse measures (issue 13), every epoch
+        "diversity_ratio",
+        "distinct_share",
+        "joint_tvd",
+        "joint_max_cell",
+        "joint_cells_covered",
+        "joint_cell_coverage",
+    }
     assert all(math.isfinite(v) for v in m.values())
     assert m == evaluate(state.generator, state.critic, small_data, tiny_config.seed, 64)  # fixed evaluation noise
     # An untrained generator is far from the data; real training patients are at the floor.

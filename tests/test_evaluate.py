@@ -14,8 +14,14 @@ def evaluate(*args, timeout=400):
 
     from tests.study_helpers import kill_session
 
-    p = subprocess.Popen([sys.executable, str(ROOT / "study" / "evaluate.py"), *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True, env=env())
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "study" / "evaluate.py"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env(),
+    )
     try:
         out, err = p.communicate(timeout=timeout)
     finally:
@@ -26,8 +32,20 @@ def evaluate(*args, timeout=400):
 def test_evaluate_retrains_top_and_upstream_with_seeds(tmp_path):
     from tests.study_helpers import study
 
-    r = study("--space", "critic", "--smoke", "--num-samples", 3, "--max-epochs", 2, "--no-pruning", "--storage", tmp_path,
-              "--no-dashboard", timeout=300)
+    r = study(
+        "--space",
+        "critic",
+        "--smoke",
+        "--num-samples",
+        3,
+        "--max-epochs",
+        2,
+        "--no-pruning",
+        "--storage",
+        tmp_path,
+        "--no-dashboard",
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     folder = tmp_path / "critic"
     code, out, err = evaluate(folder, "--top", 1, "--seeds", 2, "--epochs", 1, "--no-dashboard")
@@ -41,11 +59,31 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(tmp_path):
     best = board[(board["status"] == "completed") & ~board["upstream"]].sort_values("last_fd_feat").iloc[0]
     rank1 = runs[runs["arm"] == "rank1"].iloc[0]
     assert (rank1["n_critic"], rank1["gp_weight"]) == (best["n_critic"], pytest.approx(best["gp_weight"]))
-    for m in ("ks_mean", "tvd_mean", "joint_max_cell", "corr_l1", "trend_l1", "fd_feat", "mmd2", "detect_auc",
-              "tstr_auc", "p_dcr_train_closer", "exact_copies", "membership_auc"):
+    for m in (
+        "ks_mean",
+        "tvd_mean",
+        "joint_max_cell",
+        "corr_l1",
+        "trend_l1",
+        "fd_feat",
+        "mmd2",
+        "detect_auc",
+        "tstr_auc",
+        "p_dcr_train_closer",
+        "exact_copies",
+        "membership_auc",
+    ):
         assert m in runs and runs[m].notna().all(), m
     summary = pd.read_csv(folder / "final_summary.csv")
-    assert {"metric", "real_floor", "upstream_mean", "upstream_sd", "rank1_mean", "rank1_sd", "beyond_seed_spread"} <= set(summary.columns)
+    assert {
+        "metric",
+        "real_floor",
+        "upstream_mean",
+        "upstream_sd",
+        "rank1_mean",
+        "rank1_sd",
+        "beyond_seed_spread",
+    } <= set(summary.columns)
     row = summary.set_index("metric").loc["fd_feat"]
     assert row["upstream_mean"] == pytest.approx(runs[runs["arm"] == "upstream"]["fd_feat"].mean())
     assert "real_floor" in out or "fd_feat" in out

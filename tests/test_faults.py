@@ -33,8 +33,20 @@ schedule = "staged:1:2-60"
 def test_a_diverging_trial_is_marked_keeps_its_checkpoint_and_the_study_goes_on(tmp_path):
     space = tmp_path / "diverging.toml"
     space.write_text(DIVERGING_SPACE)
-    r = study("--space", space, "--smoke", "--num-samples", 2, "--max-epochs", 3, "--no-pruning",
-              "--storage", tmp_path / "store", "--no-dashboard", timeout=300)
+    r = study(
+        "--space",
+        space,
+        "--smoke",
+        "--num-samples",
+        2,
+        "--max-epochs",
+        3,
+        "--no-pruning",
+        "--storage",
+        tmp_path / "store",
+        "--no-dashboard",
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     board = pd.read_parquet(tmp_path / "store" / "diverging" / "leaderboard.parquet").set_index("seed")
     assert board.loc[0, "status"] == "diverged" and board.loc[0, "epochs"] == 1
@@ -91,8 +103,27 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tiny_disk, small_d
 
 @pytest.mark.slow
 def test_trainer_on_a_full_disk_exits_2_and_keeps_its_checkpoint(tiny_disk):
-    tiny = ["--patients", "60", "--hidden", "8", "--batch-size", "16", "--n-critic", "1", "--schedule", "ladder:4-8",
-            "--eval-samples", "32", "--sample-patients", "5", "--threads", "1", "--quiet", "--out", tiny_disk / "run"]
+    tiny = [
+        "--patients",
+        "60",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--n-critic",
+        "1",
+        "--schedule",
+        "ladder:4-8",
+        "--eval-samples",
+        "32",
+        "--sample-patients",
+        "5",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        tiny_disk / "run",
+    ]
     train = [sys.executable, "-m", "healthgym_core.train", *map(str, tiny)]
     assert subprocess.run([*train, "--epochs", "1"], capture_output=True).returncode == 0
     last = tiny_disk / "run" / "checkpoints" / "last.pt"
@@ -120,11 +151,15 @@ def test_driver_killed_at_random_points_then_resumed_matches_an_uninterrupted_st
         try:
             if i == 2:  # kill while a checkpoint is being written: the moment a new checkpoint folder appears
                 n0 = len(list(folder.glob("*/checkpoint_*")))
-                wait_for(lambda: len(list(folder.glob("*/checkpoint_*"))) > n0 or p.poll() is not None, 120, poll=0.02)
+                wait_for(
+                    lambda n0=n0, p=p: len(list(folder.glob("*/checkpoint_*"))) > n0 or p.poll() is not None,
+                    120,
+                    poll=0.02,
+                )
                 kills.append("at a checkpoint write")
             else:
                 delay = rng.uniform(6, 20)
-                wait_for(lambda: p.poll() is not None, delay)
+                wait_for(lambda p=p: p.poll() is not None, delay)
                 kills.append(f"after {delay:.1f} s")
             finished = p.poll() is not None
             os.kill(p.pid, signal.SIGKILL) if not finished else None
@@ -139,13 +174,36 @@ def test_driver_killed_at_random_points_then_resumed_matches_an_uninterrupted_st
     want = pd.read_parquet(tmp_path / "reference" / "baseline" / "leaderboard.parquet").set_index("seed").sort_index()
     assert len(got) == 2 and got["trial_id"].is_unique  # every trial present once
     assert (got["status"] == "completed").all() and (got["epochs"] == 4).all()
-    for col in ("last_fd_feat", "last_wasserstein_gap", "last_sliced_w", "last_D_loss", "last_G_loss", "g_steps", "d_steps"):
-        np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-6, err_msg=f"{col} {kills}")
+    for col in (
+        "last_fd_feat",
+        "last_wasserstein_gap",
+        "last_sliced_w",
+        "last_D_loss",
+        "last_G_loss",
+        "g_steps",
+        "d_steps",
+    ):
+        np.testing.assert_allclose(
+            got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-6, err_msg=f"{col} {kills}"
+        )
 
 
 def test_paths_from_options_cannot_leave_their_folder(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "healthgym_core.train", "--out", str(tmp_path / "run"),
-                        "--sample-out", "../escape.csv", "--epochs", "1"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "healthgym_core.train",
+            "--out",
+            str(tmp_path / "run"),
+            "--sample-out",
+            "../escape.csv",
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "must be a plain name" in r.stderr and not (tmp_path / "escape.csv").exists()
     r = study("--smoke", "--name", "../outside", "--storage", tmp_path / "store", "--no-dashboard", timeout=120)
     assert r.returncode == 2 and "must be a plain name" in r.stderr

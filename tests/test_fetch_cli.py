@@ -29,8 +29,11 @@ def served(tmp_path):
 
 
 def fetch(url, cache):
-    return subprocess.run([sys.executable, "-m", "healthgym_core.data", "fetch", "--url", url, "--cache-dir", str(cache), "--quiet"],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "healthgym_core.data", "fetch", "--url", url, "--cache-dir", str(cache), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_fetch_prints_the_cached_path_and_reuses_it(served, tmp_path):

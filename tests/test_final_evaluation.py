@@ -176,7 +176,10 @@ def test_copies_of_training_patients(demo, demo_floor):
     # every member of the equal-sized training reference is copied, the rest is as close as a holdout
     ref, _ = privacy.privacy_reference(demo, seed=0)
     expect = 0.5 + 0.5 * len(ref) / tr.n_patients
-    assert m["p_dcr_train_closer"] == pytest.approx(expect, abs=0.06) and m["p_dcr_train_closer"] > demo_floor["p_dcr_train_closer"]
+    assert (
+        m["p_dcr_train_closer"] == pytest.approx(expect, abs=0.06)
+        and m["p_dcr_train_closer"] > demo_floor["p_dcr_train_closer"]
+    )
     assert m["utility_gap"] == pytest.approx(0.0, abs=1e-9)  # same training set for TSTR and TRTR
 
     # copies of exactly the training reference: always closer to training, distance 0

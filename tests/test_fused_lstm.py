@@ -83,7 +83,10 @@ def test_bidirectional_layer_double_backward_float64():
 def _pair(hidden: int, batch: int, patients: int):
     """A native and a fused training state with identical weights (the same seed builds the same nn.LSTM)."""
     data = prepare_data(load_cohort("simulated", "demo7", patients=patients, seed=0), split_seed=0)
-    states = {k: build_state(TrainConfig(hidden=hidden, batch_size=batch, kernel=k, seed=5), data) for k in ("native", "fused")}
+    states = {
+        k: build_state(TrainConfig(hidden=hidden, batch_size=batch, kernel=k, seed=5), data)
+        for k in ("native", "fused")
+    }
     for a, b in zip(states["native"].critic.parameters(), states["fused"].critic.parameters()):
         assert torch.equal(a, b)
     return data, states
@@ -111,8 +114,10 @@ def _updates(data, states, batch: int) -> dict:
             with torch.no_grad():
                 fake = st.generator(zd)
             gp, _ = gradient_penalty(st.critic, r, fake, 10.0, alpha=a)
-            gp_grads = [g if g is not None else torch.zeros(1, dtype=dt) for g in
-                        torch.autograd.grad(gp, critic_params, allow_unused=True)]  # the score bias: unused
+            gp_grads = [
+                g if g is not None else torch.zeros(1, dtype=dt)
+                for g in torch.autograd.grad(gp, critic_params, allow_unused=True)
+            ]  # the score bias: unused
         out[k] = (vals, d_grads, g_grads, gp_grads)
     return out
 
@@ -121,7 +126,7 @@ def _assert_same(out) -> None:
     """Every value and gradient within 1e-5 of nn.LSTM's, relative to the tensor's largest magnitude, or, where
     float32 itself cannot get that close (a gradient that is a sum cancelling to near zero, such as the output
     bias of the softmax blocks), no further from float64 than nn.LSTM's own float32 result."""
-    (vn, *gn), (vf, *gf), (v64, *g64) = out["native"], out["fused"], out["f64"]
+    (vn, *gn), (vf, *gf), (_, *g64) = out["native"], out["fused"], out["f64"]
     for key in vn:
         assert rel(vf[key], vn[key]) < REL, key
     for what, a, b, ref in zip(("critic", "generator", "gradient penalty"), gf, gn, g64):
@@ -214,12 +219,18 @@ def _compiles(folder) -> list[str]:
 @pytest.mark.slow
 def test_concurrent_processes_build_the_kernel_once(tmp_path):
     """Ray workers start together: one builds, the others wait for it and load the same library."""
-    code = ("import time; t = time.time(); from healthgym_core.nn import fused; "
-            "print(fused.available(), round(time.time() - t, 1))")
+    code = (
+        "import time; t = time.time(); from healthgym_core.nn import fused; "
+        "print(fused.available(), round(time.time() - t, 1))"
+    )
     e = env()
     e["HEALTHGYM_EXTENSIONS"] = str(tmp_path / "build")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=e, cwd=ROOT) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, cwd=ROOT
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     assert all(o[0].split()[0] == "None" for o in outs), outs  # every process loaded the kernel

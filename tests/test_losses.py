@@ -17,12 +17,12 @@ class Linear(torch.nn.Module):
 
 def test_gradient_penalty_on_a_linear_critic():
     w = torch.zeros(4, 3)
-    w[0, 0], w[1, 2] = 2.0, 2.0 ** 0.5 * 1.0  # ||w|| = sqrt(4 + 2) = sqrt(6)
+    w[0, 0], w[1, 2] = 2.0, 2.0**0.5 * 1.0  # ||w|| = sqrt(4 + 2) = sqrt(6)
     real, fake = torch.rand(5, 4, 3), torch.rand(5, 4, 3)
     gp, norm = gradient_penalty(Linear(w), real, fake, weight=10.0)
-    expected = 10.0 * (6 ** 0.5 - 1) ** 2
+    expected = 10.0 * (6**0.5 - 1) ** 2
     assert gp.item() == pytest.approx(expected, rel=1e-5)
-    assert norm.item() == pytest.approx(6 ** 0.5, rel=1e-5)
+    assert norm.item() == pytest.approx(6**0.5, rel=1e-5)
 
 
 def test_gradient_penalty_uses_the_actual_batch_and_one_alpha_per_sequence():

@@ -31,9 +31,22 @@ CASES = {c.name: c for c in build_corpus(_FOLDER / "corpus")}
 
 # One or more per category, and every fault that only training sees.
 SUBPROCESS = [
-    "column_twice", "folder_as_cohort", "utf16", "truncated_parquet", "dates_as_months", "unknown_code", "nan",
-    "negative_real", "huge_values", "unequal_lengths", "three_patients", "eight_patients", "forty_patients",
-    "shorter_than_schedule", "schema_syntax", "schema_contradicts_codes",
+    "column_twice",
+    "folder_as_cohort",
+    "utf16",
+    "truncated_parquet",
+    "dates_as_months",
+    "unknown_code",
+    "nan",
+    "negative_real",
+    "huge_values",
+    "unequal_lengths",
+    "three_patients",
+    "eight_patients",
+    "forty_patients",
+    "shorter_than_schedule",
+    "schema_syntax",
+    "schema_contradicts_codes",
 ]
 ENTRY_POINTS = ("validate", "train", "study")
 
@@ -96,8 +109,9 @@ def _run_subprocess(case: Case, entry: str, work: Path) -> subprocess.CompletedP
     if entry == "study":
         return study(*argv, timeout=180, cwd=work / "cwd")
     module = "healthgym_core.data" if entry == "validate" else "healthgym_core.train"
-    return subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env(),
-                          cwd=work / "cwd", timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env(), cwd=work / "cwd", timeout=180
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +138,18 @@ def test_subprocess(name, entry, subprocess_results):
 def test_corpus_covers_every_category():
     cases = list(CASES.values())
     assert len(cases) >= 25 and len({c.name for c in cases}) == len(cases)
-    assert {"structure", "encoding", "types", "codes", "values", "ranges", "ordering", "size", "schema",
-            "schema vs data"} <= {c.category for c in cases}
+    assert {
+        "structure",
+        "encoding",
+        "types",
+        "codes",
+        "values",
+        "ranges",
+        "ordering",
+        "size",
+        "schema",
+        "schema vs data",
+    } <= {c.category for c in cases}
     assert all(set(c.fails) <= set(ENTRY_POINTS) and c.fails for c in cases)
     name, category, path, schema, expected = cases[0]  # a case unpacks as the five documented fields
     assert (name, category) == (cases[0].name, cases[0].category)

@@ -12,7 +12,9 @@ def count(m):
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize("schema,g,d", [("demo7", 316438, 283465), ("full10", 317599, 284649), ("full13", 318373, 285429)])
+@pytest.mark.parametrize(
+    "schema,g,d", [("demo7", 316438, 283465), ("full10", 317599, 284649), ("full13", 318373, 285429)]
+)
 @pytest.mark.parametrize("kernel", ["native", "reference"])
 def test_parameter_counts_match_upstream(schema, g, d, kernel):
     lay = Layout.of(BUILTIN_SCHEMAS[schema])
@@ -53,7 +55,10 @@ def test_reference_cell_gate_order_and_native_equivalence():
 def test_native_kernels_match_reference_to_1e5(align):
     lay = Layout.of(BUILTIN_SCHEMAS["full13"])
     torch.manual_seed(2)
-    g_ref, g_nat = Generator(lay, 32, 32, kernel="reference", align_reverse=align), Generator(lay, 32, 32, align_reverse=align)
+    g_ref, g_nat = (
+        Generator(lay, 32, 32, kernel="reference", align_reverse=align),
+        Generator(lay, 32, 32, align_reverse=align),
+    )
     d_ref, d_nat = Critic(lay, 32, kernel="reference"), Critic(lay, 32)
     copy_weights(g_ref, g_nat)
     copy_weights(d_ref, d_nat)
@@ -108,5 +113,11 @@ def test_gradient_penalty_double_backward(kernel):
     g.pow(2).sum().backward()
     # Every parameter but the output bias (which the input gradient does not depend on) gets a gradient.
     grads = {n: p.grad for n, p in critic.named_parameters() if n != "score.bias"}
-    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads.values()), [n for n, g in grads.items() if g is None]
-    assert critic.lstm.lstm_f.h2h.weight.grad.abs().sum() > 0 if kernel == "reference" else critic.lstm.lstm.weight_hh_l0.grad.abs().sum() > 0
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
+    assert (
+        critic.lstm.lstm_f.h2h.weight.grad.abs().sum() > 0
+        if kernel == "reference"
+        else critic.lstm.lstm.weight_hh_l0.grad.abs().sum() > 0
+    )

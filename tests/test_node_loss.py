@@ -15,8 +15,22 @@ def test_trial_resumes_from_checkpoint_after_its_node_is_removed(tmp_path):
     try:
         worker = cluster.add_node(num_cpus=1)
         folder = tmp_path / "baseline"
-        p = start_study("--space", "baseline", "--smoke", "--num-samples", 1, "--max-epochs", 4, "--no-pruning",
-                        "--address", cluster.address, "--storage", tmp_path, "--max-failures", 2)
+        p = start_study(
+            "--space",
+            "baseline",
+            "--smoke",
+            "--num-samples",
+            1,
+            "--max-epochs",
+            4,
+            "--no-pruning",
+            "--address",
+            cluster.address,
+            "--storage",
+            tmp_path,
+            "--max-failures",
+            2,
+        )
         assert wait_for(lambda: sum(len(r) for r in results(folder)) >= 1 or p.poll() is not None, timeout=180)
         assert p.poll() is None, p.stderr.read()[-3000:]
         cluster.remove_node(worker)  # the trial's worker process dies with its node

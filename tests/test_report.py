@@ -47,11 +47,28 @@ class Browser:
         self.profile, self.width, self.height = profile, width, height
         self.log = profile.parent / f"{profile.name}-chromium.log"
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-default-apps", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             "--enable-logging=stderr", "--v=0", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-default-apps",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--enable-logging=stderr",
+                "--v=0",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "wb"),
+            start_new_session=True,
+        )
 
     def port(self, timeout: float = 60) -> int:
         marker = self.profile / "DevToolsActivePort"
@@ -60,7 +77,9 @@ class Browser:
             if marker.is_file() and marker.read_text().strip():
                 return int(marker.read_text().split()[0])
             if self.proc.poll() is not None:
-                raise RuntimeError(f"chromium exited with {self.proc.returncode}: {self.log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"chromium exited with {self.proc.returncode}: {self.log.read_text(errors='replace')[-2000:]}"
+                )
             time.sleep(0.1)
         raise TimeoutError("chromium did not open its DevTools port")
 
@@ -105,7 +124,9 @@ async def _inspect(port: int, page: Path, width: int, height: int) -> dict:
             s = Session(ws)
             for domain in ("Runtime", "Page", "Log", "Network"):
                 await s.call(f"{domain}.enable")
-            await s.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+            await s.call(
+                "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+            )
             url = page.resolve().as_uri()
             await s.call("Page.navigate", url=url)
             end = time.monotonic() + 60
@@ -113,12 +134,19 @@ async def _inspect(port: int, page: Path, width: int, height: int) -> dict:
                 assert time.monotonic() < end, "the report did not finish loading"
                 await asyncio.sleep(0.2)
             out = {
-                "images": await s.js("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"),
-                "rows": await s.js("Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => r.className)"),
+                "images": await s.js(
+                    "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+                ),
+                "rows": await s.js(
+                    "Array.from(document.querySelectorAll('#leaderboard tbody tr')).map(r => r.className)"
+                ),
                 "dom": await s.js("document.documentElement.outerHTML"),
             }
             # click the final-fd_feat header twice: ascending, then descending
-            heads, rows = "document.querySelectorAll('#leaderboard thead th')", "document.querySelectorAll('#leaderboard tbody tr')"
+            heads, rows = (
+                "document.querySelectorAll('#leaderboard thead th')",
+                "document.querySelectorAll('#leaderboard tbody tr')",
+            )
             col = await s.js(f"Array.from({heads}).findIndex(h => h.textContent === 'last_fd_feat')")
             read = f"Array.from({rows}).map(r => r.cells[{col}].getAttribute('data-v'))"
             click = f"{heads}[{col}].click()"
@@ -130,7 +158,9 @@ async def _inspect(port: int, page: Path, width: int, height: int) -> dict:
             shot = await s.call("Page.captureScreenshot", format="png")
             out["screenshot"] = base64.b64decode(shot["data"])
             out["exceptions"] = [e["exceptionDetails"] for e in s.of("Runtime.exceptionThrown")]
-            out["console_errors"] = [e for e in s.of("Runtime.consoleAPICalled") if e.get("type") in ("error", "assert")]
+            out["console_errors"] = [
+                e for e in s.of("Runtime.consoleAPICalled") if e.get("type") in ("error", "assert")
+            ]
             out["log_errors"] = [e["entry"] for e in s.of("Log.entryAdded") if e["entry"].get("level") == "error"]
             out["requests"] = [e["request"]["url"] for e in s.of("Network.requestWillBeSent")]
             return out
@@ -161,14 +191,27 @@ def png_size(data: bytes) -> tuple[int, int]:
 def experiment(tmp_path_factory) -> Path:
     """A smoke study, then moved elsewhere: the leaderboard's absolute paths no longer exist, as after a copy."""
     storage = tmp_path_factory.mktemp("report_study")
-    r = study("--space", "curriculum", "--smoke", "--num-samples", 3, "--max-epochs", 2, "--grace-period", 1,
-              "--storage", storage, "--no-dashboard")
+    r = study(
+        "--space",
+        "curriculum",
+        "--smoke",
+        "--num-samples",
+        3,
+        "--max-epochs",
+        2,
+        "--grace-period",
+        1,
+        "--storage",
+        storage,
+        "--no-dashboard",
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     moved = tmp_path_factory.mktemp("moved") / "curriculum"
     shutil.move(storage / "curriculum", moved)
     # what a final evaluation will write; its columns are not fixed, so any table must render
-    pd.DataFrame({"trial_id": ["t1", "t2"], "metric": ["fd_feat", "mmd2"], "value": [1.23456, 0.5], "floor": [0.1, None]}
-                 ).to_csv(moved / "final_summary.csv", index=False)
+    pd.DataFrame(
+        {"trial_id": ["t1", "t2"], "metric": ["fd_feat", "mmd2"], "value": [1.23456, 0.5], "floor": [0.1, None]}
+    ).to_csv(moved / "final_summary.csv", index=False)
     return moved
 
 
@@ -204,7 +247,7 @@ def test_report_is_one_self_contained_file(experiment, written):
         assert f'data-v="{trial}"' in text
     assert text.count('class="status-') == len(board)
     assert ("upstream" in text) and re.search(r'<tr class="status-\w+ upstream">', text)
-    final = text[text.index('id="final"'):]
+    final = text[text.index('id="final"') :]
     assert "mmd2" in final and "1.235" in final and "<table" in final
 
 
@@ -278,8 +321,8 @@ def test_dynamic_correlations_follow_the_health_gym_recipe():
     t = np.arange(60, dtype=float)
     wave = np.sin(t / 3)
     a = 2 * t + wave
-    b = -t - wave                 # opposite trend, opposite cycle
-    c = np.full_like(t, 4.0)      # constant: every pair with it is skipped
+    b = -t - wave  # opposite trend, opposite cycle
+    c = np.full_like(t, 4.0)  # constant: every pair with it is skipped
     x = np.stack([np.stack([a, b, c], axis=1)] * 3)  # 3 patients [P, T, V]
     dyn = dependence.dynamic_correlations(x)
     trend, cycle = dyn["trend"], dyn["cycle"]

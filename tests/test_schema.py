@@ -15,7 +15,10 @@ DEMO7_TABLE = [  # the upstream dtype table (reference section 1.5)
 
 
 def test_demo7_layout_matches_upstream_table():
-    rows = [(r.index, r.name, r.kind, r.num_classes, r.embedding_size, r.start, r.end) for r in BUILTIN_SCHEMAS["demo7"].layout()]
+    rows = [
+        (r.index, r.name, r.kind, r.num_classes, r.embedding_size, r.start, r.end)
+        for r in BUILTIN_SCHEMAS["demo7"].layout()
+    ]
     assert rows == DEMO7_TABLE
 
 

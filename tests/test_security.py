@@ -24,7 +24,7 @@ time.sleep(120)
 def listening(port: int) -> list[str]:
     """Local addresses listening on a TCP port, from /proc/net/tcp (IPv4) and tcp6."""
     found = []
-    for name, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = open(name).read().splitlines()[1:]
         except OSError:
@@ -39,8 +39,14 @@ def listening(port: int) -> list[str]:
 
 @pytest.mark.slow
 def test_local_dashboard_is_loopback_only_and_needs_the_token(tmp_path):
-    p = subprocess.Popen([sys.executable, "-c", PROBE.format(root=str(ROOT))], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True, env=env())
+    p = subprocess.Popen(
+        [sys.executable, "-c", PROBE.format(root=str(ROOT))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env(),
+    )
     try:
         line = p.stdout.readline()
         assert line, p.stderr.read()[-2000:]
@@ -48,7 +54,9 @@ def test_local_dashboard_is_loopback_only_and_needs_the_token(tmp_path):
         host, port = url.rsplit(":", 1)
         assert host == "127.0.0.1"
         addrs = listening(int(port))
-        assert addrs and all(a in ("0100007F", "00000000000000000000000001000000") for a in addrs), addrs  # 127.0.0.1 / ::1
+        assert addrs and all(a in ("0100007F", "00000000000000000000000001000000") for a in addrs), (
+            addrs
+        )  # 127.0.0.1 / ::1
         # Token authentication is on: the API refuses a request without the token.
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=10)
@@ -57,7 +65,9 @@ def test_local_dashboard_is_loopback_only_and_needs_the_token(tmp_path):
         from pathlib import Path
 
         token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/version", headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/version", headers={"Authorization": f"Bearer {token}"}
+        )
         assert urllib.request.urlopen(req, timeout=10).status == 200
     finally:
         kill_session(p.pid)

@@ -36,7 +36,10 @@ def test_emulated_graphs_train_exactly_like_eager(small_data, tiny_config):
     g = state.graphs
     # one critic and one generator graph per curriculum length (5 and 10), all at the configured batch of 32
     assert sorted((k[0], k[1][0]) for k in g.captured) == [
-        ("critic", (32, 5, 22)), ("critic", (32, 10, 22)), ("generator", (32, 5, 16)), ("generator", (32, 10, 16))
+        ("critic", (32, 5, 22)),
+        ("critic", (32, 10, 22)),
+        ("generator", (32, 5, 16)),
+        ("generator", (32, 10, 16)),
     ]
     # per pass: 3 batches (32, 32, 20) x 2 critic updates + 3 generator updates (always the configured batch)
     # -> 7 graph calls and 2 eager ones for the ragged batch; 2 passes per epoch, 2 epochs, 4 calls were captures
@@ -68,8 +71,21 @@ class OpLog(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-RANDOM_OPS = {"uniform_", "normal_", "bernoulli_", "bernoulli", "random_", "rand", "randn", "randint", "exponential_",
-              "multinomial", "rand_like", "randn_like", "randperm"}
+RANDOM_OPS = {
+    "uniform_",
+    "normal_",
+    "bernoulli_",
+    "bernoulli",
+    "random_",
+    "rand",
+    "randn",
+    "randint",
+    "exponential_",
+    "multinomial",
+    "rand_like",
+    "randn_like",
+    "randperm",
+}
 SYNC_OPS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero", "masked_select", "unique", "_unique2"}
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from healthgym_core.data.cohort import read_cohort
-from study.spaces import BUILTIN, UPSTREAM, load_space
 from study.experiment import STUDY_VERSION
+from study.spaces import BUILTIN, UPSTREAM, load_space
 from tests.study_helpers import kill_session, results, start_study, study, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,16 @@ def optuna_dashboard_get(db):
     app = wsgi(optuna.storages.RDBStorage(f"sqlite:///{db}"))
 
     def get(path):
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "localhost", "SERVER_PORT": "80",
-                   "QUERY_STRING": "", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http"}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "QUERY_STRING": "",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.errors": sys.stderr,
+            "wsgi.url_scheme": "http",
+        }
         status = []
         body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
         assert status[0].startswith("200"), status
@@ -38,8 +46,21 @@ def optuna_dashboard_get(db):
 
 
 def test_smoke_study_prunes_records_and_exports(tmp_path):
-    r = study("--space", "curriculum", "--smoke", "--num-samples", 6, "--max-epochs", 4, "--grace-period", 1,
-              "--storage", tmp_path, "--no-dashboard", timeout=400)
+    r = study(
+        "--space",
+        "curriculum",
+        "--smoke",
+        "--num-samples",
+        6,
+        "--max-epochs",
+        4,
+        "--grace-period",
+        1,
+        "--storage",
+        tmp_path,
+        "--no-dashboard",
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     folder = tmp_path / "curriculum"
     assert "smoke preset" in r.stderr and "NOT the Health Gym dataset" in r.stderr
@@ -82,7 +103,9 @@ def test_smoke_study_prunes_records_and_exports(tmp_path):
     ea = EventAccumulator(str(next(folder.glob("*/events.out.tfevents.*"))))
     ea.Reload()
     tags = set(ea.Tags()["scalars"])
-    assert {f"ray/tune/{m}" for m in ("wasserstein_gap", "fd_feat", "sliced_w", "D_loss", "G_loss", "GP", "Corr", "g_steps")} <= tags
+    assert {
+        f"ray/tune/{m}" for m in ("wasserstein_gap", "fd_feat", "sliced_w", "D_loss", "G_loss", "GP", "Corr", "g_steps")
+    } <= tags
     # Per-step learning dynamics per trial.
     steps = pd.read_csv(next(folder.glob("*/steps.csv")))
     assert {"epoch", "L", "D_loss", "G_loss"} <= set(steps.columns)
@@ -96,8 +119,19 @@ def test_smoke_study_prunes_records_and_exports(tmp_path):
 
 @pytest.mark.parametrize("space", [s for s in BUILTIN if s != "curriculum"])
 def test_every_space_runs(tmp_path, space):
-    r = study("--space", space, "--smoke", "--num-samples", 2, "--max-epochs", 1, "--storage", tmp_path,
-              "--no-dashboard", timeout=300)
+    r = study(
+        "--space",
+        space,
+        "--smoke",
+        "--num-samples",
+        2,
+        "--max-epochs",
+        1,
+        "--storage",
+        tmp_path,
+        "--no-dashboard",
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     board = pd.read_parquet(tmp_path / space / "leaderboard.parquet")
     assert len(board) == 2 and (board["status"] == "completed").all()
@@ -110,13 +144,26 @@ def test_every_space_runs(tmp_path, space):
 
 
 def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path):
-    args = ("--space", "critic", "--smoke", "--num-samples", 4, "--max-epochs", 3, "--no-pruning",
-            "--storage", tmp_path, "--no-dashboard")
+    args = (
+        "--space",
+        "critic",
+        "--smoke",
+        "--num-samples",
+        4,
+        "--max-epochs",
+        3,
+        "--no-pruning",
+        "--storage",
+        tmp_path,
+        "--no-dashboard",
+    )
     folder = tmp_path / "critic"
     p = start_study(*args)
     try:
         # Kill the driver with SIGKILL once some epochs have been reported, mid-study.
-        assert wait_for(lambda: sum(len(x) for x in results(folder)) >= 2, timeout=240), p.stderr.read() if p.poll() else ""
+        assert wait_for(lambda: sum(len(x) for x in results(folder)) >= 2, timeout=240), (
+            p.stderr.read() if p.poll() else ""
+        )
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=30)
     finally:

@@ -18,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("simulate", help="write a simulated ART-for-HIV cohort (NOT the Health Gym dataset) in the v2.0 CSV format")
+    s = sub.add_parser(
+        "simulate", help="write a simulated ART-for-HIV cohort (NOT the Health Gym dataset) in the v2.0 CSV format"
+    )
     s.add_argument("--patients", type=int, default=2000, help="number of patients (default 2000)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--months", type=int, default=60, help="months per patient (default 60)")
@@ -29,12 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--cache-dir", default=None, help="cache folder (default: $HEALTHGYM_CACHE or ~/.cache/healthgym)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    for name, helptext in (("validate", "check a cohort file strictly; exit 0 and a one-line summary if valid"),
-                           ("describe", "per-variable statistics of a cohort")):
+    for name, helptext in (
+        ("validate", "check a cohort file strictly; exit 0 and a one-line summary if valid"),
+        ("describe", "per-variable statistics of a cohort"),
+    ):
         v = sub.add_parser(name, help=helptext)
         v.add_argument("file", help="a .csv or .parquet file, or 'simulated', or 'art4hiv' (the cached download)")
-        v.add_argument("--schema", default="auto", help="demo7, full10, full13, a .toml schema file, or auto (default): the "
-                       "built-in schema whose columns the file has")
+        v.add_argument(
+            "--schema",
+            default="auto",
+            help="demo7, full10, full13, a .toml schema file, or auto (default): the "
+            "built-in schema whose columns the file has",
+        )
         v.add_argument("--patients", type=int, default=None, help="keep the first N patients (simulated: generate N)")
     return p
 
@@ -56,7 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fetch":
         from healthgym_core.data.download import DEFAULT_URL, fetch
 
-        path = fetch(args.url or DEFAULT_URL, args.cache_dir, validate=lambda p: read_cohort(p, "full13"), progress=not args.quiet)
+        path = fetch(
+            args.url or DEFAULT_URL,
+            args.cache_dir,
+            validate=lambda p: read_cohort(p, "full13"),
+            progress=not args.quiet,
+        )
         print(path)
         return 0
     cohort = load_cohort(args.file, args.schema, patients=args.patients)

@@ -51,9 +51,11 @@ class Cohort:
     def is_simulated(self) -> bool:
         return self.source.lower().startswith("simulated")
 
-    def subset(self, index: np.ndarray) -> "Cohort":
+    def subset(self, index: np.ndarray) -> Cohort:
         index = np.asarray(index)
-        return Cohort(self.schema, self.source, self.patient_ids[index], self.reals[index], self.codes[index], self.time_column)
+        return Cohort(
+            self.schema, self.source, self.patient_ids[index], self.reals[index], self.codes[index], self.time_column
+        )
 
     def fingerprint(self) -> str:
         """Identity of the data the model sees (schema variables and values), 16 hex digits of SHA-256."""
@@ -185,7 +187,13 @@ def _integers(values: np.ndarray, column: str, file: str, what: str) -> np.ndarr
     big = np.abs(values) > 2**53
     if big.any():
         i = _first(big)
-        raise DataError(file, f"{what} is too large to read exactly (more than 2^53)", column=column, row=i + 1, value=float(values[i]))
+        raise DataError(
+            file,
+            f"{what} is too large to read exactly (more than 2^53)",
+            column=column,
+            row=i + 1,
+            value=float(values[i]),
+        )
     return values.astype(np.int64)
 
 
@@ -221,7 +229,13 @@ def cohort_from_frame(frame: pd.DataFrame, schema: Schema, file: str, source: st
         neg = x < 0
         if neg.any():
             i = _first(neg)
-            raise DataError(file, "negative value (real variables must be 0 or more)", column=v.column, row=i + 1, value=_shown(x[i]))
+            raise DataError(
+                file,
+                "negative value (real variables must be 0 or more)",
+                column=v.column,
+                row=i + 1,
+                value=_shown(x[i]),
+            )
         reals.append(x)
     codes = []
     for v in schema.categoricals:
@@ -232,7 +246,9 @@ def cohort_from_frame(frame: pd.DataFrame, schema: Schema, file: str, source: st
         if unknown.any():
             i = _first(unknown)
             allowed = ", ".join(str(c) for c in v.codes)
-            raise DataError(file, f"unknown code (expected one of {allowed})", column=v.column, row=i + 1, value=_shown(x[i]))
+            raise DataError(
+                file, f"unknown code (expected one of {allowed})", column=v.column, row=i + 1, value=_shown(x[i])
+            )
         codes.append(mapped.astype(np.int64))
 
     keys = pd.DataFrame({"p": pid, "t": time})
@@ -240,8 +256,11 @@ def cohort_from_frame(frame: pd.DataFrame, schema: Schema, file: str, source: st
     if dup_rows.any():
         i = _first(dup_rows)
         raise DataError(
-            file, f"duplicate row for patient {pid[i]} month {time[i]} (one row per patient and month)",
-            column=time_column, row=i + 1, value=int(time[i]),
+            file,
+            f"duplicate row for patient {pid[i]} month {time[i]} (one row per patient and month)",
+            column=time_column,
+            row=i + 1,
+            value=int(time[i]),
         )
     n_months = int(time.max()) + 1
     counts = keys.groupby("p", sort=False)["t"].agg(["size", "min", "max"])
@@ -252,15 +271,19 @@ def cohort_from_frame(frame: pd.DataFrame, schema: Schema, file: str, source: st
         missing = next(m for m in range(n_months) if m not in have)
         i = _first(pid == p)
         raise DataError(
-            file, f"patient {p} lacks month {missing}: every patient needs the same months 0..{n_months - 1}",
-            column=time_column, row=i + 1,
+            file,
+            f"patient {p} lacks month {missing}: every patient needs the same months 0..{n_months - 1}",
+            column=time_column,
+            row=i + 1,
         )
 
     order = np.lexsort((time, pid))
     n_pat = len(counts)
     shape = (n_pat, n_months)
     real_arr = np.stack([r[order].reshape(shape) for r in reals], axis=-1) if reals else np.zeros(shape + (0,))
-    code_arr = np.stack([c[order].reshape(shape) for c in codes], axis=-1) if codes else np.zeros(shape + (0,), np.int64)
+    code_arr = (
+        np.stack([c[order].reshape(shape) for c in codes], axis=-1) if codes else np.zeros(shape + (0,), np.int64)
+    )
     patient_ids = pid[order].reshape(shape)[:, 0]
     return Cohort(schema, source or file, patient_ids, real_arr, code_arr, time_column)
 
@@ -300,11 +323,19 @@ def read_cohort(path: str | Path, schema: Schema | str = AUTO) -> Cohort:
         if exact:
             raise
         others = ", ".join(BUILTIN_SCHEMAS)
-        raise DataError(e.file, f"{e.problem}; the columns match no built-in schema (closest: {matched.name}): pass "
-                        f"--schema {others} or a .toml schema file", column=e.column, value=e.value, row=e.row) from None
+        raise DataError(
+            e.file,
+            f"{e.problem}; the columns match no built-in schema (closest: {matched.name}): pass "
+            f"--schema {others} or a .toml schema file",
+            column=e.column,
+            value=e.value,
+            row=e.row,
+        ) from None
 
 
-def simulated_cohort(n_patients: int = DEFAULT_SIMULATED_PATIENTS, seed: int = 0, schema: Schema | str = "demo7") -> Cohort:
+def simulated_cohort(
+    n_patients: int = DEFAULT_SIMULATED_PATIENTS, seed: int = 0, schema: Schema | str = "demo7"
+) -> Cohort:
     """The embedded default dataset: a simulated ART-for-HIV cohort (NOT the Health Gym dataset)."""
     from healthgym_core.data.simulate import simulate_cohort, simulated_notice
 

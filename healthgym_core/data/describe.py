@@ -28,9 +28,14 @@ def switch_rate(cohort: Cohort) -> float | None:
 
 
 def describe(cohort: Cohort) -> str:
-    lines = [f"source: {cohort.source}", f"{cohort.n_patients} patients x {cohort.n_months} months, schema {cohort.schema.name}"]
+    lines = [
+        f"source: {cohort.source}",
+        f"{cohort.n_patients} patients x {cohort.n_months} months, schema {cohort.schema.name}",
+    ]
     lines.append("")
-    lines.append(f"{'real':<10} {'min':>10} {'median':>10} {'mean':>10} {'max':>10} {'sd':>10}   published (min/median/mean/max)")
+    lines.append(
+        f"{'real':<10} {'min':>10} {'median':>10} {'mean':>10} {'max':>10} {'sd':>10}   published (min/median/mean/max)"
+    )
     for j, v in enumerate(cohort.schema.reals):
         x = cohort.reals[:, :, j].reshape(-1)
         pub = PUBLISHED_REAL.get(v.name, {})
@@ -51,5 +56,7 @@ def describe(cohort: Cohort) -> str:
     rate = switch_rate(cohort)
     if rate is not None:
         lines.append("")
-        lines.append(f"patients who switch regimen at least once: {rate:.1%} (published {PUBLISHED_SWITCH_RATE:.1%} with all regimen variables)")
+        lines.append(
+            f"patients who switch regimen at least once: {rate:.1%} (published {PUBLISHED_SWITCH_RATE:.1%} with all regimen variables)"
+        )
     return "\n".join(lines)

@@ -38,7 +38,7 @@ class PreparedData:
     test_cohort: Cohort
     features: FeatureSpace  # fitted on training patients, frozen
 
-    def tensor(self, part: str) -> "torch.Tensor":
+    def tensor(self, part: str) -> torch.Tensor:
         """A read-only view of the train/val/test array as a tensor, without copying. Arrays shared through
         Ray's object store are not writable; nothing here writes to them."""
         import torch
@@ -85,8 +85,12 @@ def prepare_data(
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
             column = cohort.schema.reals[j].column if j < cohort.schema.n_real else None
-            raise DataError(cohort.source, f"values too large to train on (not finite after the Box-Cox and min-max "
-                            f"transform of the {name} patients)", column=column)
+            raise DataError(
+                cohort.source,
+                f"values too large to train on (not finite after the Box-Cox and min-max "
+                f"transform of the {name} patients)",
+                column=column,
+            )
     features = FeatureSpace.fit(train_c, val_c)
     return PreparedData(
         cohort.schema, cohort.source, cohort.fingerprint(), split, transform, *tensors, train_c, val_c, test_c, features

@@ -53,7 +53,7 @@ class Variable:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Variable":
+    def from_dict(cls, d: dict) -> Variable:
         return cls(
             name=d["name"],
             kind=d["kind"],
@@ -145,7 +145,7 @@ class Schema:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Schema":
+    def from_dict(cls, d: dict) -> Schema:
         return cls(
             name=d["name"],
             variables=tuple(Variable.from_dict(v) for v in d["variables"]),
@@ -159,7 +159,9 @@ class Schema:
         head = f"{'index':>5} {'name':<16} {'type':<5} {'classes':>7} {'emb':>4} {'start':>5} {'end':>4}"
         lines = [head]
         for r in self.layout():
-            lines.append(f"{r.index:>5} {r.name:<16} {r.kind:<5} {r.num_classes:>7} {r.embedding_size:>4} {r.start:>5} {r.end:>4}")
+            lines.append(
+                f"{r.index:>5} {r.name:<16} {r.kind:<5} {r.num_classes:>7} {r.embedding_size:>4} {r.start:>5} {r.end:>4}"
+            )
         return "\n".join(lines)
 
 
@@ -183,7 +185,9 @@ ART4HIV = {
     "Gender": _bin("Gender", "Gender", (1, 2), ("Male", "Female")),
     "Ethnic": _cat("Ethnic", "Ethnic", (1, 2, 3, 4), ("Asian", "African", "Caucasian", "Other")),
     "Base_Drug_Combo": _cat(
-        "Base_Drug_Combo", "Base Drug Combo", (0, 1, 2, 3, 4, 5),
+        "Base_Drug_Combo",
+        "Base Drug Combo",
+        (0, 1, 2, 3, 4, 5),
         ("FTC + TDF", "3TC + ABC", "FTC + TAF", "DRV + FTC + TDF", "FTC + RTVB + TDF", "Other"),
     ),
     "Comp_INI": _cat("Comp_INI", "Comp. INI", (0, 1, 2, 3), ("DTG", "RAL", "EVG", "Not Applied")),
@@ -197,8 +201,21 @@ ART4HIV = {
 
 # Column order of the published v2.0 CSV.
 ART4HIV_COLUMNS = [
-    "VL", "CD4", "Rel CD4", "Gender", "Ethnic", "Base Drug Combo", "Comp. INI", "Comp. NNRTI", "Extra PI",
-    "Extra pk-En", "VL (M)", "CD4 (M)", "Drug (M)", "PatientID", "Timestep",
+    "VL",
+    "CD4",
+    "Rel CD4",
+    "Gender",
+    "Ethnic",
+    "Base Drug Combo",
+    "Comp. INI",
+    "Comp. NNRTI",
+    "Extra PI",
+    "Extra pk-En",
+    "VL (M)",
+    "CD4 (M)",
+    "Drug (M)",
+    "PatientID",
+    "Timestep",
 ]
 
 
@@ -214,7 +231,18 @@ def _art_schema(name: str, names: list[str]) -> Schema:
 
 
 DEMO7 = ["VL", "CD4", "Gender", "Ethnic", "Base_Drug_Combo", "Extra_PI", "Extra_pk_En"]
-FULL10 = ["VL", "CD4", "Rel_CD4", "Gender", "Ethnic", "Base_Drug_Combo", "Comp_INI", "Comp_NNRTI", "Extra_PI", "Extra_pk_En"]
+FULL10 = [
+    "VL",
+    "CD4",
+    "Rel_CD4",
+    "Gender",
+    "Ethnic",
+    "Base_Drug_Combo",
+    "Comp_INI",
+    "Comp_NNRTI",
+    "Extra_PI",
+    "Extra_pk_En",
+]
 FULL13 = FULL10 + ["VL_M", "CD4_M", "Drug_M"]
 
 BUILTIN_SCHEMAS: dict[str, Schema] = {
@@ -293,7 +321,11 @@ def load_schema_toml(path: str | Path) -> Schema:
             variables.append(_real(name, column))
             continue
         codes = item.get("codes")
-        if not isinstance(codes, list) or not codes or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes):
+        if (
+            not isinstance(codes, list)
+            or not codes
+            or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes)
+        ):
             raise DataError(file, f"{where}: codes must be a non-empty list of integers", value=codes)
         if len(set(codes)) != len(codes):
             raise DataError(file, f"{where}: codes repeat", value=codes)

@@ -40,8 +40,19 @@ __all__ = ["SIMULATED_NOTICE", "simulated_notice", "simulate_cohort", "gender_et
 
 # The 13 value columns, in the order the simulation fills them; the CSV order puts the two id columns last.
 _VALUE_COLUMNS = [
-    "VL", "CD4", "Rel CD4", "Gender", "Ethnic", "Base Drug Combo", "Comp. INI", "Comp. NNRTI", "Extra PI",
-    "Extra pk-En", "VL (M)", "CD4 (M)", "Drug (M)",
+    "VL",
+    "CD4",
+    "Rel CD4",
+    "Gender",
+    "Ethnic",
+    "Base Drug Combo",
+    "Comp. INI",
+    "Comp. NNRTI",
+    "Extra PI",
+    "Extra pk-En",
+    "VL (M)",
+    "CD4 (M)",
+    "Drug (M)",
 ]
 assert sorted(_VALUE_COLUMNS + ["PatientID", "Timestep"]) == sorted(ART4HIV_COLUMNS)
 

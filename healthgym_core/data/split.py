@@ -23,13 +23,18 @@ class Split:
 
     def to_dict(self) -> dict:
         return {
-            "train": self.train.tolist(), "val": self.val.tolist(), "test": self.test.tolist(),
-            "seed": self.seed, "fractions": list(self.fractions),
+            "train": self.train.tolist(),
+            "val": self.val.tolist(),
+            "test": self.test.tolist(),
+            "seed": self.seed,
+            "fractions": list(self.fractions),
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Split":
-        return cls(*(np.asarray(d[k], dtype=np.int64) for k in ("train", "val", "test")), int(d["seed"]), tuple(d["fractions"]))
+    def from_dict(cls, d: dict) -> Split:
+        return cls(
+            *(np.asarray(d[k], dtype=np.int64) for k in ("train", "val", "test")), int(d["seed"]), tuple(d["fractions"])
+        )
 
 
 def split_patients(n_patients: int, seed: int = 0, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> Split:

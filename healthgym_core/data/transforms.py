@@ -28,7 +28,7 @@ class BoxCoxMinMax:
     eps: float = EPS
 
     @classmethod
-    def fit(cls, x: np.ndarray, eps: float = EPS) -> "BoxCoxMinMax":
+    def fit(cls, x: np.ndarray, eps: float = EPS) -> BoxCoxMinMax:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         x = x[~np.isnan(x)] + eps
         if x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0) or np.ptp(x) == 0:
@@ -58,7 +58,7 @@ class CohortTransform:
     reals: tuple[BoxCoxMinMax, ...]
 
     @classmethod
-    def fit(cls, train: Cohort) -> "CohortTransform":
+    def fit(cls, train: Cohort) -> CohortTransform:
         return cls(train.schema, tuple(BoxCoxMinMax.fit(train.reals[:, :, j]) for j in range(train.schema.n_real)))
 
     def encode_arrays(self, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -77,14 +77,22 @@ class CohortTransform:
     def decode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Post-process like a released dataset: inverse transform for reals, argmax for each one-hot block."""
         x = np.asarray(x, dtype=np.float64)
-        reals = np.stack([p.inverse(x[:, :, j]) for j, p in enumerate(self.reals)], axis=-1) if self.reals else np.zeros(x.shape[:2] + (0,))
+        reals = (
+            np.stack([p.inverse(x[:, :, j]) for j, p in enumerate(self.reals)], axis=-1)
+            if self.reals
+            else np.zeros(x.shape[:2] + (0,))
+        )
         blocks = self.schema.blocks()
-        codes = np.stack([x[:, :, s:e].argmax(-1) for s, e in blocks], axis=-1) if blocks else np.zeros(x.shape[:2] + (0,), np.int64)
+        codes = (
+            np.stack([x[:, :, s:e].argmax(-1) for s, e in blocks], axis=-1)
+            if blocks
+            else np.zeros(x.shape[:2] + (0,), np.int64)
+        )
         return reals, codes.astype(np.int64)
 
     def to_dict(self) -> dict:
         return {"schema": self.schema.to_dict(), "reals": [asdict(p) for p in self.reals]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CohortTransform":
+    def from_dict(cls, d: dict) -> CohortTransform:
         return cls(Schema.from_dict(d["schema"]), tuple(BoxCoxMinMax(**p) for p in d["reals"]))

@@ -60,15 +60,21 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> tuple[np.ndar
     return coef, my - float(mx @ coef)
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 32, steps: int = 300, lr: float = 1e-2, l2: float = 1e-3):
+def fit_mlp(
+    x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 32, steps: int = 300, lr: float = 1e-2, l2: float = 1e-3
+):
     """A one-hidden-layer ReLU MLP classifier in numpy: full-batch Adam on the mean BCE + l2 * |W|^2, He
     initialisation from `seed`. Returns a function mapping features to logits."""
     rng = np.random.default_rng(int(seed))
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, d = x.shape
-    params = [rng.standard_normal((d, hidden)) * math.sqrt(2.0 / d), np.zeros(hidden),
-              rng.standard_normal(hidden) * math.sqrt(1.0 / hidden), np.zeros(())]
+    params = [
+        rng.standard_normal((d, hidden)) * math.sqrt(2.0 / d),
+        np.zeros(hidden),
+        rng.standard_normal(hidden) * math.sqrt(1.0 / hidden),
+        np.zeros(()),
+    ]
     m1 = [np.zeros_like(p) for p in params]
     m2 = [np.zeros_like(p) for p in params]
     b1, b2, eps = 0.9, 0.999, 1e-8

@@ -16,10 +16,17 @@ N_BINS = 10  # each real variable is binned at the reference patients' deciles t
 COLLAPSED_DIVERSITY = 0.1
 COLLAPSED_DISTINCT = 0.1
 # All of these: the cohort is faithful at the study's scale (the targets of the default study).
-FAITHFUL = {"coverage": (">=", 0.9), "joint_tvd": ("<=", 0.10), "diversity_ratio": (">=", 0.5), "fd_feat_ratio": ("<=", 5.0)}
+FAITHFUL = {
+    "coverage": (">=", 0.9),
+    "joint_tvd": ("<=", 0.10),
+    "diversity_ratio": (">=", 0.5),
+    "fd_feat_ratio": ("<=", 5.0),
+}
 
 
-def diversity_ratio(space: FeatureSpace, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]) -> float:
+def diversity_ratio(
+    space: FeatureSpace, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
+) -> float:
     """Total variance of the synthetic patients over that of the real ones, in the frozen feature space of fd_feat
     (1 for a sample of the same population; 0 for one patient repeated)."""
     er, ef = space.embed(*real), space.embed(*fake)
@@ -44,8 +51,9 @@ def distinct_share(reference_reals: np.ndarray, reals: np.ndarray, codes: np.nda
     return len(np.unique(keys, axis=0)) / len(keys)
 
 
-def collapse_metrics(schema: Schema, space: FeatureSpace, real: tuple[np.ndarray, np.ndarray],
-                     fake: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+def collapse_metrics(
+    schema: Schema, space: FeatureSpace, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
     """diversity_ratio, distinct_share and the joint tables of category pairs (TVD, largest cell, cells within a
     factor of 2) of synthetic patients against the real `reference` ones."""
     out = {"diversity_ratio": diversity_ratio(space, real, fake), "distinct_share": distinct_share(real[0], *fake)}
@@ -59,8 +67,11 @@ def verdict(metrics: dict) -> tuple[str, str]:
     if "fd_feat_ratio" not in m and m.get("fd_feat_floor"):
         m["fd_feat_ratio"] = m.get("fd_feat", np.nan) / m["fd_feat_floor"]
     div, dist = m.get("diversity_ratio", np.nan), m.get("distinct_share", np.nan)
-    shown = ", ".join(f"{k} {m[k]:.3g}" for k in ("diversity_ratio", "distinct_share", "coverage", "joint_tvd",
-                                                     "joint_max_cell", "fd_feat_ratio") if k in m and m[k] == m[k])
+    shown = ", ".join(
+        f"{k} {m[k]:.3g}"
+        for k in ("diversity_ratio", "distinct_share", "coverage", "joint_tvd", "joint_max_cell", "fd_feat_ratio")
+        if k in m and m[k] == m[k]
+    )
     if div < COLLAPSED_DIVERSITY or dist < COLLAPSED_DISTINCT:
         return "collapsed", shown
     ok = all(k in m and (m[k] >= v if op == ">=" else m[k] <= v) for k, (op, v) in FAITHFUL.items())

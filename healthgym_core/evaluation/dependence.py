@@ -103,7 +103,11 @@ def pooled_acf(x: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
     xc = x - x.mean(axis=1, keepdims=True)
     den = (xc * xc).sum(axis=(0, 1))
     lags = range(1, min(max_lag, x.shape[1] - 1) + 1)
-    num = np.stack([(xc[:, :-k] * xc[:, k:]).sum(axis=(0, 1)) for k in lags], axis=1) if len(lags) else np.zeros((x.shape[2], 0))
+    num = (
+        np.stack([(xc[:, :-k] * xc[:, k:]).sum(axis=(0, 1)) for k in lags], axis=1)
+        if len(lags)
+        else np.zeros((x.shape[2], 0))
+    )
     ok = den > CONSTANT_TOL**2 * x.shape[0] * x.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok[:, None], num / np.where(ok, den, 1.0)[:, None], np.nan)

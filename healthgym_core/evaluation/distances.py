@@ -47,4 +47,6 @@ def mmd2_rbf(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> fl
         bandwidth = 1.0
     k = np.exp(-d2 / (2.0 * bandwidth**2))
     kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
-    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2.0 * kxy.mean())
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2.0 * kxy.mean()
+    )

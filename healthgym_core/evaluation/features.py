@@ -75,7 +75,7 @@ class FeatureSpace:
     floor: float  # fd_feat(train, validation): what real data scores
 
     @classmethod
-    def fit(cls, train: Cohort, reference: Cohort, n_components: int = N_COMPONENTS) -> "FeatureSpace":
+    def fit(cls, train: Cohort, reference: Cohort, n_components: int = N_COMPONENTS) -> FeatureSpace:
         x = summary_features(train.schema, train.reals, train.codes)
         mean, scale = x.mean(0), x.std(0)
         scale = np.where(scale > 1e-12, scale, 1.0)

@@ -49,57 +49,101 @@ class _MetricInfo(dict):
             return default
 
 
-METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo({
-    # marginals
-    "ks/<variable>": ("KS statistic of one real variable, pooled over patient-months", True),
-    "ks_mean": ("mean KS statistic over real variables, pooled over patient-months", True),
-    "ks_month_mean": ("KS statistic per month, averaged over months and real variables", True),
-    "w1/<variable>": ("Wasserstein-1 of one real variable on log10(x+1), pooled over patient-months", True),
-    "w1_mean": ("mean Wasserstein-1 on log10(x+1) over real variables", True),
-    "tvd/<variable>": ("total-variation distance of one categorical, pooled over patient-months", True),
-    "tvd_mean": ("mean total-variation distance over categoricals, pooled over patient-months", True),
-    "tvd_month_mean": ("total-variation distance per month, averaged over months and categoricals", True),
-    "coverage": ("share of real categories whose synthetic frequency is >= half the real one", False),
-    "joint_tvd": ("TVD of the Gender x Ethnic joint (else the first two categoricals) over its cells", True),
-    "joint_max_cell": ("largest single-cell share of that joint in the data scored (upstream collapse 0.939, real 0.602)", True),
-    "joint_cells_covered": ("number of real joint cells with >= 1% mass reproduced within a factor of 2", False),
-    "joint_cell_coverage": ("share of real joint cells with >= 1% mass reproduced within a factor of 2", False),
-    "regimen_joint_tvd": ("TVD of the Comp_NNRTI x Base_Drug_Combo joint", True),
-    "regimen_joint_cells_covered": ("number of real NNRTI x Base cells with >= 1% mass reproduced within a factor of 2", False),
-    "regimen_joint_cell_coverage": ("share of real NNRTI x Base cells with >= 1% mass reproduced within a factor of 2", False),
-    "diversity_ratio": ("total variance of the scored patients over that of real ones in fd_feat's frozen feature space (0: one patient repeated)", False),
-    "distinct_share": ("share of distinct patients (codes and real-variable deciles every month; 1/N: one patient repeated)", False),
-    "static_change_rate": ("share of patients in whom a variable that never changes within a real patient changes", True),
-    # dependence
-    "corr_l1": ("mean |difference| of the lower-triangle static Pearson matrices in one-hot model space", True),
-    "trend_l1": ("mean |difference| of the Fisher-z mean within-patient trend correlation matrices", True),
-    "cycle_l1": ("mean |difference| of the Fisher-z mean within-patient cycle (detrended) correlation matrices", True),
-    "trend_sign_concordance": ("share of variable pairs whose majority slope-sign direction matches the real one, weighted by |real agreement - 0.5|", False),
-    "trend_sign_l1": ("mean |difference| of the per-pair share of patients whose slopes agree in sign", True),
-    "acf_diff/<variable>": ("mean |difference| of one variable's autocorrelation over lags 1-12", True),
-    "acf_diff": ("mean |difference| of per-variable autocorrelations over lags 1-12", True),
-    # distribution level
-    "fd_feat": ("Frechet distance in the frozen summary-feature space, against the test patients", True),
-    "mmd2": ("unbiased RBF-kernel MMD^2 on the frozen feature embeddings (median-heuristic bandwidth)", True),
-    "sliced_w": ("sliced Wasserstein on flattened model-space sequences (256 fixed directions)", True),
-    # detection
-    "detect_accuracy": ("held-out accuracy of a balanced real-vs-synthetic MLP detector (0.5 = indistinguishable)", True),
-    "detect_auc": ("held-out AUC of that detector (0.5 = indistinguishable)", True),
-    "detect_advantage": ("|detect_accuracy - 0.5|", True),
-    # utility
-    "tstr_auc": ("AUC on test patients of a last-month VL>200 (or > median) classifier trained on the data scored", False),
-    "trtr_auc": ("the same classifier trained on real training patients (same size): the reference", False),
-    "utility_gap": ("trtr_auc - tstr_auc", True),
-    "tstr_r2": ("R^2 on test patients of a ridge regression of last-month log10(x+1), trained on the data scored", False),
-    "trtr_r2": ("the same regression trained on real training patients (same size): the reference", False),
-    "utility_r2_gap": ("trtr_r2 - tstr_r2", True),
-    # privacy
-    "dcr_train_median": ("median distance from a scored patient to the closest training patient (subsample)", False),
-    "dcr_holdout_median": ("median distance from a scored patient to the closest test (holdout) patient", True),
-    "p_dcr_train_closer": ("P(DCR to training < DCR to an equal-sized holdout); 0.5 = no memorisation", True),
-    "exact_copies": ("share of scored patients identical to a training patient (reals to 1e-6 relative, equal codes)", True),
-    "membership_auc": ("AUC of a distance-threshold membership attack, train members vs holdout (0.5 = no leakage)", True),
-})
+METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
+    {
+        # marginals
+        "ks/<variable>": ("KS statistic of one real variable, pooled over patient-months", True),
+        "ks_mean": ("mean KS statistic over real variables, pooled over patient-months", True),
+        "ks_month_mean": ("KS statistic per month, averaged over months and real variables", True),
+        "w1/<variable>": ("Wasserstein-1 of one real variable on log10(x+1), pooled over patient-months", True),
+        "w1_mean": ("mean Wasserstein-1 on log10(x+1) over real variables", True),
+        "tvd/<variable>": ("total-variation distance of one categorical, pooled over patient-months", True),
+        "tvd_mean": ("mean total-variation distance over categoricals, pooled over patient-months", True),
+        "tvd_month_mean": ("total-variation distance per month, averaged over months and categoricals", True),
+        "coverage": ("share of real categories whose synthetic frequency is >= half the real one", False),
+        "joint_tvd": ("TVD of the Gender x Ethnic joint (else the first two categoricals) over its cells", True),
+        "joint_max_cell": (
+            "largest single-cell share of that joint in the data scored (upstream collapse 0.939, real 0.602)",
+            True,
+        ),
+        "joint_cells_covered": ("number of real joint cells with >= 1% mass reproduced within a factor of 2", False),
+        "joint_cell_coverage": ("share of real joint cells with >= 1% mass reproduced within a factor of 2", False),
+        "regimen_joint_tvd": ("TVD of the Comp_NNRTI x Base_Drug_Combo joint", True),
+        "regimen_joint_cells_covered": (
+            "number of real NNRTI x Base cells with >= 1% mass reproduced within a factor of 2",
+            False,
+        ),
+        "regimen_joint_cell_coverage": (
+            "share of real NNRTI x Base cells with >= 1% mass reproduced within a factor of 2",
+            False,
+        ),
+        "diversity_ratio": (
+            "total variance of the scored patients over that of real ones in fd_feat's frozen feature space (0: one patient repeated)",
+            False,
+        ),
+        "distinct_share": (
+            "share of distinct patients (codes and real-variable deciles every month; 1/N: one patient repeated)",
+            False,
+        ),
+        "static_change_rate": (
+            "share of patients in whom a variable that never changes within a real patient changes",
+            True,
+        ),
+        # dependence
+        "corr_l1": ("mean |difference| of the lower-triangle static Pearson matrices in one-hot model space", True),
+        "trend_l1": ("mean |difference| of the Fisher-z mean within-patient trend correlation matrices", True),
+        "cycle_l1": (
+            "mean |difference| of the Fisher-z mean within-patient cycle (detrended) correlation matrices",
+            True,
+        ),
+        "trend_sign_concordance": (
+            "share of variable pairs whose majority slope-sign direction matches the real one, weighted by |real agreement - 0.5|",
+            False,
+        ),
+        "trend_sign_l1": ("mean |difference| of the per-pair share of patients whose slopes agree in sign", True),
+        "acf_diff/<variable>": ("mean |difference| of one variable's autocorrelation over lags 1-12", True),
+        "acf_diff": ("mean |difference| of per-variable autocorrelations over lags 1-12", True),
+        # distribution level
+        "fd_feat": ("Frechet distance in the frozen summary-feature space, against the test patients", True),
+        "mmd2": ("unbiased RBF-kernel MMD^2 on the frozen feature embeddings (median-heuristic bandwidth)", True),
+        "sliced_w": ("sliced Wasserstein on flattened model-space sequences (256 fixed directions)", True),
+        # detection
+        "detect_accuracy": (
+            "held-out accuracy of a balanced real-vs-synthetic MLP detector (0.5 = indistinguishable)",
+            True,
+        ),
+        "detect_auc": ("held-out AUC of that detector (0.5 = indistinguishable)", True),
+        "detect_advantage": ("|detect_accuracy - 0.5|", True),
+        # utility
+        "tstr_auc": (
+            "AUC on test patients of a last-month VL>200 (or > median) classifier trained on the data scored",
+            False,
+        ),
+        "trtr_auc": ("the same classifier trained on real training patients (same size): the reference", False),
+        "utility_gap": ("trtr_auc - tstr_auc", True),
+        "tstr_r2": (
+            "R^2 on test patients of a ridge regression of last-month log10(x+1), trained on the data scored",
+            False,
+        ),
+        "trtr_r2": ("the same regression trained on real training patients (same size): the reference", False),
+        "utility_r2_gap": ("trtr_r2 - tstr_r2", True),
+        # privacy
+        "dcr_train_median": (
+            "median distance from a scored patient to the closest training patient (subsample)",
+            False,
+        ),
+        "dcr_holdout_median": ("median distance from a scored patient to the closest test (holdout) patient", True),
+        "p_dcr_train_closer": ("P(DCR to training < DCR to an equal-sized holdout); 0.5 = no memorisation", True),
+        "exact_copies": (
+            "share of scored patients identical to a training patient (reals to 1e-6 relative, equal codes)",
+            True,
+        ),
+        "membership_auc": (
+            "AUC of a distance-threshold membership attack, train members vs holdout (0.5 = no leakage)",
+            True,
+        ),
+    }
+)
 
 
 def check_synthetic(data: PreparedData, reals: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +151,9 @@ def check_synthetic(data: PreparedData, reals: np.ndarray, codes: np.ndarray) ->
     reals = np.asarray(reals, dtype=np.float64)
     codes = np.asarray(codes)
     if reals.ndim != 3 or codes.ndim != 3 or reals.shape[:2] != codes.shape[:2]:
-        raise ValueError(f"expected reals [N, T, R] and codes [N, T, C] with equal N, T; got {reals.shape} and {codes.shape}")
+        raise ValueError(
+            f"expected reals [N, T, R] and codes [N, T, C] with equal N, T; got {reals.shape} and {codes.shape}"
+        )
     if reals.shape[2] != schema.n_real or codes.shape[2] != len(schema.categoricals):
         raise ValueError(
             f"schema {schema.name} has {schema.n_real} real and {len(schema.categoricals)} categorical variables; "
@@ -143,8 +189,13 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
     corr = static_corr_l1(real_model, fake_model)
     if np.isfinite(corr):  # NaN: fewer than two columns vary in the real data
         out["corr_l1"] = corr
-    out.update(dependence(schema, variable_series(data.transform, test.reals, test.codes),
-                          variable_series(data.transform, reals, codes)))
+    out.update(
+        dependence(
+            schema,
+            variable_series(data.transform, test.reals, test.codes),
+            variable_series(data.transform, reals, codes),
+        )
+    )
 
     space = FeatureSpace.fit(data.train_cohort, test)
     out["fd_feat"] = space.distance(reals, codes)
@@ -157,7 +208,9 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
     out["mmd2"] = mmd2_rbf(er, ef)
     out["sliced_w"] = sliced_wasserstein(real_model, fake_model, fixed_directions(real_model[0].size))
 
-    out.update(detection(summary_features(schema, test.reals, test.codes), summary_features(schema, reals, codes), seed))
+    out.update(
+        detection(summary_features(schema, test.reals, test.codes), summary_features(schema, reals, codes), seed)
+    )
     out.update(utility(data, reals, codes, seed))
     out.update(privacy(data, fake_model, reals, codes, seed))
     return {k: float(v) for k, v in out.items()}

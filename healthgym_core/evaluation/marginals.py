@@ -28,7 +28,10 @@ def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
 
 def category_shares(schema: Schema, codes: np.ndarray) -> list[np.ndarray]:
     """Per categorical variable, its category shares pooled over patient-months."""
-    return [np.bincount(codes[:, :, j].ravel(), minlength=v.num_classes) / codes[:, :, j].size for j, v in enumerate(schema.categoricals)]
+    return [
+        np.bincount(codes[:, :, j].ravel(), minlength=v.num_classes) / codes[:, :, j].size
+        for j, v in enumerate(schema.categoricals)
+    ]
 
 
 def month_shares(codes: np.ndarray, k: int) -> np.ndarray:
@@ -74,7 +77,9 @@ def joint_coverage(p: np.ndarray, q: np.ndarray) -> tuple[float, int, int]:
     return 0.5 * float(np.abs(p - q).sum()), int(covered.sum()), int(mask.sum())
 
 
-def marginal_metrics(schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+def marginal_metrics(
+    schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
     """The per-epoch marginals: mean KS over reals, mean TVD over categoricals (pooled over months), coverage."""
     (r_reals, r_codes), (f_reals, f_codes) = real, fake
     ks = [ks_statistic(r_reals[:, :, j], f_reals[:, :, j]) for j in range(r_reals.shape[2])]
@@ -104,7 +109,9 @@ def joint_metrics(schema: Schema, real_codes: np.ndarray, fake_codes: np.ndarray
     return out
 
 
-def marginals(schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+def marginals(
+    schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
     """The final evaluation's marginals: per real variable KS (pooled and per month) and W1 on log10(x + 1); per
     categorical TVD (pooled and per month); coverage; the joint tables; and how often a variable that never
     changes within a real patient changes within a synthetic one."""

@@ -19,9 +19,9 @@ def nearest_distances(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> tuple[
     best_b = np.full(len(b), np.inf)
     arg_b = np.zeros(len(b), dtype=np.int64)
     for i in range(0, len(a), chunk):
-        x = a[i:i + chunk]
+        x = a[i : i + chunk]
         d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2.0 * x @ b.T
-        arg_a[i:i + chunk] = d2.argmin(1)
+        arg_a[i : i + chunk] = d2.argmin(1)
         j = d2.argmin(0)
         col = d2[j, np.arange(len(b))]
         better = col < best_b
@@ -32,11 +32,14 @@ def nearest_distances(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> tuple[
 def record_keys(reals: np.ndarray, codes: np.ndarray) -> list[bytes]:
     """One hashable key per patient: reals rounded to ~1e-6 relative (mantissa to 2^-20) and the codes."""
     m, e = np.frexp(np.asarray(reals, dtype=np.float64))
-    parts = np.concatenate([
-        np.round(m * 2**20).astype(np.int64).reshape(len(reals), -1),
-        e.astype(np.int64).reshape(len(reals), -1),
-        np.asarray(codes, dtype=np.int64).reshape(len(reals), -1),
-    ], axis=1)
+    parts = np.concatenate(
+        [
+            np.round(m * 2**20).astype(np.int64).reshape(len(reals), -1),
+            e.astype(np.int64).reshape(len(reals), -1),
+            np.asarray(codes, dtype=np.int64).reshape(len(reals), -1),
+        ],
+        axis=1,
+    )
     return [row.tobytes() for row in np.ascontiguousarray(parts)]
 
 
@@ -50,7 +53,9 @@ def privacy_reference(data: PreparedData, seed: int = 0) -> tuple[np.ndarray, np
     return tr, ho
 
 
-def privacy(data: PreparedData, fake_model: np.ndarray, reals: np.ndarray, codes: np.ndarray, seed: int) -> dict[str, float]:
+def privacy(
+    data: PreparedData, fake_model: np.ndarray, reals: np.ndarray, codes: np.ndarray, seed: int
+) -> dict[str, float]:
     tr, ho = privacy_reference(data, seed)
     n = len(fake_model)
     f = fake_model.reshape(n, -1)
@@ -66,5 +71,7 @@ def privacy(data: PreparedData, fake_model: np.ndarray, reals: np.ndarray, codes
         "dcr_holdout_median": float(np.median(dcr_ho)),
         "p_dcr_train_closer": float((dcr_tr < dcr_ho).mean() + 0.5 * (dcr_tr == dcr_ho).mean()),
         "exact_copies": float(copies),
-        "membership_auc": auc(-np.concatenate([member, nonmember]), np.r_[np.ones(len(member)), np.zeros(len(nonmember))]),
+        "membership_auc": auc(
+            -np.concatenate([member, nonmember]), np.r_[np.ones(len(member)), np.zeros(len(nonmember))]
+        ),
     }

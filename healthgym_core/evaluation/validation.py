@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from healthgym_core.data.prepared import PreparedData
-from healthgym_core.evaluation.distances import fixed_directions, sliced_wasserstein
 from healthgym_core.evaluation.collapse import collapse_metrics
+from healthgym_core.evaluation.distances import fixed_directions, sliced_wasserstein
 from healthgym_core.evaluation.marginals import marginal_metrics
 from healthgym_core.evaluation.wasserstein_gap import wasserstein_gap
 from healthgym_core.nn.generator import Generator
@@ -26,7 +26,9 @@ def harden(data: PreparedData, soft: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate(generator: Generator, critic: torch.nn.Module, data: PreparedData, seed: int, n_samples: int) -> dict[str, float]:
+def evaluate(
+    generator: Generator, critic: torch.nn.Module, data: PreparedData, seed: int, n_samples: int
+) -> dict[str, float]:
     """wasserstein_gap (own critic), fd_feat (+ its floor), sliced Wasserstein, mean KS, mean TVD, coverage, and how
     collapsed the patients are (diversity, distinct patients, the joint tables of category pairs)."""
     T = data.n_months

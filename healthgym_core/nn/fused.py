@@ -28,8 +28,15 @@ def _flags() -> list[str]:
     """Vector width of the machine torch itself runs at (its `at::vec` headers pick the instructions from it)."""
     cap = torch.backends.cpu.get_cpu_capability()
     if cap.startswith("AVX512"):
-        return ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512", "-mavx512f", "-mavx512bw", "-mavx512vl",
-                "-mavx512dq", "-mfma"]
+        return [
+            "-DCPU_CAPABILITY=AVX512",
+            "-DCPU_CAPABILITY_AVX512",
+            "-mavx512f",
+            "-mavx512bw",
+            "-mavx512vl",
+            "-mavx512dq",
+            "-mfma",
+        ]
     if cap.startswith("AVX2"):
         return ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma"]
     return ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"]
@@ -56,8 +63,14 @@ def _load() -> None:
     lock = folder / "lock"  # torch's build lock; a build killed midway leaves it, and every later process would wait
     if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
         lock.unlink(missing_ok=True)
-    cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(folder), is_python_module=False,
-                       extra_cflags=["-O3", *_flags()], verbose=False)
+    cpp_extension.load(
+        name=name,
+        sources=[str(SOURCE)],
+        build_directory=str(folder),
+        is_python_module=False,
+        extra_cflags=["-O3", *_flags()],
+        verbose=False,
+    )
 
 
 def available() -> str | None:
@@ -118,13 +131,24 @@ class RecurrenceBackward(torch.autograd.Function):
         h, c, k, gates, delta, dc, dh_all = ctx.saved
         empty = torch.empty(0, dtype=w.dtype)
         g_dh, g_gx, g_ww = _ops().double_backward(
-            empty if g_delta is None else g_delta, empty if g_w is None else g_w.contiguous(),
-            h, c, k, gates, w, delta, dc, dh_all, ctx.reverse)
+            empty if g_delta is None else g_delta,
+            empty if g_w is None else g_w.contiguous(),
+            h,
+            c,
+            k,
+            gates,
+            w,
+            delta,
+            dc,
+            dh_all,
+            ctx.reverse,
+        )
         return g_dh, g_gx, g_ww, None, None, None, None, None, None
 
 
-def direction(x_tm: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
-              reverse: bool) -> torch.Tensor:
+def direction(
+    x_tm: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor, reverse: bool
+) -> torch.Tensor:
     """One LSTM direction over time-major x [T, B, in]: outputs [T, B, H] in time order (nn.LSTM's maths)."""
     t, b, _ = x_tm.shape
     gx = torch.addmm(b_ih + b_hh, x_tm.reshape(t * b, -1), w_ih.t()).view(t, b, -1)  # [T, B, 4H]
@@ -136,7 +160,12 @@ def bidirectional(lstm: torch.nn.LSTM, x: torch.Tensor) -> tuple[torch.Tensor, t
     (h_f, h_r) [T, B, H] each, h_r in time order (position t: after x_{T-1}..x_t)."""
     x_tm = x.transpose(0, 1).contiguous()  # [T, B, in]
     h_f = direction(x_tm, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0, False)
-    h_r = direction(x_tm, lstm.weight_ih_l0_reverse, lstm.weight_hh_l0_reverse, lstm.bias_ih_l0_reverse,
-                    lstm.bias_hh_l0_reverse, True)
+    h_r = direction(
+        x_tm,
+        lstm.weight_ih_l0_reverse,
+        lstm.weight_hh_l0_reverse,
+        lstm.bias_ih_l0_reverse,
+        lstm.bias_hh_l0_reverse,
+        True,
+    )
     return h_f, h_r
-

@@ -18,8 +18,15 @@ class Generator(nn.Module):
     `align_reverse=True` is a standard bidirectional LSTM.
     """
 
-    def __init__(self, layout: Layout, noise_dim: int = 128, hidden: int = 128, *, kernel: str = "native",
-                 align_reverse: bool = False) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        noise_dim: int = 128,
+        hidden: int = 128,
+        *,
+        kernel: str = "native",
+        align_reverse: bool = False,
+    ) -> None:
         super().__init__()
         self.layout, self.noise_dim, self.hidden, self.align_reverse = layout, noise_dim, hidden, align_reverse
         self.lstm = BiLSTM(noise_dim, hidden, kernel)

@@ -17,7 +17,7 @@ class Layout:
     width: int  # F: the whole row
 
     @classmethod
-    def of(cls, schema: Schema) -> "Layout":
+    def of(cls, schema: Schema) -> Layout:
         return cls(
             n_real=schema.n_real,
             blocks=tuple(schema.blocks()),

@@ -98,7 +98,7 @@ class BiLSTM(nn.Module):
         return torch.cat([h_n[0], h_n[1]], dim=-1)
 
     @torch.no_grad()
-    def copy_from(self, src: "BiLSTM") -> None:
+    def copy_from(self, src: BiLSTM) -> None:
         """Take another block's weights: same kernel as they are, reference -> native gate-reordered."""
         if src.kernel == self.kernel:
             self.load_state_dict(src.state_dict())

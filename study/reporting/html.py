@@ -115,8 +115,12 @@ def fmt(v: object) -> str:
     return "" if v is None else str(v)
 
 
-def table_html(frame: pd.DataFrame, row_classes: Sequence[str] | None = None, sortable: bool = True,
-               titles: dict[str, str] | None = None) -> str:
+def table_html(
+    frame: pd.DataFrame,
+    row_classes: Sequence[str] | None = None,
+    sortable: bool = True,
+    titles: dict[str, str] | None = None,
+) -> str:
     """An HTML table; every cell carries its raw value in data-v so the inline script sorts numbers as numbers."""
     titles = titles or {}
     heads = []
@@ -130,12 +134,18 @@ def table_html(frame: pd.DataFrame, row_classes: Sequence[str] | None = None, so
         cells = []
         for v in rec:
             raw = "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-            kind = "num" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) else "text"
+            kind = (
+                "num"
+                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                else "text"
+            )
             cells.append(f'<td class="{kind}" data-v="{esc(raw)}">{esc(fmt(v))}</td>')
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     sort = " sortable" if sortable else ""
-    return (f'<div class="scroll"><table class="data{sort}"><thead><tr>{"".join(heads)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (
+        f'<div class="scroll"><table class="data{sort}"><thead><tr>{"".join(heads)}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def section(anchor: str, title: str, body: str) -> str:

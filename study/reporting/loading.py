@@ -79,8 +79,10 @@ def _read_board(folder: Path) -> pd.DataFrame:
                 return reader(folder / name)
             except Exception as e:  # a damaged file: try the other one
                 log(f"cannot read {name} ({type(e).__name__}); trying the next")
-    raise ConfigError(f"{folder}: no readable leaderboard.parquet or leaderboard.csv (has the study finished? "
-                      "continue it with: python study/run.py --resume ...)")
+    raise ConfigError(
+        f"{folder}: no readable leaderboard.parquet or leaderboard.csv (has the study finished? "
+        "continue it with: python study/run.py --resume ...)"
+    )
 
 
 def trial_dir(folder: Path, row: pd.Series) -> Path | None:
@@ -140,7 +142,9 @@ def load_experiment(folder: Path) -> Experiment:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder")
     if not (folder / STUDY_FILE).is_file():
-        raise ConfigError(f"{folder}: not a study folder (no {STUDY_FILE}; expected the folder python study/run.py wrote)")
+        raise ConfigError(
+            f"{folder}: not a study folder (no {STUDY_FILE}; expected the folder python study/run.py wrote)"
+        )
     board = _read_board(folder)
     record = read_study_record(folder)
     if not len(board) or "trial_id" not in board or "status" not in board:

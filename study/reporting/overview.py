@@ -10,6 +10,7 @@ from study.experiment import RANK_METRIC
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
 
+
 def header_html(exp: Experiment) -> str:
     data, space, preset = exp.record.get("data", {}), exp.record.get("space", {}), exp.preset
     source = str(data.get("source", "unknown"))
@@ -18,31 +19,51 @@ def header_html(exp: Experiment) -> str:
     badges = "".join(f'<span class="badge {s}">{counts.get(s, 0)} {s}</span>' for s in STATUS_ORDER if counts.get(s, 0))
     factors = "<br>".join(f"<code>{esc(f.describe())}</code>: {esc(f.why)}" for f in exp.space_factors)
     factors = factors or "none (seed replicates of one configuration)"
-    split = (f"{data.get('train', '?')}/{data.get('val', '?')}/{data.get('test', '?')} train/validation/test patients "
-             f"x {data.get('months', '?')} months, split seed {data.get('split_seed', '?')}")
-    sizes = (f"<code>{esc(preset.get('name', '?'))}</code>: hidden {esc(exp.setting('hidden'))}, "
-             f"batch {esc(exp.setting('batch_size'))}, {esc(exp.setting('patients'))} patients, "
-             f"{len(exp.board)} trials x up to {esc(exp.setting('max_epochs'))} epochs "
-             f"(ASHA grace {esc(exp.setting('grace_period'))}, reduction factor {esc(exp.setting('reduction_factor'))}"
-             f"{', pruning off' if exp.args.get('no_pruning') else ''})")
+    split = (
+        f"{data.get('train', '?')}/{data.get('val', '?')}/{data.get('test', '?')} train/validation/test patients "
+        f"x {data.get('months', '?')} months, split seed {data.get('split_seed', '?')}"
+    )
+    sizes = (
+        f"<code>{esc(preset.get('name', '?'))}</code>: hidden {esc(exp.setting('hidden'))}, "
+        f"batch {esc(exp.setting('batch_size'))}, {esc(exp.setting('patients'))} patients, "
+        f"{len(exp.board)} trials x up to {esc(exp.setting('max_epochs'))} epochs "
+        f"(ASHA grace {esc(exp.setting('grace_period'))}, reduction factor {esc(exp.setting('reduction_factor'))}"
+        f"{', pruning off' if exp.args.get('no_pruning') else ''})"
+    )
     facts = [
-        ("data fingerprint", f"<code>{esc(data.get('fingerprint', '?'))}</code> (schema <code>{esc(data.get('schema', '?'))}</code>)"),
+        (
+            "data fingerprint",
+            f"<code>{esc(data.get('fingerprint', '?'))}</code> (schema <code>{esc(data.get('schema', '?'))}</code>)",
+        ),
         ("patients", esc(split)),
         ("search space", f"<code>{esc(space.get('name', '?'))}</code>: {esc(space.get('description', ''))}"),
         ("factors", factors),
         ("preset", sizes),
         ("pruning metric", f"<code>{esc(exp.metric)}</code> (ASHA, lower is better)"),
-        ("ranking metric", f"<code>{RANK_METRIC}</code>, final epoch, completed trials first (comparable across trials)"),
+        (
+            "ranking metric",
+            f"<code>{RANK_METRIC}</code>, final epoch, completed trials first (comparable across trials)",
+        ),
         ("trials", badges),
         ("created", esc(exp.record.get("created", "?"))),
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
-    banner = (f'<div class="banner {"simulated" if simulated else "real"}">Data: {esc(source)}</div>')
-    toc = " ".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("leaderboard", "Leaderboard"), ("search", "Search"), ("agreement", "Gap vs fd_feat"),
-        ("dynamics", "Learning dynamics"), ("real-vs-synthetic", "Real vs synthetic"), ("final", "Final evaluation")))
-    return (f"<h1>Health Gym tuning study <code>{esc(exp.name)}</code></h1>{banner}"
-            f'<p class="lead">{headline(exp)}</p><dl class="facts">{dl}</dl><nav class="toc"><p>{toc}</p></nav>')
+    banner = f'<div class="banner {"simulated" if simulated else "real"}">Data: {esc(source)}</div>'
+    toc = " ".join(
+        f'<a href="#{a}">{t}</a>'
+        for a, t in (
+            ("leaderboard", "Leaderboard"),
+            ("search", "Search"),
+            ("agreement", "Gap vs fd_feat"),
+            ("dynamics", "Learning dynamics"),
+            ("real-vs-synthetic", "Real vs synthetic"),
+            ("final", "Final evaluation"),
+        )
+    )
+    return (
+        f"<h1>Health Gym tuning study <code>{esc(exp.name)}</code></h1>{banner}"
+        f'<p class="lead">{headline(exp)}</p><dl class="facts">{dl}</dl><nav class="toc"><p>{toc}</p></nav>'
+    )
 
 
 def _describe_trial(exp: Experiment, row: pd.Series) -> str:
@@ -55,12 +76,16 @@ def headline(exp: Experiment) -> str:
     if best is None:
         return "No trial completed its epochs, so there is no best trial; the statuses below say why."
     floor = best.get("fd_feat_floor", math.nan)
-    text = (f"Best completed trial: {_describe_trial(exp, best)}, final {RANK_METRIC} "
-            f"<b>{fmt(best[f'last_{RANK_METRIC}'])}</b> (real-vs-real floor {fmt(floor)}).")
+    text = (
+        f"Best completed trial: {_describe_trial(exp, best)}, final {RANK_METRIC} "
+        f"<b>{fmt(best[f'last_{RANK_METRIC}'])}</b> (real-vs-real floor {fmt(floor)})."
+    )
     if up is not None and up["trial_id"] != best["trial_id"]:
         state = "completed" if up["status"] == "completed" else f"{up['status']} after {fmt(up['epochs'])} epochs"
-        text += (f" The upstream default {_describe_trial(exp, up)} {state}, final {RANK_METRIC} "
-                 f"{fmt(up[f'last_{RANK_METRIC}'])}.")
+        text += (
+            f" The upstream default {_describe_trial(exp, up)} {state}, final {RANK_METRIC} "
+            f"{fmt(up[f'last_{RANK_METRIC}'])}."
+        )
     elif up is not None:
         text += " The best trial is the upstream default configuration."
     return text
@@ -68,19 +93,41 @@ def headline(exp: Experiment) -> str:
 
 def leaderboard_html(exp: Experiment) -> str:
     b = exp.board
-    cols = ["trial_id", "status", "epochs", *exp.factors, "seed", f"last_{RANK_METRIC}", f"best_{RANK_METRIC}",
-            f"last_{exp.metric}", "last_wasserstein_gap", "last_sliced_w", "last_ks_mean",
-            "last_tvd_mean", "last_coverage", "g_steps", "upstream"]
+    cols = [
+        "trial_id",
+        "status",
+        "epochs",
+        *exp.factors,
+        "seed",
+        f"last_{RANK_METRIC}",
+        f"best_{RANK_METRIC}",
+        f"last_{exp.metric}",
+        "last_wasserstein_gap",
+        "last_sliced_w",
+        "last_ks_mean",
+        "last_tvd_mean",
+        "last_coverage",
+        "g_steps",
+        "upstream",
+    ]
     cols = [c for c in dict.fromkeys(cols) if c in b]
-    classes = [f"status-{s}" + (" upstream" if bool(u) else "") for s, u in zip(b["status"], b.get("upstream", [False] * len(b)))]
-    titles = {f"last_{RANK_METRIC}": "final-epoch Frechet distance in the frozen feature space (lower is better)",
-              "fd_feat_floor": "fd_feat between real training and validation patients: what a perfect generator scores",
-              "last_wasserstein_gap": "the trial's own critic: E[D(real)] - E[D(fake)] at full length, validation patients",
-              "last_coverage": "share of real categories with at least half their real frequency (higher is better)",
-              "g_steps": "generator steps spent (compute)", "upstream": "the upstream default configuration"}
-    intro = ("<p>Completed trials first, by their final <code>fd_feat</code>; then trials ASHA pruned (their metrics are "
-             "from the epoch they stopped at, so compare them with care), diverged and errored ones. "
-             "<span style='background:#fff7cc;font-weight:600;padding:0 4px'>Highlighted</span>: the upstream default. "
-             "<i>Grey italics</i>: pruned. Click a column header to sort. Every column is in "
-             "<code>leaderboard.csv</code>.</p>")
+    classes = [
+        f"status-{s}" + (" upstream" if bool(u) else "")
+        for s, u in zip(b["status"], b.get("upstream", [False] * len(b)))
+    ]
+    titles = {
+        f"last_{RANK_METRIC}": "final-epoch Frechet distance in the frozen feature space (lower is better)",
+        "fd_feat_floor": "fd_feat between real training and validation patients: what a perfect generator scores",
+        "last_wasserstein_gap": "the trial's own critic: E[D(real)] - E[D(fake)] at full length, validation patients",
+        "last_coverage": "share of real categories with at least half their real frequency (higher is better)",
+        "g_steps": "generator steps spent (compute)",
+        "upstream": "the upstream default configuration",
+    }
+    intro = (
+        "<p>Completed trials first, by their final <code>fd_feat</code>; then trials ASHA pruned (their metrics are "
+        "from the epoch they stopped at, so compare them with care), diverged and errored ones. "
+        "<span style='background:#fff7cc;font-weight:600;padding:0 4px'>Highlighted</span>: the upstream default. "
+        "<i>Grey italics</i>: pruned. Click a column header to sort. Every column is in "
+        "<code>leaderboard.csv</code>.</p>"
+    )
     return section("leaderboard", "Leaderboard", intro + table_html(b[cols], classes, titles=titles))

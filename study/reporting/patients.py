@@ -11,11 +11,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from healthgym_core.evaluation.dependence import dynamic_correlations, matrix_l1, pearson, static_corr_l1, variable_series
+from healthgym_core.evaluation.dependence import (
+    dynamic_correlations,
+    matrix_l1,
+    pearson,
+    static_corr_l1,
+    variable_series,
+)
 from healthgym_core.evaluation.marginals import JOINT_MIN_MASS, joint_coverage, joint_pairs, joint_table
 from study.experiment import study_data
-from study.reporting.html import esc, figure_html, guarded, image_html, note, section
-from study.reporting.html import log
+from study.reporting.html import esc, figure_html, guarded, image_html, log, note, section
 from study.reporting.loading import Experiment, checkpoint_file
 from study.reporting.overview import _describe_trial
 
@@ -42,8 +47,11 @@ def build_comparison(exp: Experiment) -> Comparison | str:
         return note("No trial completed its epochs: there is no best checkpoint to sample from.")
     ckpt_path = checkpoint_file(exp.folder, best)
     if ckpt_path is None:
-        return note(f"The best trial's checkpoint ({esc(best.get('checkpoint'))}) is not in the experiment folder "
-                    "(remote storage? copy the trial folders next to study.json).", warn=True)
+        return note(
+            f"The best trial's checkpoint ({esc(best.get('checkpoint'))}) is not in the experiment folder "
+            "(remote storage? copy the trial folders next to study.json).",
+            warn=True,
+        )
     args = exp.args
     try:
         data = study_data({**exp.record, "preset": exp.preset})
@@ -67,15 +75,21 @@ def real_vs_synthetic_html(exp: Experiment) -> str:
     if isinstance(comp, str):
         return section("real-vs-synthetic", "Real vs synthetic patients", comp)
     n_real, n_fake = comp.real[0].shape[0], comp.fake[0].shape[0]
-    intro = (f"<p>{n_fake} synthetic patients from the best trial {_describe_trial(exp, comp.trial)} (the same sample as "
-             f"<code>synthetic_best.csv</code>) against the {n_real} held-out validation patients, "
-             f"{comp.real[0].shape[1]} months each.</p>")
+    intro = (
+        f"<p>{n_fake} synthetic patients from the best trial {_describe_trial(exp, comp.trial)} (the same sample as "
+        f"<code>synthetic_best.csv</code>) against the {n_real} held-out validation patients, "
+        f"{comp.real[0].shape[1]} months each.</p>"
+    )
     parts = [
         intro,
-        "<h3>Marginal distributions</h3>", guarded("marginals", lambda: marginals_figure(comp)),
-        "<h3>Joint distribution</h3>", guarded("joint table", lambda: joint_table_html(comp)),
-        "<h3>Correlations</h3>", guarded("correlations", lambda: correlations_html(comp)),
-        "<h3>Example patients</h3>", guarded("trajectories", lambda: trajectories_figure(comp)),
+        "<h3>Marginal distributions</h3>",
+        guarded("marginals", lambda: marginals_figure(comp)),
+        "<h3>Joint distribution</h3>",
+        guarded("joint table", lambda: joint_table_html(comp)),
+        "<h3>Correlations</h3>",
+        guarded("correlations", lambda: correlations_html(comp)),
+        "<h3>Example patients</h3>",
+        guarded("trajectories", lambda: trajectories_figure(comp)),
     ]
     return section("real-vs-synthetic", "Real vs synthetic patients", "".join(parts))
 
@@ -87,8 +101,11 @@ def marginals_figure(comp: Comparison) -> str:
         out = Path(tmp) / "marginals.png"
         real_vs_synthetic(comp.schema, comp.real, comp.fake, out, title="Held-out validation patients vs synthetic")
         png = out.read_bytes()
-    return image_html(png, "real vs synthetic marginal distributions",
-                      "Pooled over patient-months. Reals on a log10 scale (densities), categoricals as shares.")
+    return image_html(
+        png,
+        "real vs synthetic marginal distributions",
+        "Pooled over patient-months. Reals on a log10 scale (densities), categoricals as shares.",
+    )
 
 
 def joint_table_html(comp: Comparison) -> str:
@@ -97,24 +114,32 @@ def joint_table_html(comp: Comparison) -> str:
         return note("The schema has fewer than two categorical variables: no joint table.")
     ia, ib = pairs["joint"]
     a, b = comp.schema.categoricals[ia], comp.schema.categoricals[ib]
-    tables = {label: joint_table(codes[:, :, ia], codes[:, :, ib], a.num_classes, b.num_classes)
-              for label, (_, codes) in (("Real", comp.real), ("Synthetic", comp.fake))}
+    tables = {
+        label: joint_table(codes[:, :, ia], codes[:, :, ib], a.num_classes, b.num_classes)
+        for label, (_, codes) in (("Real", comp.real), ("Synthetic", comp.fake))
+    }
     head = "".join(f"<th>{esc(s)}</th>" for s in b.labels)
     rows = []
     for label, t in tables.items():
         for i, s in enumerate(a.labels):
-            cells = "".join(f'<td style="background:rgba(74,144,200,{min(v, 1) * 0.85 + 0.03:.2f})">{100 * v:.1f}</td>'
-                            for v in t[i])
+            cells = "".join(
+                f'<td style="background:rgba(74,144,200,{min(v, 1) * 0.85 + 0.03:.2f})">{100 * v:.1f}</td>'
+                for v in t[i]
+            )
             rows.append(f'<tr><th class="text">{esc(label)}, {esc(s)}</th>{cells}</tr>')
     corner = f"% of patient-months: {esc(a.name)} (rows) &times; {esc(b.name)}"
-    table = (f'<table class="data"><thead><tr><th class="text">{corner}</th>{head}'
-             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    table = (
+        f'<table class="data"><thead><tr><th class="text">{corner}</th>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
     real, fake = tables["Real"], tables["Synthetic"]
     tvd, covered, present = joint_coverage(real, fake)
-    text = (f"<p>Largest cell: {100 * real.max():.1f}% of real patient-months, {100 * fake.max():.1f}% of synthetic ones "
-            f"(the upstream v1 demo collapsed to 93.9% against 60.2% in its data). Cells holding at least "
-            f"{100 * JOINT_MIN_MASS:.0f}% of real patient-months that the synthetic data reproduces at least half as often: "
-            f"{covered} of {present}. Total variation distance between the tables: {tvd:.3f}.</p>")
+    text = (
+        f"<p>Largest cell: {100 * real.max():.1f}% of real patient-months, {100 * fake.max():.1f}% of synthetic ones "
+        f"(the upstream v1 demo collapsed to 93.9% against 60.2% in its data). Cells holding at least "
+        f"{100 * JOINT_MIN_MASS:.0f}% of real patient-months that the synthetic data reproduces at least half as often: "
+        f"{covered} of {present}. Total variation distance between the tables: {tvd:.3f}.</p>"
+    )
     return table + text
 
 
@@ -139,8 +164,15 @@ def _heatmap(ax: plt.Axes, r: np.ndarray, labels: list[str], title: str, annotat
         for i in range(k):
             for j in range(i + 1):
                 if np.isfinite(shown[i, j]):
-                    ax.text(j, i, f"{shown[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(shown[i, j]) > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{shown[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if abs(shown[i, j]) > 0.6 else "black",
+                    )
     return im
 
 
@@ -155,11 +187,14 @@ def correlations_html(comp: Comparison) -> str:
         im = _heatmap(ax, r, labels, f"Static correlation: {who}", annotate=len(labels) <= 10)
     fig.colorbar(im, ax=axes, shrink=0.7, label="Pearson r")
     fig.suptitle(f"Static correlations of the one-hot columns: corr_l1 = {static_corr_l1(*model):.3f}")
-    out = figure_html(fig, "static correlations real vs synthetic",
-                      "Pearson r over all patient-months of the model-space columns (reals after Box-Cox and min-max, "
-                      "categories one-hot). Grey: undefined (a column that never varies). corr_l1 is the final table's: the "
-                      "mean |real - synthetic| over the lower triangle where the real entry is defined, an undefined "
-                      "synthetic entry counting as 0.")
+    out = figure_html(
+        fig,
+        "static correlations real vs synthetic",
+        "Pearson r over all patient-months of the model-space columns (reals after Box-Cox and min-max, "
+        "categories one-hot). Grey: undefined (a column that never varies). corr_l1 is the final table's: the "
+        "mean |real - synthetic| over the lower triangle where the real entry is defined, an undefined "
+        "synthetic entry counting as 0.",
+    )
     # trend and cycle: upstream's dynamic correlations
     names = [v.name for v in schema.variables]
     dyn = [dynamic_correlations(variable_series(comp.transform, r, c)) for r, c in (comp.real, comp.fake)]
@@ -170,12 +205,15 @@ def correlations_html(comp: Comparison) -> str:
             im = _heatmap(axes[row][col], mats[col], names, f"{kind}: {who}", annotate=len(names) <= 10)
         axes[row][0].set_ylabel(f"{kind}: {kind.lower()}_l1 = {matrix_l1(*mats):.3f}", fontsize=10)
     fig.colorbar(im, ax=axes, shrink=0.6, label="Fisher-z mean of within-patient r")
-    out += figure_html(fig, "trend and cycle correlations real vs synthetic",
-                       "Health Gym's dynamic correlations: per patient and variable a linear detrend (trend = fitted line, "
-                       "cycle = residual), the within-patient Pearson r of each pair, averaged over patients by Fisher z "
-                       "(weights n - 3). Reals enter in model space (Box-Cox and min-max), categoricals as their codes, as "
-                       "upstream; pairs with a constant series are skipped (grey: never defined). trend_l1 and cycle_l1 "
-                       "are the final table's. Trends are lines, so their r saturates near +-1.")
+    out += figure_html(
+        fig,
+        "trend and cycle correlations real vs synthetic",
+        "Health Gym's dynamic correlations: per patient and variable a linear detrend (trend = fitted line, "
+        "cycle = residual), the within-patient Pearson r of each pair, averaged over patients by Fisher z "
+        "(weights n - 3). Reals enter in model space (Box-Cox and min-max), categoricals as their codes, as "
+        "upstream; pairs with a constant series are skipped (grey: never defined). trend_l1 and cycle_l1 "
+        "are the final table's. Trends are lines, so their r saturates near +-1.",
+    )
     return out
 
 
@@ -192,13 +230,17 @@ def trajectories_figure(comp: Comparison) -> str:
     k = TRAJECTORY_PATIENTS
     rng = np.random.default_rng(0)
     picks = [rng.choice(len(d[0]), size=min(k, len(d[0])), replace=False) for d in (comp.real, comp.fake)]
-    fig, axes = plt.subplots(len(idx), 2, figsize=(12, 3.4 * len(idx)), squeeze=False, sharex=True, layout="constrained")
+    fig, axes = plt.subplots(
+        len(idx), 2, figsize=(12, 3.4 * len(idx)), squeeze=False, sharex=True, layout="constrained"
+    )
     for r, j in enumerate(idx):
         name = comp.schema.reals[j].name
         real_vals = comp.real[0][:, :, j]
         lo = max(real_vals[real_vals > 0].min() / 2 if (real_vals > 0).any() else 1e-2, 1e-3)
         both = []
-        for c, ((reals, _), pick, who) in enumerate(zip((comp.real, comp.fake), picks, ("Real (validation)", "Synthetic"))):
+        for c, ((reals, _), pick, who) in enumerate(
+            zip((comp.real, comp.fake), picks, ("Real (validation)", "Synthetic"))
+        ):
             ax = axes[r][c]
             for i, p in enumerate(pick):
                 y = np.clip(reals[p, :, j], lo, None)
@@ -213,6 +255,9 @@ def trajectories_figure(comp: Comparison) -> str:
             ax.set_ylim(*lim)
     for ax in axes[-1]:
         ax.set_xlabel("month")
-    return figure_html(fig, "example patient trajectories",
-                       f"{k} random held-out real patients and {k} random synthetic patients; both rows share each "
-                       "variable's y axis (values at or below 0 drawn at half the smallest real value).")
+    return figure_html(
+        fig,
+        "example patient trajectories",
+        f"{k} random held-out real patients and {k} random synthetic patients; both rows share each "
+        "variable's y axis (values at or below 0 drawn at half the smallest real value).",
+    )

@@ -66,8 +66,10 @@ def trial_styles(exp: Experiment) -> tuple[dict[str, TrialStyle], list[Line2D]]:
             styles[row["trial_id"]] = TrialStyle(color, "-", 0.95, 2.6 if is_up else 1.6)
         else:
             styles[row["trial_id"]] = TrialStyle(color, "--", 0.5, 1.0)
-    handles += [Line2D([], [], color="k", ls="-", lw=1.6, label="completed"),
-                Line2D([], [], color="k", ls="--", lw=1.0, alpha=0.5, marker="x", label="pruned (x: ASHA stopped it)")]
+    handles += [
+        Line2D([], [], color="k", ls="-", lw=1.6, label="completed"),
+        Line2D([], [], color="k", ls="--", lw=1.0, alpha=0.5, marker="x", label="pruned (x: ASHA stopped it)"),
+    ]
     if board["status"].isin(["diverged", "error"]).any():
         handles.append(Line2D([], [], color="tab:red", ls="", marker="X", label="diverged or error"))
     if upstream is not None and exp.factors:
@@ -104,5 +106,6 @@ def status_scatter(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, annotate: 
     if annotate:
         for _, r in frame.iterrows():
             if np.isfinite(r[x]) and np.isfinite(r[y]):
-                ax.annotate(str(r["trial_id"]), (r[x], r[y]), fontsize=7, xytext=(4, 3), textcoords="offset points",
-                            color="0.3")
+                ax.annotate(
+                    str(r["trial_id"]), (r[x], r[y]), fontsize=7, xytext=(4, 3), textcoords="offset points", color="0.3"
+                )

@@ -17,18 +17,29 @@ from study.reporting.loading import Experiment, read_steps
 from study.reporting.overview import _describe_trial
 from study.reporting.plotting import asha_rungs, is_categorical, log_axis, spans_decades, status_scatter, trial_styles
 
+
 def curves_figure(exp: Experiment) -> str:
     """The pruning metric (and fd_feat) per epoch for every trial; pruned trials dashed, ending where ASHA stopped them."""
     metrics = [exp.metric] + ([RANK_METRIC] if exp.metric != RANK_METRIC else [])
     styles, handles = trial_styles(exp)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6.4 * len(metrics) + 2.6, 4.4), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(6.4 * len(metrics) + 2.6, 4.4), squeeze=False, layout="constrained"
+    )
     for ax, m in zip(axes[0], metrics):
         ends = []
         for _, row in exp.board.iterrows():
             h, st = exp.histories.get(row["trial_id"], pd.DataFrame()), styles[row["trial_id"]]
             if m not in h or not len(h):
                 continue
-            ax.plot(h["epoch"], h[m], ls=st.ls, color=st.color, alpha=st.alpha, lw=st.lw, marker="." if len(h) < 15 else None)
+            ax.plot(
+                h["epoch"],
+                h[m],
+                ls=st.ls,
+                color=st.color,
+                alpha=st.alpha,
+                lw=st.lw,
+                marker="." if len(h) < 15 else None,
+            )
             ends += list(h[m])
             if row["status"] == "pruned":
                 ax.plot(h["epoch"].iloc[-1], h[m].iloc[-1], "x", color=st.color, ms=7, mew=1.6, alpha=0.8)
@@ -37,7 +48,9 @@ def curves_figure(exp: Experiment) -> str:
         for r in asha_rungs(exp):
             ax.axvline(r, color="0.75", lw=0.8, ls=":", zorder=0)
         if m == RANK_METRIC and "fd_feat_floor" in exp.board:
-            ax.axhline(exp.board["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
+            ax.axhline(
+                exp.board["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor"
+            )
             ax.legend(loc="upper right", fontsize=8)
         if spans_decades(ends):
             log_axis(ax, "y")
@@ -48,8 +61,10 @@ def curves_figure(exp: Experiment) -> str:
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     rungs = asha_rungs(exp)
-    cap = ("Every trial's per-epoch report. Dashed, faded lines are trials ASHA stopped; each ends (x) at the epoch it "
-           "was stopped." + (f" Dotted verticals: ASHA rungs (epochs {', '.join(map(str, rungs))})." if rungs else ""))
+    cap = (
+        "Every trial's per-epoch report. Dashed, faded lines are trials ASHA stopped; each ends (x) at the epoch it "
+        "was stopped." + (f" Dotted verticals: ASHA rungs (epochs {', '.join(map(str, rungs))})." if rungs else "")
+    )
     return figure_html(fig, f"{exp.metric} per epoch for every trial", cap)
 
 
@@ -61,13 +76,28 @@ def best_so_far_figure(exp: Experiment) -> str:
     any_best = np.minimum.accumulate(np.where(np.isfinite(best), best, np.inf))
     b = b.assign(compute=b["g_steps"].astype(float).cumsum() if "g_steps" in b else np.arange(1, len(b) + 1))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.3), layout="constrained")
-    for ax, x, label in ((axes[0], "trial_number", "trial number (order Tune started them)"),
-                         (axes[1], "compute", "cumulative generator steps spent by trials 1..k")):
+    for ax, x, label in (
+        (axes[0], "trial_number", "trial number (order Tune started them)"),
+        (axes[1], "compute", "cumulative generator steps spent by trials 1..k"),
+    ):
         status_scatter(ax, b, x, f"last_{RANK_METRIC}")
-        ax.step(b[x], np.where(np.isfinite(board_best), board_best, np.nan), where="post", color="tab:blue", lw=2,
-                label="best completed trial so far (leaderboard)")
-        ax.step(b[x], np.where(np.isfinite(any_best), any_best, np.nan), where="post", color="tab:purple", lw=1.2, ls="--",
-                label="best at any epoch of any trial so far")
+        ax.step(
+            b[x],
+            np.where(np.isfinite(board_best), board_best, np.nan),
+            where="post",
+            color="tab:blue",
+            lw=2,
+            label="best completed trial so far (leaderboard)",
+        )
+        ax.step(
+            b[x],
+            np.where(np.isfinite(any_best), any_best, np.nan),
+            where="post",
+            color="tab:purple",
+            lw=1.2,
+            ls="--",
+            label="best at any epoch of any trial so far",
+        )
         if "fd_feat_floor" in b:
             ax.axhline(b["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
         if spans_decades(list(last) + list(best)):
@@ -79,8 +109,12 @@ def best_so_far_figure(exp: Experiment) -> str:
     axes[1].set_title(f"Best {RANK_METRIC} so far, by compute")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
-    return figure_html(fig, "best fd_feat so far", "Points: each trial's final fd_feat (hollow: pruned, measured at the "
-                       "epoch it stopped). Lower is better; the floor is what real patients score against real patients.")
+    return figure_html(
+        fig,
+        "best fd_feat so far",
+        "Points: each trial's final fd_feat (hollow: pruned, measured at the "
+        "epoch it stopped). Lower is better; the floor is what real patients score against real patients.",
+    )
 
 
 def factors_figure(exp: Experiment) -> str:
@@ -112,9 +146,12 @@ def factors_figure(exp: Experiment) -> str:
         ax.set_title(f"{f} vs final {RANK_METRIC}" if exp.factors else f"final {RANK_METRIC} over seeds (no factors)")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
-    return figure_html(fig, "factors against the final metric",
-                       "Lower is better. Hollow points: pruned trials, whose fd_feat is from an earlier epoch; boxes are "
-                       "drawn over completed trials where a level has at least 3.")
+    return figure_html(
+        fig,
+        "factors against the final metric",
+        "Lower is better. Hollow points: pruned trials, whose fd_feat is from an earlier epoch; boxes are "
+        "drawn over completed trials where a level has at least 3.",
+    )
 
 
 def _categorical_panel(ax: plt.Axes, frame: pd.DataFrame, f: str, y: str, logy: bool) -> None:
@@ -124,8 +161,16 @@ def _categorical_panel(ax: plt.Axes, frame: pd.DataFrame, f: str, y: str, logy: 
     done = frame[frame["status"] == "completed"]
     boxes = [(pos[v], g[y].to_numpy()) for v, g in done.groupby(f) if len(g) >= 3]
     if boxes:
-        ax.boxplot([d for _, d in boxes], positions=[p for p, _ in boxes], vert=False, widths=0.5, showfliers=False,
-                   medianprops=dict(color="tab:blue"), boxprops=dict(color="0.5"), whiskerprops=dict(color="0.5"))
+        ax.boxplot(
+            [d for _, d in boxes],
+            positions=[p for p, _ in boxes],
+            vert=False,
+            widths=0.5,
+            showfliers=False,
+            medianprops=dict(color="tab:blue"),
+            boxprops=dict(color="0.5"),
+            whiskerprops=dict(color="0.5"),
+        )
     jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(frame))
     status_scatter(ax, frame.assign(_y=[pos[v] for v in frame[f]] + jitter), y, "_y")
     ax.set_yticks(range(len(levels)), levels, fontsize=8)
@@ -151,30 +196,46 @@ def importance_html(exp: Experiment) -> str:
     try:
         study = optuna.load_study(study_name=exp.name, storage=f"sqlite:///{db}")
     except Exception as e:  # noqa: BLE001 - a damaged or foreign database must not end the report
-        return note(f"Parameter importances skipped: cannot load the Optuna study {esc(exp.name)} "
-                    f"({esc(type(e).__name__)}: {esc(e)}).")
+        return note(
+            f"Parameter importances skipped: cannot load the Optuna study {esc(exp.name)} "
+            f"({esc(type(e).__name__)}: {esc(e)})."
+        )
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     results, notes = [], []
     results.append(_importances(optuna, complete, lambda t: t.value, f"{exp.metric} as Optuna recorded it", notes))
     seed0 = int(exp.args.get("seed") or 0)
     done = exp.board[exp.board["status"] == "completed"]
     final = done.set_index("seed")[f"last_{RANK_METRIC}"] if "seed" in done else pd.Series(dtype=float)
-    results.append(_importances(optuna, [t for t in complete if seed0 + t.number in final.index],
-                                lambda t: float(final[seed0 + t.number]), f"final {RANK_METRIC}, completed trials", notes))
+    results.append(
+        _importances(
+            optuna,
+            [t for t in complete if seed0 + t.number in final.index],
+            lambda t: float(final[seed0 + t.number]),
+            f"final {RANK_METRIC}, completed trials",
+            notes,
+        )
+    )
     results = [r for r in results if r]
     text = "".join(note(n) for n in notes)
     if not results:
         return "<h3>Parameter importances</h3>" + text
-    fig, axes = plt.subplots(1, len(results), figsize=(5.6 * len(results), 0.9 + 0.45 * max(len(r[1]) for r in results)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(results),
+        figsize=(5.6 * len(results), 0.9 + 0.45 * max(len(r[1]) for r in results)),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, (title, imp) in zip(axes[0], results):
         names = list(imp)[::-1]
         ax.barh(names, [imp[k] for k in names], color="tab:blue")
         ax.set_xlim(0, 1.05)
         ax.set_xlabel("importance (sums to 1)")
         ax.set_title(title, fontsize=10)
-    cap = ("Optuna records the last value each trial reported for the pruning metric (pruned trials: an earlier "
-           "epoch's)." + (" With one factor the importance is 1 by construction." if len(exp.factors) == 1 else ""))
+    cap = (
+        "Optuna records the last value each trial reported for the pruning metric (pruned trials: an earlier "
+        "epoch's)." + (" With one factor the importance is 1 by construction." if len(exp.factors) == 1 else "")
+    )
     return "<h3>Parameter importances</h3>" + figure_html(fig, "Optuna parameter importances", cap) + text
 
 
@@ -189,8 +250,9 @@ def _importances(optuna, trials: list, target: Callable, title: str, notes: list
         return None
     try:
         copy = optuna.create_study(direction="minimize")
-        copy.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=target(t))
-                         for t in trials])
+        copy.add_trials(
+            [optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=target(t)) for t in trials]
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:  # fANOVA, Optuna's default, needs scikit-learn
@@ -208,12 +270,18 @@ def search_html(exp: Experiment) -> str:
     if any(len(h) for h in exp.histories.values()):
         curves = guarded("search curves", lambda: curves_figure(exp))
     else:
-        curves = note("No trial folder with a result.json was found next to study.json (remote storage? copy the "
-                      "trial folders here), so the per-epoch curves are missing.", warn=True)
+        curves = note(
+            "No trial folder with a result.json was found next to study.json (remote storage? copy the "
+            "trial folders here), so the per-epoch curves are missing.",
+            warn=True,
+        )
     parts = [
-        "<h3>Every trial per epoch</h3>", curves,
-        "<h3>Best so far</h3>", guarded("best so far", lambda: best_so_far_figure(exp)),
-        "<h3>Factors against the final metric</h3>", guarded("factors", lambda: factors_figure(exp)),
+        "<h3>Every trial per epoch</h3>",
+        curves,
+        "<h3>Best so far</h3>",
+        guarded("best so far", lambda: best_so_far_figure(exp)),
+        "<h3>Factors against the final metric</h3>",
+        guarded("factors", lambda: factors_figure(exp)),
         guarded("parameter importances", lambda: importance_html(exp)),
     ]
     return section("search", "The search", "".join(parts))
@@ -236,38 +304,58 @@ def agreement_html(exp: Experiment) -> str:
         log_axis(ax, "y")
     ax.set_xlabel("final Wasserstein gap (the trial's own critic; lower = closer by its own account)")
     ax.set_ylabel(f"final {RANK_METRIC} (shared feature space; lower is better)")
-    shown = (f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(frame)})" if np.isfinite(rho)
-             else f"n = {len(frame)}: too few for a rank correlation")
+    shown = (
+        f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(frame)})"
+        if np.isfinite(rho)
+        else f"n = {len(frame)}: too few for a rank correlation"
+    )
     ax.set_title(shown)
     ax.legend(fontsize=8, loc="best")
-    body = (figure_html(fig, "Wasserstein gap vs fd_feat across trials")
-            + f'<p class="lead">{agreement_sentence(rho, len(frame))}</p>')
-    return section("agreement", "Does the trial's own Wasserstein gap agree with the comparable metric?",
-                   body + per_epoch_agreement(exp))
+    body = (
+        figure_html(fig, "Wasserstein gap vs fd_feat across trials")
+        + f'<p class="lead">{agreement_sentence(rho, len(frame))}</p>'
+    )
+    return section(
+        "agreement",
+        "Does the trial's own Wasserstein gap agree with the comparable metric?",
+        body + per_epoch_agreement(exp),
+    )
 
 
 def agreement_sentence(rho: float, n: int) -> str:
     if not np.isfinite(rho):
         if n >= 3:
             return "One of the two metrics is the same for every trial, so their rank correlation is undefined."
-        return (f"With {n} trial(s) the question cannot be answered; a study with more trials (at least 3 with "
-                "finite metrics) can.")
+        return (
+            f"With {n} trial(s) the question cannot be answered; a study with more trials (at least 3 with "
+            "finite metrics) can."
+        )
     if rho >= 0.7:
-        verdict = ("they agree well: a trial the critic says is close is usually close in the shared feature space, "
-                   "so ranking or pruning on the gap keeps roughly the trials fd_feat would keep")
+        verdict = (
+            "they agree well: a trial the critic says is close is usually close in the shared feature space, "
+            "so ranking or pruning on the gap keeps roughly the trials fd_feat would keep"
+        )
     elif rho >= 0.3:
-        verdict = ("they agree only loosely: the gap orders trials somewhat like fd_feat, but pruning on it "
-                   "can stop trials fd_feat would keep")
+        verdict = (
+            "they agree only loosely: the gap orders trials somewhat like fd_feat, but pruning on it "
+            "can stop trials fd_feat would keep"
+        )
     elif rho > -0.3:
-        verdict = ("they do not agree: the ordering by the trials' own critics is nearly unrelated to fd_feat, so "
-                   "pruning on the gap picks trials close to at random with respect to fd_feat")
+        verdict = (
+            "they do not agree: the ordering by the trials' own critics is nearly unrelated to fd_feat, so "
+            "pruning on the gap picks trials close to at random with respect to fd_feat"
+        )
     else:
-        verdict = ("they disagree: trials whose critic reports a smaller gap tend to have a worse fd_feat, as expected "
-                   "if weaker critics report smaller gaps")
+        verdict = (
+            "they disagree: trials whose critic reports a smaller gap tend to have a worse fd_feat, as expected "
+            "if weaker critics report smaller gaps"
+        )
     small = " With this few trials the estimate is very uncertain." if n < 10 else ""
-    return (f"Across {n} trials the rank correlation between the final Wasserstein gap and the final fd_feat is "
-            f"{rho:.2f}: {verdict}.{small} Pruned trials' final values come from the epoch they stopped at; the table "
-            "below compares trials at the same epoch, as ASHA does.")
+    return (
+        f"Across {n} trials the rank correlation between the final Wasserstein gap and the final fd_feat is "
+        f"{rho:.2f}: {verdict}.{small} Pruned trials' final values come from the epoch they stopped at; the table "
+        "below compares trials at the same epoch, as ASHA does."
+    )
 
 
 def per_epoch_agreement(exp: Experiment) -> str:
@@ -287,8 +375,10 @@ def per_epoch_agreement(exp: Experiment) -> str:
             rho = spearmanr(g["wasserstein_gap"], g[RANK_METRIC])[0] if len(g) >= 3 else math.nan
         rows.append({"epoch": int(epoch), "trials reporting": len(g), "Spearman rho (gap vs fd_feat)": rho})
     table = table_html(pd.DataFrame(rows), sortable=False)
-    return ("<h3>At the same epoch</h3><p>Rank correlation across the trials that reached each epoch "
-            f"(blank: fewer than 3).</p>{table}")
+    return (
+        "<h3>At the same epoch</h3><p>Rank correlation across the trials that reached each epoch "
+        f"(blank: fewer than 3).</p>{table}"
+    )
 
 
 def dynamics_html(exp: Experiment) -> str:
@@ -300,13 +390,17 @@ def dynamics_html(exp: Experiment) -> str:
         trials.append(("upstream default", up))
     if not trials:
         return section("dynamics", "Learning dynamics", note("No completed or upstream trial to show."))
-    intro = ("<p>Per training step, in the upstream blog's style: D_loss solid (red at the shortest length L to blue at "
-             "the longest), G_loss dashed. The curriculum makes a saw-tooth; the losses are not a quality metric "
-             "(the critic's gap grows with L). Early and late windows of each trial.</p>")
+    intro = (
+        "<p>Per training step, in the upstream blog's style: D_loss solid (red at the shortest length L to blue at "
+        "the longest), G_loss dashed. The curriculum makes a saw-tooth; the losses are not a quality metric "
+        "(the critic's gap grows with L). Early and late windows of each trial.</p>"
+    )
     if best is not None and up is not None and up["trial_id"] == best["trial_id"]:
         intro += note("The best trial is the upstream default configuration, shown once.")
-    figs = [guarded(f"learning dynamics {what}", lambda what=what, row=row: _dynamics_figure(exp, what, row))
-            for what, row in trials]
+    figs = [
+        guarded(f"learning dynamics {what}", lambda what=what, row=row: _dynamics_figure(exp, what, row))
+        for what, row in trials
+    ]
     return section("dynamics", "Learning dynamics", intro + "".join(figs))
 
 
@@ -325,7 +419,9 @@ def _dynamics_figure(exp: Experiment, what: str, row: pd.Series) -> str:
     if not len(steps):
         return note(f"{esc(what)} {_describe_trial(exp, row)}: no {STEPS_FILE} in its folder.")
     windows = dynamics_windows(int(steps["epoch"].max()))
-    fig, axes = plt.subplots(1, len(windows), figsize=(7.2 * len(windows), 4.2), squeeze=False, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(windows), figsize=(7.2 * len(windows), 4.2), squeeze=False, sharey=True, layout="constrained"
+    )
     for ax, (a, b) in zip(axes[0], windows):
         part = steps[(steps["epoch"] >= a) & (steps["epoch"] <= b)].reset_index(drop=True)
         learning_dynamics_axes(ax, part, f"{what} {row['trial_id']}: epochs {a}-{b}")
@@ -333,5 +429,6 @@ def _dynamics_figure(exp: Experiment, what: str, row: pd.Series) -> str:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)
     status = f"{row['status']}, {fmt(row['epochs'])} epochs"
-    return (f"<h3>{esc(what.capitalize())}: {_describe_trial(exp, row)} ({esc(status)})</h3>"
-            + figure_html(fig, f"learning dynamics of the {what}"))
+    return f"<h3>{esc(what.capitalize())}: {_describe_trial(exp, row)} ({esc(status)})</h3>" + figure_html(
+        fig, f"learning dynamics of the {what}"
+    )
