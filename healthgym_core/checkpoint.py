@@ -45,7 +45,11 @@ def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
         "source": data.source,
         "n_months": data.n_months,
     }
+    extra = {}
+    if state.autoencoder is not None:  # the v2 prior's autoencoder (its buffer is in the generator's state dict)
+        extra = {"autoencoder": state.autoencoder.state_dict(), "opt_ae": state.opt_ae.state_dict()}
     return {
+        **extra,
         "format": FORMAT,
         "version": VERSION,
         "meta": json.dumps(meta),
@@ -107,6 +111,9 @@ def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = N
         state.critic.load_state_dict(ckpt["critic"])
         state.opt_g.load_state_dict(ckpt["opt_g"])
         state.opt_d.load_state_dict(ckpt["opt_d"])
+        if state.autoencoder is not None:
+            state.autoencoder.load_state_dict(ckpt["autoencoder"])
+            state.opt_ae.load_state_dict(ckpt["opt_ae"])
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(
             f"checkpoint does not match the model built from its config ({str(e).splitlines()[0][:120]})"
@@ -130,7 +137,14 @@ def generator_from_checkpoint(
     kernel = meta["kernel"]
     if kernel == "fused" and (torch.device(device).type != "cpu" or fused.available() is not None):
         kernel = "native"  # the same weights (nn.LSTM's), so the same generator
-    gen = Generator(Layout.of(schema), cfg.noise_size, cfg.hidden, kernel=kernel, align_reverse=cfg.align_reverse)
+    gen = Generator(
+        Layout.of(schema),
+        cfg.noise_size,
+        cfg.hidden,
+        kernel=kernel,
+        align_reverse=cfg.align_reverse,
+        noise_prior=cfg.noise_prior,
+    )
     try:
         gen.load_state_dict(ckpt["generator"])
     except RuntimeError as e:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from healthgym_core.curriculum import UPSTREAM_SCHEDULE, Schedule
 from healthgym_core.errors import ConfigError
 from healthgym_core.losses import CORR_FORMS
+from healthgym_core.nn.prior import PRIORS
 
 DEVICES = ("auto", "cpu", "cuda")
 KERNEL_CHOICES = ("auto", "native", "reference", "fused")
@@ -93,6 +94,14 @@ class TrainConfig:
     # Upstream behaviours that change results (faithful values by default).
     align_reverse: bool = option(False, "re-align the generator's reversed LSTM outputs in time (upstream does not)")
     fresh_real_batch: bool = option(False, "a new real batch for every critic step (upstream reuses one)")
+    # Beyond v1 (off by default): Health Gym v2's data-driven noise prior.
+    noise_prior: str = option(
+        "uniform",
+        "generator noise: uniform (v1) or buffer (Health Gym v2: U[0,1) x sd + a buffered "
+        "autoencoder latent mean of real patients; needs noise_dim 0)",
+        one_of(PRIORS),
+        choices=PRIORS,
+    )
     # Execution: none of these changes the maths.
     device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
     kernel: str = option(
@@ -128,6 +137,11 @@ class TrainConfig:
             problem = check(value) if check else None
             if problem:
                 raise ConfigError(f"{f.name}={value!r}: {problem}")
+        if self.noise_prior == "buffer" and self.noise_dim not in (0, self.hidden):
+            raise ConfigError(
+                f"noise_prior='buffer' needs the noise size to be the hidden size (noise_dim 0), "
+                f"got noise_dim={self.noise_dim} with hidden={self.hidden}"
+            )
         return self
 
     def to_dict(self) -> dict:

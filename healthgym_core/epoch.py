@@ -33,6 +33,7 @@ from healthgym_core.losses import (
     gradient_penalty,
     penalty_alpha,
 )
+from healthgym_core.nn.prior import autoencoder_loss
 from healthgym_core.state import TrainState
 from healthgym_core.step_graphs import clear_grads
 
@@ -158,6 +159,20 @@ def generator_step(state: TrainState, length: int, step: int) -> dict[str, float
     return vals
 
 
+def autoencoder_step(state: TrainState, real: torch.Tensor) -> None:
+    """One Adam step of the v2 autoencoder on the critic's embedding of a real batch; its latents feed the
+    generator's noise prior."""
+    x = state.critic.embed(real).detach()  # [B, L, E]: the critic's embedding weights, not trained here
+    x_hat, t = state.autoencoder(x)
+    loss = autoencoder_loss(x, x_hat, t)
+    if not math.isfinite(float(loss.detach())):
+        raise NonFiniteLossError(state.epoch + 1, 0, real.shape[1], {"AE_loss": float(loss.detach())})
+    state.opt_ae.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt_ae.step()
+    state.generator.prior.update(t.detach(), state.noise_rng)
+
+
 def train_epoch(
     state: TrainState,
     data: PreparedData,
@@ -200,6 +215,8 @@ def _run_steps(state: TrainState, plan: list, train: torch.Tensor, records: list
     for i, step in enumerate(plan, start=1):
         L = step.length
         real = train[step.batch, :L].to(state.device, non_blocking=True)
+        if state.autoencoder is not None:  # Health Gym v2: one autoencoder step per real batch, before the critic's
+            autoencoder_step(state, real)
         for k in range(cfg.n_critic):
             if cfg.fresh_real_batch and k > 0:
                 idx = state.batch_rng.choice(n_train, size=len(step.batch), replace=False)

@@ -23,8 +23,8 @@ def generate(generator: Generator, n: int, length: int, seed: int, chunk: int = 
     generator.eval()
     out = []
     for i in range(0, n, chunk):
-        z = torch.rand(min(chunk, n - i), length, generator.noise_dim, generator=rng).to(device)
-        out.append(generator(z).float().cpu())
+        z = generator.noise(min(chunk, n - i), length, rng)  # drawn from the CPU generator, then on the device
+        out.append(generator(z.to(device)).float().cpu())
     generator.train(was_training)
     return torch.cat(out)
 

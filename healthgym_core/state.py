@@ -19,6 +19,7 @@ from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
 from healthgym_core.nn.layout import Layout
+from healthgym_core.nn.prior import LatentAutoencoder
 from healthgym_core.step_graphs import StepGraphs
 
 
@@ -105,6 +106,8 @@ class TrainState:
     d_steps: int = 0
     sequence_months: int = 0  # real patient-months fed to the critic
     history: list[dict] = field(default_factory=list)  # run_epoch's summaries (not checkpointed)
+    autoencoder: LatentAutoencoder | None = None  # noise_prior "buffer": Health Gym v2's autoencoder and its Adam
+    opt_ae: torch.optim.Adam | None = None
     graphs: StepGraphs | None = None  # CUDA graphs of the updates (not checkpointed; rebuilt on first use)
 
     @property
@@ -134,9 +137,14 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     kernel = resolve_kernel(config.kernel, device)
     torch.manual_seed(config.seed)
     layout = Layout.of(data.schema)
-    gen = Generator(layout, config.noise_size, config.hidden, kernel=kernel, align_reverse=config.align_reverse).to(
-        device
-    )
+    gen = Generator(
+        layout,
+        config.noise_size,
+        config.hidden,
+        kernel=kernel,
+        align_reverse=config.align_reverse,
+        noise_prior=config.noise_prior,
+    ).to(device)
     critic = Critic(layout, config.hidden, kernel=kernel).to(device)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=betas)
@@ -145,6 +153,10 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
     noise_rng.manual_seed(config.seed)
     batch_rng = np.random.default_rng(config.seed)
     graphs = StepGraphs(device, capture_batch=config.batch_size) if resolve_graphs(config.graphs, device) else None
+    autoencoder = opt_ae = None
+    if config.noise_prior == "buffer":  # built after both networks, so the networks draw v1's initial weights
+        autoencoder = LatentAutoencoder(layout.embedding_width, config.hidden).to(device)
+        opt_ae = torch.optim.Adam(autoencoder.parameters(), lr=config.lr_g, betas=betas)
     return TrainState(
         config,
         device,
@@ -158,4 +170,6 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
         real_correlation(data, config.corr_form, device),
         schedule,
         graphs=graphs,
+        autoencoder=autoencoder,
+        opt_ae=opt_ae,
     )

@@ -8,6 +8,7 @@ from torch import nn
 
 from healthgym_core.nn.layout import Layout
 from healthgym_core.nn.lstm import BiLSTM
+from healthgym_core.nn.prior import NoisePrior
 
 
 class Generator(nn.Module):
@@ -26,9 +27,11 @@ class Generator(nn.Module):
         *,
         kernel: str = "native",
         align_reverse: bool = False,
+        noise_prior: str = "uniform",
     ) -> None:
         super().__init__()
         self.layout, self.noise_dim, self.hidden, self.align_reverse = layout, noise_dim, hidden, align_reverse
+        self.prior = NoisePrior(noise_dim) if noise_prior == "buffer" else None  # Health Gym v2's buffer prior
         self.lstm = BiLSTM(noise_dim, hidden, kernel)
         self.fc1 = nn.Linear(2 * hidden, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
@@ -39,9 +42,15 @@ class Generator(nn.Module):
         return self.lstm.kernel
 
     def noise(self, batch: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """[B, L, ID] uniform noise on the generator's device."""
-        device = self.fc1.weight.device
-        return torch.rand(batch, length, self.noise_dim, generator=generator, device=device)
+        """[B, L, ID] noise from `generator`'s device: U[0,1) (v1), through the buffer prior where there is one."""
+        u = torch.rand(
+            batch,
+            length,
+            self.noise_dim,
+            generator=generator,
+            device=generator.device if generator is not None else self.fc1.weight.device,
+        )
+        return self.prior.noise(u, generator) if self.prior is not None else u.to(self.fc1.weight.device)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h_f, h_r = self.lstm(z, aligned=self.align_reverse)  # [B, L, H] each
