@@ -17,6 +17,8 @@ from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
+from study.base import describe as describe_base
+from study.base import study_base
 from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
 from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
 from study.spaces import SearchSpace, load_space
@@ -31,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "--space", default="curriculum", help="curriculum, critic, correlation, full, baseline, or a .toml space file"
+        "--space", default="curriculum", help="curriculum, critic, correlation, full, baseline, optimizer, quirks, all, or a .toml space file"
     )
     p.add_argument("--metric", default="wasserstein_gap", choices=METRICS, help="pruning signal (all are reported)")
     p.add_argument(
@@ -54,6 +56,20 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         action=at_least(0),
         help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)",
+    )
+    b = p.add_argument_group("the base every trial shares (upstream unless these say otherwise)")
+    b.add_argument(
+        "--base",
+        default=None,
+        metavar="EXPERIMENT",
+        help="start from the best completed trial (by final fd_feat) of an earlier study's folder",
+    )
+    b.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="fix one training option for every trial, e.g. --set lr_g=2e-4 (repeatable)",
     )
     d = p.add_argument_group("data and model size (override the preset)")
     d.add_argument(
@@ -117,15 +133,19 @@ def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
     return PRESETS[name]
 
 
-def base_config(args: argparse.Namespace, preset: Preset, space: SearchSpace) -> dict:
-    """Everything a trial does not get from the search: the preset's sizes (or their overrides), the space's fixed
-    values, and the upstream defaults for the rest."""
+def base_config(args: argparse.Namespace, preset: Preset, space: SearchSpace, base: dict | None = None) -> dict:
+    """Everything a trial does not get from the search: the preset's sizes (or their overrides), the study's base
+    (upstream by default, `study/base.py`), the space's fixed values and `--set` on top."""
     cfg = TrainConfig(
         **{k: setting(vars(args), preset.to_dict(), k) for k in ("hidden", "batch_size", "eval_samples")},
         seed=args.seed,
         device="auto",
     ).to_dict()
+    if base is not None:
+        cfg.update(base["config"])
     cfg.update(space.fixed)
+    if base is not None:
+        cfg.update(base["set"])
     return cfg
 
 
@@ -138,9 +158,12 @@ def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData)
                 Schedule.parse(s).check(data.n_months)
 
 
-def save_study(folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace) -> None:
+def save_study(
+    folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace, base: dict
+) -> None:
     record = {
         "version": STUDY_VERSION,
+        "base": base,
         "args": vars(args),
         "preset": preset.to_dict(),
         "space": {
@@ -191,8 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--resume: no study at {folder}")
         args = load_study_args(folder, args)
         space = load_space(args.space)
+        base = read_study_record(folder)["base"]  # as recorded: the earlier study may have changed since
     elif (folder / STUDY_FILE).exists():
         raise ConfigError(f"{folder} already holds a study; pass --resume to continue it or choose another --name")
+    else:
+        base = study_base(args.base, args.set, [f.name for f in space.factors])
 
     # All input is checked before Ray starts (locally) or anything is written.
     from study import tuning  # imports Ray
@@ -218,13 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
     data = prepare_data(cohort, split_seed=args.split_seed)
-    base = base_config(args, preset, space)
-    check_space_against_data(space, base, data)
+    config = base_config(args, preset, space, base)
+    check_space_against_data(space, config, data)
     if not args.address:
         tuning.start_ray(None, dashboard=not args.no_dashboard)
     if not args.resume:
-        save_study(folder, args, preset, data, space)
+        save_study(folder, args, preset, data, space, base)
     print(preset.note, file=sys.stderr)
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
-    return tuning.run_study(args, space, preset, base, data, storage, folder, cluster_gpus)
+    print(f"base: {describe_base(base)}", file=sys.stderr)
+    return tuning.run_study(args, space, preset, config, base, data, storage, folder, cluster_gpus)

@@ -74,13 +74,19 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
     return read_study_record(folder), pd.read_parquet(folder / "leaderboard.parquet")
 
 
-def choose_arms(board: pd.DataFrame, factors: list[str], top: int) -> list[dict]:
-    """The upstream configuration, then the top distinct configurations among completed trials by final fd_feat."""
+def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | None = None) -> list[dict]:
+    """The upstream configuration, the study's base when that is not upstream, then the top distinct configurations
+    among completed trials by final fd_feat."""
+    from study.base import UPSTREAM_REFERENCE, is_upstream
     from study.spaces import UPSTREAM
 
-    arms = [{"arm": "upstream", **{f: UPSTREAM[f] for f in factors if f in UPSTREAM}}]
+    if base is None or is_upstream(base):
+        arms = [{"arm": "upstream", **{f: UPSTREAM[f] for f in factors if f in UPSTREAM}}]
+    else:
+        arms = [{"arm": "upstream", "reference": UPSTREAM_REFERENCE},
+                {"arm": "base", **{f: base["config"][f] for f in factors if f in base["config"]}}]
     done = board[board["status"] == "completed"].sort_values("last_fd_feat")
-    seen = {tuple(arms[0].get(f) for f in factors)}
+    seen = {tuple(a.get(f) for f in factors) for a in arms if "reference" not in a}
     for _, row in done.iterrows():
         key = tuple(row[f] for f in factors)
         if key in seen:
@@ -127,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     space = load_space(study_args["space"])
     data = study_data(record)
-    arms = choose_arms(board, [f.name for f in space.factors], args.top)
+    arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"))
 
     from study import tuning
     from study.final_runs import run_final

@@ -39,7 +39,7 @@ def run_final(
     seed_base: int,
 ) -> tuple[pd.DataFrame, dict, dict]:
     study_args = argparse.Namespace(**record["args"])
-    base = base_config(study_args, Preset(**record["preset"]), space)
+    base = base_config(study_args, Preset(**record["preset"]), space, record.get("base"))
     gpus = gpus_per_trial(args.gpus_per_trial, gpus_seen)
     trainable = tune.with_resources(
         tune.with_parameters(

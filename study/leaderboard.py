@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from healthgym_core.evaluation.collapse import targets_text, verdict
 from study.experiment import METRICS, RANK_METRIC
 
-REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", "D_loss", "G_loss", "GP", "Corr", "W_gap")
-LOWER_IS_BETTER = {"coverage": False}
+COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
+REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
+LOWER_IS_BETTER = {"coverage": False, "diversity_ratio": False, "distinct_share": False, "joint_cell_coverage": False}
 
 
 def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool) -> str:
@@ -42,6 +44,7 @@ def trial_row(
     for f in factors:
         row[f] = config.get(f)
     row["seed"] = config.get("seed")
+    row["reference"] = config.get("reference") or ""
     for m in REPORTED:
         if m in good and len(good):
             col = good[m].astype(float)
@@ -52,6 +55,8 @@ def trial_row(
     for k in ("g_steps", "d_steps", "sequence_months"):
         row[k] = int(good[k].iloc[-1]) if k in good and len(good) else 0
     row["fd_feat_floor"] = float(good["fd_feat_floor"].iloc[-1]) if "fd_feat_floor" in good and len(good) else math.nan
+    last = {m: row[f"last_{m}"] for m in REPORTED} | {"fd_feat_floor": row["fd_feat_floor"]}
+    row["collapse"], _ = verdict(last) if math.isfinite(row["last_diversity_ratio"]) else ("", "")
     row["checkpoint"] = checkpoint
     row["path"] = path
     return row
@@ -73,7 +78,75 @@ def format_board(board: pd.DataFrame, factors: list[str], metric: str, top: int 
         f"last_{RANK_METRIC}",
         f"last_{metric}" if metric != RANK_METRIC else None,
         "last_coverage",
+        "last_diversity_ratio",
+        "last_joint_tvd",
+        "collapse",
     ]
     cols = [c for c in dict.fromkeys(cols) if c and c in board]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 32):
         return board[cols].head(top).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def mark_roles(
+    board: pd.DataFrame, factors: list[str], base_point: dict | None, base_is_upstream: bool
+) -> pd.DataFrame:
+    """`upstream`: the upstream configuration (its reference trial, or on an upstream base the trials with its factor
+    values); `role`: "base" for the base point's trial, "upstream reference" for the reference trial."""
+    from study.base import UPSTREAM_REFERENCE
+    from study.spaces import UPSTREAM
+
+    def matches(row: dict, point: dict) -> bool:
+        return all(row.get(k) == v for k, v in point.items())
+
+    rows = board.to_dict("records")
+    ref = [r.get("reference") == UPSTREAM_REFERENCE for r in rows]
+    up_point = {k: v for k, v in UPSTREAM.items() if k in factors}
+    board = board.copy()
+    board["upstream"] = [
+        is_ref or (base_is_upstream and (matches(r, up_point) if factors else True)) for r, is_ref in zip(rows, ref)
+    ]
+    board["role"] = [
+        "upstream reference"
+        if is_ref
+        else ("base" if base_point is not None and factors and matches(r, base_point) else "")
+        for r, is_ref in zip(rows, ref)
+    ]
+    return board
+
+
+def collapse_summary(board: pd.DataFrame) -> str:
+    """Plain words on collapse for the console and the report's first screen: is the best trial, or every trial,
+    collapsed (with its numbers), and what to change."""
+    done = board[board["status"] == "completed"]
+    scored = board[board.get("collapse", pd.Series("", index=board.index)).astype(str) != ""]
+    if not len(scored):
+        return ""
+    best = done.iloc[0] if len(done) else scored.iloc[0]
+    status = best.get("collapse", "")
+    numbers = (
+        f"diversity {best['last_diversity_ratio']:.2f} of real, distinct patients {best['last_distinct_share']:.2f}, "
+        f"category coverage {best['last_coverage']:.2f}, Gender x Ethnic TVD {best['last_joint_tvd']:.2f}, "
+        f"fd_feat {best[f'last_{RANK_METRIC}']:.3g} (floor {best['fd_feat_floor']:.3g})"
+    )
+    counts = scored["collapse"].value_counts()
+    if (scored["collapse"] == "collapsed").all():
+        head = f"COLLAPSED: every trial ({len(scored)}) is collapsed; the best one has {numbers}."
+    elif status == "collapsed":
+        head = f"COLLAPSED: the best trial {best['trial_id']} is collapsed ({numbers})."
+    elif status == "faithful":
+        return (
+            f"The best trial {best['trial_id']} is not collapsed and meets the faithfulness targets "
+            f"({targets_text()}): {numbers}."
+        )
+    else:
+        head = (
+            f"The best trial {best['trial_id']} is not collapsed but misses the faithfulness targets "
+            f"({targets_text()}): {numbers}."
+        )
+    n_ok = int(counts.get("faithful", 0))
+    return (
+        head + f" {n_ok} of {len(scored)} trials meet the targets. What to change: train longer (--max-epochs), "
+        "search the settings upstream never varied (--space optimizer or --space all), or add Health Gym v2's "
+        "noise prior (--set noise_prior=buffer); docs/learning_curves.md measures how many generator steps each "
+        "needs."
+    )

@@ -23,7 +23,7 @@ from healthgym_core.config import FIELDS, TrainConfig, defaults
 from healthgym_core.errors import ConfigError, DataError
 
 SPACES_DIR = Path(search_spaces.__file__).parent
-BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline")
+BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline", "optimizer", "quirks", "all")
 # What a space may search or fix: every training option but the seed (set per trial) and how it executes.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32", "graphs"}
 # The upstream Health Gym v1 configuration (the options' defaults): every search evaluates it first.

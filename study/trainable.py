@@ -20,12 +20,17 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import NonFiniteLossError
 from healthgym_core.state import build_state
+from study.base import UPSTREAM_REFERENCE, upstream_options
 from study.experiment import CHECKPOINT_FILE, STEPS_FILE
 
 DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)
 
 
 def trial_config(config: dict, base: dict) -> TrainConfig:
+    """The base with the trial's own values; the upstream reference trial runs every upstream option instead."""
+    config = dict(config)
+    if config.pop("reference", None) == UPSTREAM_REFERENCE:
+        config = {**upstream_options(), "seed": config["seed"]}
     return TrainConfig.from_dict({**base, **config}).validate()
 
 

@@ -19,10 +19,11 @@ from healthgym_core.cpu import SINGLE_THREAD_ENV
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.sampling import sample
+from study.base import UPSTREAM_REFERENCE, is_upstream
 from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_METRIC
-from study.leaderboard import format_board, rank, trial_row
+from study.leaderboard import collapse_summary, format_board, mark_roles, rank, trial_row
 from study.presets import Preset, gpus_per_trial
-from study.spaces import UPSTREAM, SearchSpace
+from study.spaces import SearchSpace
 from study.trainable import train_healthgym
 
 
@@ -43,8 +44,8 @@ class DefineByRun:
     so that a configuration proposed twice is a seed replicate rather than an identical rerun. A class, not a
     closure, so Tune can save the searcher for --resume."""
 
-    def __init__(self, space: SearchSpace, seed: int) -> None:
-        self.space, self.seed = space, seed
+    def __init__(self, space: SearchSpace, seed: int, reference_number: int | None = None) -> None:
+        self.space, self.seed, self.reference_number = space, seed, reference_number
 
     def __call__(self, trial: optuna.Trial) -> dict:
         for f in self.space.factors:
@@ -54,6 +55,8 @@ class DefineByRun:
                 trial.suggest_int(f.name, int(f.low), int(f.high), log=f.log)
             else:
                 trial.suggest_float(f.name, float(f.low), float(f.high), log=f.log)
+        if trial.number == self.reference_number:  # the upstream reference trial of a study on another base
+            return {"seed": self.seed + trial.number, "reference": UPSTREAM_REFERENCE}
         return {"seed": self.seed + trial.number}
 
 
@@ -73,22 +76,38 @@ class ResumableOptunaSearch(OptunaSearch):
             pass
 
 
-def make_searcher(space: SearchSpace, args: argparse.Namespace, folder: Path) -> OptunaSearch:
-    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
-    point = space.upstream_point()
-    if point is None:
+def first_points(space: SearchSpace, config: dict, base: dict, quiet: bool = False) -> tuple[list[dict], int | None]:
+    """The points every search evaluates first: the base point (the base's values of the space's factors) and, when
+    the base is not upstream, the upstream reference trial (its factor values are placeholders: the trainable runs
+    the whole upstream configuration for it). Returns (points, the reference's trial number or None)."""
+    point = {f.name: config[f.name] for f in space.factors}
+    points = [point] if all(f.contains(point[f.name]) for f in space.factors) else []
+    if not points and not quiet:
         print(
-            f"note: the upstream configuration lies outside space {space.name}; it is not evaluated first",
-            file=sys.stderr,
+            f"note: the base configuration lies outside space {space.name}; it is not evaluated first", file=sys.stderr
         )
+    if is_upstream(base):
+        return points, None
+    reference = space.upstream_point() or (points[0] if points else None)
+    if reference is None:
+        if not quiet:
+            print(f"note: no point of space {space.name} can carry the upstream reference trial", file=sys.stderr)
+        return points, None
+    return points + [reference], len(points)
+
+
+def make_searcher(
+    space: SearchSpace, args: argparse.Namespace, folder: Path, points: list[dict], reference_number: int | None
+) -> OptunaSearch:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
     return ResumableOptunaSearch(
-        space=DefineByRun(space, args.seed),
+        space=DefineByRun(space, args.seed, reference_number),
         metric=args.metric,
         mode="min",
         sampler=optuna.samplers.TPESampler(seed=args.seed),
         storage=storage,
         study_name=args.name,
-        points_to_evaluate=[point] if point else None,
+        points_to_evaluate=points or None,
     )
 
 
@@ -108,6 +127,7 @@ def run_study(
     args: argparse.Namespace,
     space: SearchSpace,
     preset: Preset,
+    config: dict,
     base: dict,
     data: PreparedData,
     storage: str,
@@ -121,7 +141,7 @@ def run_study(
         tune.with_parameters(
             train_healthgym,
             data=data,
-            base=base,
+            base=config,
             max_epochs=max_epochs,
             metric=args.metric,
             threads=max(1, int(args.cpus_per_trial)),
@@ -153,7 +173,7 @@ def run_study(
         )
     else:
         if space.factors:
-            search_alg, param_space = make_searcher(space, args, folder), {}
+            search_alg, param_space = make_searcher(space, args, folder, *first_points(space, config, base)), {}
         else:  # baseline: the upstream configuration once per seed
             search_alg, param_space = None, {"seed": tune.grid_search(list(range(args.seed, args.seed + num_samples)))}
         tuner = tune.Tuner(
@@ -180,7 +200,7 @@ def run_study(
             ),
         )
     results = tuner.fit()
-    return finish(results, args, space, max_epochs, folder)
+    return finish(results, args, space, max_epochs, folder, config, base)
 
 
 def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -> pd.DataFrame:
@@ -202,25 +222,32 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
                 path=r.path,
             )
         )
-    board = rank(pd.DataFrame(rows))
-    board["upstream"] = [
-        all(row.get(k) == v for k, v in UPSTREAM.items() if k in factors) if factors else True
-        for row in board.to_dict("records")
-    ]
-    return board
+    return rank(pd.DataFrame(rows))
 
 
 def finish(
-    results: tune.ResultGrid, args: argparse.Namespace, space: SearchSpace, max_epochs: int, folder: Path
+    results: tune.ResultGrid,
+    args: argparse.Namespace,
+    space: SearchSpace,
+    max_epochs: int,
+    folder: Path,
+    config: dict,
+    base: dict,
 ) -> int:
-    board = leaderboard(results, space, max_epochs)
+    factors = [f.name for f in space.factors]
+    points, _ = first_points(space, config, base, quiet=True)
+    board = mark_roles(
+        leaderboard(results, space, max_epochs), factors, points[0] if points else None, is_upstream(base)
+    )
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
-    factors = [f.name for f in space.factors]
     print("\nLeaderboard (completed trials first, by final fd_feat; pruned = stopped early by ASHA):")
     print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
     counts = board["status"].value_counts().to_dict()
     print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    summary = collapse_summary(board)
+    if summary:
+        print("\n" + summary)
     best = board[board["status"] == "completed"].head(1)
     if len(best) and best["checkpoint"].iloc[0]:
         row = best.iloc[0]

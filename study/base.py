@@ -1,0 +1,125 @@
+"""The base of a study: the training options every trial shares unless the space searches them.
+
+By default the upstream Health Gym v1 configuration. `--base EXPERIMENT` takes the best completed trial of an
+earlier study (by the ranking metric) instead, and `--set KEY=VALUE` fixes single options on top; sizes (batch,
+hidden, noise) stay the preset's. Every search evaluates its base point first; when the base is not upstream, it
+also runs the upstream configuration as a reference trial (`reference: upstream` in its config). Imports no Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from healthgym_core.config import FIELDS, TrainConfig, defaults
+from healthgym_core.errors import ConfigError
+from study.experiment import RANK_METRIC, read_study_record
+
+# The options a base carries from one study to the next: the training options but the seed and the sizes.
+SIZES = ("batch_size", "hidden", "noise_dim", "eval_samples")
+BASE_OPTIONS = tuple(
+    k for k, f in FIELDS.items() if f.metadata.get("group") == "training" and k not in (*SIZES, "seed")
+)
+UPSTREAM_REFERENCE = "upstream"  # the `reference` value of the upstream reference trial
+
+
+def upstream_options() -> dict:
+    return {k: v for k, v in defaults().items() if k in BASE_OPTIONS}
+
+
+def parse_set(item: str) -> tuple[str, object]:
+    """`KEY=VALUE` -> (option, typed value), checked by the option's own rule."""
+    key, sep, text = item.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set lr_g=2e-4")
+    if key not in BASE_OPTIONS:
+        hint = " (a size: use --batch-size, --hidden or --eval-samples)" if key in SIZES else ""
+        raise ConfigError(f"--set {item!r}: {key!r} is not a training option{hint}; one of {', '.join(BASE_OPTIONS)}")
+    kind = FIELDS[key].type
+    text = text.strip()
+    try:
+        if kind in ("bool", bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            value: object = text.lower() in ("true", "1")
+        elif kind in ("int", int):
+            value = int(text)
+        elif kind in ("float", float):
+            value = float(text)
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(f"--set {item!r}: {key} takes a {kind} value, got {text!r}") from None
+    check = FIELDS[key].metadata.get("check")
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"--set {item!r}: {key}={value!r}: {problem}")
+    return key, value
+
+
+def base_from_study(folder: str | Path) -> tuple[dict, dict]:
+    """(the options of the best completed trial of the study in `folder`, where they came from)."""
+    folder = Path(folder).expanduser().resolve()
+    if not (folder / "study.json").is_file():
+        raise ConfigError(f"--base {folder}: not a study folder (no study.json)")
+    record = read_study_record(folder)
+    board_file = folder / "leaderboard.parquet"
+    if not board_file.is_file():
+        raise ConfigError(f"--base {folder}: the study has no leaderboard yet; finish it (or --resume it) first")
+    board = pd.read_parquet(board_file)
+    done = board[board["status"] == "completed"].sort_values(f"last_{RANK_METRIC}")
+    if not len(done):
+        raise ConfigError(
+            f"--base {folder}: no trial of that study completed its epochs, so it has no best configuration"
+        )
+    row = done.iloc[0]
+    options = {
+        **upstream_options(),
+        **{k: v for k, v in record.get("base", {}).get("config", {}).items() if k in BASE_OPTIONS},
+    }
+    for f in record.get("space", {}).get("factors", []):
+        name = f["name"]
+        if name in BASE_OPTIONS and name in row:
+            v = row[name]
+            options[name] = v.item() if hasattr(v, "item") else v
+    origin = {"study": str(folder), "trial_id": str(row["trial_id"]), RANK_METRIC: float(row[f"last_{RANK_METRIC}"])}
+    TrainConfig(**{**defaults(), **options}).validate()
+    return options, origin
+
+
+def study_base(base_folder: str | None, sets: list[str] | None, searched: list[str]) -> dict:
+    """The study's base record: {"from": "upstream" or the earlier study, "set": {...}, "config": options}."""
+    options, origin = base_from_study(base_folder) if base_folder else (upstream_options(), UPSTREAM_REFERENCE)
+    fixed = dict(parse_set(s) for s in sets or [])
+    clash = sorted(set(fixed) & set(searched))
+    if clash:
+        raise ConfigError(f"--set {clash[0]}: the space searches {clash[0]}; remove it from the space or from --set")
+    options.update(fixed)
+    TrainConfig(**{**defaults(), **options}).validate()
+    return {"from": origin, "set": fixed, "config": options}
+
+
+def is_upstream(base: dict) -> bool:
+    up = upstream_options()
+    return all(_same(base["config"].get(k), v) for k, v in up.items())
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12)
+    return a == b
+
+
+def describe(base: dict) -> str:
+    """One line on the base, for the console and the report."""
+    src = base["from"]
+    if src == UPSTREAM_REFERENCE:
+        text = "the upstream Health Gym v1 configuration"
+    else:
+        text = f"the best trial {src['trial_id']} of {src['study']} ({RANK_METRIC} {src[RANK_METRIC]:.4g})"
+    if base["set"]:
+        text += ", with " + ", ".join(f"{k}={v}" for k, v in base["set"].items())
+    return text

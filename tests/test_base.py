@@ -1,0 +1,140 @@
+"""Studies that build on studies: --base EXPERIMENT and --set KEY=VALUE, their checks, and what a study on another
+base runs first (its base point, then the upstream configuration as a reference trial)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from healthgym_core import cli
+from study.base import BASE_OPTIONS, base_from_study, parse_set, study_base, upstream_options
+from tests.study_helpers import study
+
+BAD = {
+    "no equals": (["--set", "lr_g"], "write KEY=VALUE"),
+    "unknown option": (["--set", "learning_rate=1e-3"], "'learning_rate' is not a training option"),
+    "a size": (["--set", "hidden=16"], "a size: use --batch-size, --hidden or --eval-samples"),
+    "not a number": (["--set", "lr_g=fast"], "lr_g takes a float value, got 'fast'"),
+    "not a whole number": (["--set", "n_critic=2.5"], "n_critic takes a int value, got '2.5'"),
+    "against its rule": (["--set", "n_critic=0"], "n_critic=0: must be a whole number of at least 1"),
+    "not a bool": (["--set", "fresh_real_batch=maybe"], "fresh_real_batch takes a bool value"),
+    "a bad schedule": (["--set", "schedule=zigzag:3", "--space", "critic"], "unknown schedule 'zigzag:3'"),
+    "a searched factor": (["--set", "schedule=full"], "the space searches schedule"),
+    "base is no study": (["--base", "{dir}"], "not a study folder (no study.json)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_base_and_set_exit_2_with_one_line_and_write_nothing(case, tmp_path, monkeypatch, capsys, tripwires):
+    from study.driver import main
+
+    args, needle = BAD[case]
+    args = [a.replace("{dir}", str(tmp_path)) for a in args]
+    monkeypatch.chdir(tmp_path)
+    code = cli.run(main, ["--smoke", "--no-dashboard", "--storage", str(tmp_path / "store"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert not (tmp_path / "store").exists()
+
+
+def test_parse_set_types_values():
+    assert parse_set("lr_g=2e-4") == ("lr_g", 2e-4)
+    assert parse_set("n-critic=3") == ("n_critic", 3)
+    assert parse_set("fresh_real_batch=true") == ("fresh_real_batch", True)
+    assert parse_set("noise_prior=buffer") == ("noise_prior", "buffer")
+    assert set(upstream_options()) == set(BASE_OPTIONS) and "hidden" not in BASE_OPTIONS and "seed" not in BASE_OPTIONS
+
+
+def test_base_from_a_study_folder_takes_its_best_completed_trial(tmp_path):
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    record = {
+        "version": 2,
+        "args": {},
+        "space": {"factors": [{"name": "n_critic", "low": 1, "high": 10, "why": "x"}]},
+        "base": {"from": "upstream", "set": {"lr_g": 2e-4}, "config": {**upstream_options(), "lr_g": 2e-4}},
+    }
+    (folder / "study.json").write_text(json.dumps(record))
+    board = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "status": ["completed", "completed", "pruned"],
+            "n_critic": [7, 2, 1],
+            "last_fd_feat": [50.0, 40.0, 10.0],
+        }
+    )
+    board.to_parquet(folder / "leaderboard.parquet")
+    options, origin = base_from_study(folder)
+    assert options["n_critic"] == 2 and options["lr_g"] == 2e-4  # the best completed trial, on its study's base
+    assert origin == {"study": str(folder), "trial_id": "b", "fd_feat": 40.0}
+    base = study_base(str(folder), ["gp_weight=3"], ["schedule"])
+    assert base["config"]["gp_weight"] == 3.0 and base["config"]["n_critic"] == 2 and base["set"] == {"gp_weight": 3.0}
+    board.assign(status="pruned").to_parquet(folder / "leaderboard.parquet")
+    with pytest.raises(Exception, match="no trial of that study completed"):
+        base_from_study(folder)
+
+
+@pytest.mark.slow
+def test_a_study_on_an_earlier_studys_base(tmp_path):
+    """Study 1 searches the critic; study 2 searches the schedule on study 1's best critic settings with one option
+    fixed by --set, evaluates its base point first and the upstream configuration as a reference trial."""
+    store = tmp_path / "store"
+    r = study(
+        "--space",
+        "critic",
+        "--smoke",
+        "--no-pruning",
+        "--num-samples",
+        "3",
+        "--storage",
+        store,
+        "--no-dashboard",
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = store / "critic"
+    best = pd.read_parquet(first / "leaderboard.parquet").query("status == 'completed'").iloc[0]
+    r = study(
+        "--space",
+        "curriculum",
+        "--smoke",
+        "--no-pruning",
+        "--num-samples",
+        "3",
+        "--storage",
+        store,
+        "--no-dashboard",
+        "--base",
+        first,
+        "--set",
+        "corr_weight=1",
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    second = store / "curriculum"
+    record = json.loads((second / "study.json").read_text())
+    assert record["base"]["from"]["trial_id"] == best["trial_id"] and record["base"]["set"] == {"corr_weight": 1.0}
+    assert record["base"]["config"]["n_critic"] == int(best["n_critic"])
+    assert f"the best trial {best['trial_id']} of {first}" in r.stderr  # the console names the base
+    params = [json.loads(p.read_text()) for p in second.glob("*/params.json")]
+    assert len(params) == 3 and sum(p.get("reference") == "upstream" for p in params) == 1
+    board = pd.read_parquet(second / "leaderboard.parquet")
+    base_row = board[board["role"] == "base"]
+    ref_row = board[board["role"] == "upstream reference"]
+    assert len(ref_row) == 1 and bool(ref_row["upstream"].iloc[0]) and ref_row["reference"].iloc[0] == "upstream"
+    assert len(base_row) >= 1 and (base_row["schedule"] == "ladder:10-20-30-40-50-60").all()
+    # the trials train on the base: the earlier study's critic settings and the --set value (the reference: upstream)
+    import torch
+
+    for ckpt in second.glob("*/checkpoint_*/state.pt"):
+        meta = json.loads(torch.load(ckpt, weights_only=True)["meta"])["config"]
+        expected = (5, 10.0, 10.0) if meta["corr_weight"] == 10.0 else (int(best["n_critic"]), best["gp_weight"], 1.0)
+        assert (meta["n_critic"], meta["gp_weight"], meta["corr_weight"]) == pytest.approx(expected), meta
+    from study.reporting.loading import load_experiment
+
+    exp = load_experiment(second)
+    assert exp.record["base"]["from"]["trial_id"] == best["trial_id"]
+    assert Path(second / "leaderboard.csv").is_file()
