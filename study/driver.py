@@ -33,7 +33,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "--space", default="curriculum", help="curriculum, critic, correlation, full, baseline, optimizer, quirks, all, or a .toml space file"
+        "--space",
+        default="curriculum",
+        help="curriculum, critic, correlation, full, baseline, optimizer, quirks, all, or a .toml space file",
     )
     p.add_argument("--metric", default="wasserstein_gap", choices=METRICS, help="pruning signal (all are reported)")
     p.add_argument(

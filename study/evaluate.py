@@ -83,8 +83,10 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
     if base is None or is_upstream(base):
         arms = [{"arm": "upstream", **{f: UPSTREAM[f] for f in factors if f in UPSTREAM}}]
     else:
-        arms = [{"arm": "upstream", "reference": UPSTREAM_REFERENCE},
-                {"arm": "base", **{f: base["config"][f] for f in factors if f in base["config"]}}]
+        arms = [
+            {"arm": "upstream", "reference": UPSTREAM_REFERENCE},
+            {"arm": "base", **{f: base["config"][f] for f in factors if f in base["config"]}},
+        ]
     done = board[board["status"] == "completed"].sort_values("last_fd_feat")
     seen = {tuple(a.get(f) for f in factors) for a in arms if "reference" not in a}
     for _, row in done.iterrows():

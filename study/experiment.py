@@ -15,7 +15,9 @@ STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incom
 OPTUNA_FILE = "optuna.db"  # Optuna's SQLite storage (study name = experiment name)
 CHECKPOINT_FILE = "state.pt"  # inside each Tune checkpoint folder
 STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder
-METRICS = ("wasserstein_gap", "fd_feat", "sliced_w")  # the pruning signals a study may choose
+# The pruning signals a study may choose (all lower-is-better): the trial's own critic gap, and the estimates every
+# trial measures on one scale (fd_feat, sliced_w, the exact EMD in fd_feat's space, a fixed-protocol critic's gap).
+METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap")
 RANK_METRIC = "fd_feat"  # how the leaderboard ranks trials: comparable across trials; the critic gap is not
 
 

@@ -12,6 +12,7 @@ from study.experiment import METRICS, RANK_METRIC
 
 COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
+FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor")
 LOWER_IS_BETTER = {"coverage": False, "diversity_ratio": False, "distinct_share": False, "joint_cell_coverage": False}
 
 
@@ -54,7 +55,8 @@ def trial_row(
             row[f"last_{m}"] = row[f"best_{m}"] = math.nan
     for k in ("g_steps", "d_steps", "sequence_months"):
         row[k] = int(good[k].iloc[-1]) if k in good and len(good) else 0
-    row["fd_feat_floor"] = float(good["fd_feat_floor"].iloc[-1]) if "fd_feat_floor" in good and len(good) else math.nan
+    for fl in FLOORS:
+        row[fl] = float(good[fl].iloc[-1]) if fl in good and len(good) else math.nan
     last = {m: row[f"last_{m}"] for m in REPORTED} | {"fd_feat_floor": row["fd_feat_floor"]}
     row["collapse"], _ = verdict(last) if math.isfinite(row["last_diversity_ratio"]) else ("", "")
     row["checkpoint"] = checkpoint

@@ -113,6 +113,11 @@ def test_evaluation_metrics(small_data, tiny_config):
         "joint_max_cell",
         "joint_cells_covered",
         "joint_cell_coverage",
+        # the comparable Wasserstein estimates (issue 14) and their floors
+        "emd_feat",
+        "emd_feat_floor",
+        "critic_gap",
+        "critic_gap_floor",
     }
     assert all(math.isfinite(v) for v in m.values())
     assert m == evaluate(state.generator, state.critic, small_data, tiny_config.seed, 64)  # fixed evaluation noise
