@@ -6,6 +6,7 @@ Only tensors, numbers and strings are stored (metadata as JSON text), so a check
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -30,7 +31,7 @@ FORMAT = "healthgym-checkpoint"
 VERSION = 2  # 2: the networks keep their LSTMs in one `BiLSTM` block (state-dict keys `lstm.*`)
 
 
-def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
+def checkpoint_dict(state: TrainState, data: PreparedData, extra_meta: dict | None = None) -> dict:
     meta = {
         "epoch": state.epoch,
         "g_steps": state.g_steps,
@@ -44,6 +45,7 @@ def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
         "data_fingerprint": data.fingerprint,
         "source": data.source,
         "n_months": data.n_months,
+        **(extra_meta or {}),  # e.g. the study trial that wrote it
     }
     extra = {}
     if state.autoencoder is not None:  # the v2 prior's autoencoder (its buffer is in the generator's state dict)
@@ -62,10 +64,10 @@ def checkpoint_dict(state: TrainState, data: PreparedData) -> dict:
     }
 
 
-def save_checkpoint(path: str | Path, state: TrainState, data: PreparedData) -> Path:
+def save_checkpoint(path: str | Path, state: TrainState, data: PreparedData, extra_meta: dict | None = None) -> Path:
     """Atomically write the checkpoint; on failure the previous file at `path` is intact."""
     buffer = io.BytesIO()  # serialise first: a full disk then fails in a plain file write (OSError), not in torch
-    torch.save(checkpoint_dict(state, data), buffer)
+    torch.save(checkpoint_dict(state, data, extra_meta), buffer)
     return atomic_write(path, lambda p: p.write_bytes(buffer.getbuffer()))
 
 
@@ -97,13 +99,17 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = None) -> TrainState:
-    """Rebuild the exact training state. The data must be the same (checked by fingerprint)."""
+    """Rebuild the exact training state. The data must be the same (checked by fingerprint).
+
+    With `config` (population-based training: another trial's weights under new settings), that config rules: its
+    learning rates and betas replace the saved optimisers' (whose moment estimates are kept), and its other options
+    (n_critic, the penalty and correlation weights, the schedule) apply from the next step."""
     meta = ckpt["meta"]
     if meta["data_fingerprint"] != data.fingerprint:
         raise CheckpointError(
             f"checkpoint was trained on data {meta['data_fingerprint']} but the prepared data is {data.fingerprint}"
         )
-    cfg = config or TrainConfig.from_dict(meta["config"])
+    cfg = dataclasses.replace(config) if config is not None else TrainConfig.from_dict(meta["config"])
     cfg.kernel = "auto" if meta["kernel"] == "fused" else meta["kernel"]  # fused where it runs, else nn.LSTM
     state = build_state(cfg, data)
     try:
@@ -118,6 +124,11 @@ def restore_state(ckpt: dict, data: PreparedData, config: TrainConfig | None = N
         raise CheckpointError(
             f"checkpoint does not match the model built from its config ({str(e).splitlines()[0][:120]})"
         ) from None
+    if config is not None:
+        betas = (cfg.beta1, cfg.beta2)
+        for opt, lr in ((state.opt_g, cfg.lr_g), (state.opt_d, cfg.lr_d), (state.opt_ae, cfg.lr_g)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"], group["betas"] = lr, betas
     state.noise_rng.set_state(ckpt["noise_rng"])
     bit = np.random.PCG64()
     bit.state = json.loads(ckpt["batch_rng"])

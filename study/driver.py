@@ -19,7 +19,7 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
 from study.base import describe as describe_base
 from study.base import study_base
-from study.experiment import METRICS, STUDY_FILE, STUDY_VERSION, read_study_record
+from study.experiment import METRICS, SCHEDULERS, STUDY_FILE, STUDY_VERSION, read_study_record
 from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
 from study.spaces import SearchSpace, load_space
 
@@ -51,7 +51,21 @@ def parser() -> argparse.ArgumentParser:
         "--grace-period", type=int, default=None, action=at_least(1), help="epochs before ASHA may stop a trial"
     )
     p.add_argument("--reduction-factor", type=int, default=None, action=at_least(2), help="ASHA reduction factor")
-    p.add_argument("--no-pruning", action="store_true", help="run every trial to --max-epochs (no ASHA)")
+    p.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default="asha",
+        help="asha: prune weak trials at rungs; pbt: population-based training (copies good trials' weights "
+        "into poor ones and perturbs their mutable factors); none: every trial to --max-epochs",
+    )
+    p.add_argument("--no-pruning", action="store_true", help="the same as --scheduler none")
+    p.add_argument(
+        "--perturbation-interval",
+        type=int,
+        default=None,
+        action=at_least(1),
+        help="PBT: epochs between exploit/explore decisions (default: the preset's grace period)",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -207,6 +221,10 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.no_pruning:
+        if args.scheduler not in ("asha", "none"):
+            raise ConfigError(f"--no-pruning contradicts --scheduler {args.scheduler}; give one of them")
+        args.scheduler = "none"
     space = load_space(args.space)
     args.name = plain_name(args.name or space.name, "--name")  # the experiment stays inside --storage
     storage, folder = experiment_dirs(args)
@@ -233,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster_gpus = float(torch.cuda.device_count())
     preset = choose_preset(args, cluster_gpus)
     grace, max_t = args.grace_period or preset.grace_period, args.max_epochs or preset.max_epochs
-    if not args.no_pruning and grace > max_t:
+    if args.scheduler == "asha" and grace > max_t:
         raise ConfigError(
             f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
             f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning"
@@ -246,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
     data = prepare_data(cohort, split_seed=args.split_seed)
+    if args.scheduler == "pbt" and not any(f.is_mutable for f in space.factors):
+        raise ConfigError(
+            f"--scheduler pbt: space {space.name} has no factor PBT may change mid-run "
+            "(mutable: n_critic, gp_weight, corr_weight, lr_g, lr_d, or `mutable = true` on a factor)"
+        )
     config = base_config(args, preset, space, base)
     check_space_against_data(space, config, data)
     if not args.address:

@@ -21,6 +21,15 @@ METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap")
 RANK_METRIC = "fd_feat"  # how the leaderboard ranks trials: comparable across trials; the critic gap is not
 
 
+SCHEDULERS = ("asha", "pbt", "none")  # ASHA pruning, population-based training, every trial to the end
+PBT_DEFAULT_METRIC = "fd_feat"  # PBT exploits on a metric every trial measures alike, never a trial's own critic gap
+
+
+def scheduler_of(args: dict) -> str:
+    """The study's scheduler from its recorded arguments (`--no-pruning` is `none`)."""
+    return args.get("scheduler") or ("none" if args.get("no_pruning") else "asha")
+
+
 def read_study_record(folder: Path) -> dict:
     """study.json, checked: a clear error if it is truncated, damaged or from an incompatible version."""
     path = folder / STUDY_FILE

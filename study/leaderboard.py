@@ -45,6 +45,7 @@ def trial_row(
     for f in factors:
         row[f] = config.get(f)
     row["seed"] = config.get("seed")
+    row["lineage"] = lineage(good, factors)
     row["reference"] = config.get("reference") or ""
     for m in REPORTED:
         if m in good and len(good):
@@ -62,6 +63,37 @@ def trial_row(
     row["checkpoint"] = checkpoint
     row["path"] = path
     return row
+
+
+def _short(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def lineage(history: pd.DataFrame, factors: list[str]) -> str:
+    """Which configuration a trial ran in which epochs and whose weights it took (population-based training):
+    "1-4: lr_g=0.0002 | 5-8 from trial ab12 (its epoch-4 weights): lr_g=0.00024". Empty when it never changed."""
+    cols = [f"config/{f}" for f in factors if f"config/{f}" in history]
+    if not len(history) or "epoch" not in history or (not cols and "exploited_from" not in history):
+        return ""
+    h = history.sort_values("epoch")
+    parents = h["exploited_from"] if "exploited_from" in h else pd.Series([None] * len(h), index=h.index)
+    segments: list[list] = []
+    for (_, r), parent in zip(h.iterrows(), parents):
+        values = tuple(r[c] for c in cols)
+        took = parent if isinstance(parent, str) and parent else None
+        if not segments or took or values != segments[-1][2]:
+            segments.append([int(r["epoch"]), int(r["epoch"]), values, took])
+        else:
+            segments[-1][1] = int(r["epoch"])
+    if len(segments) == 1 and not segments[0][3]:
+        return ""
+    parts = []
+    for first, last, values, took in segments:
+        span = f"{first}-{last}" if last > first else f"{first}"
+        origin = f" from trial {took} (its epoch-{first - 1} weights)" if took else ""
+        setting = ", ".join(f"{c[7:]}={_short(v)}" for c, v in zip(cols, values))
+        parts.append(f"{span}{origin}: {setting}")
+    return " | ".join(parts)
 
 
 def rank(board: pd.DataFrame) -> pd.DataFrame:

@@ -27,6 +27,8 @@ BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline", "optimizer
 # What a space may search or fix: every training option but the seed (set per trial) and how it executes.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32", "graphs"}
 # The upstream Health Gym v1 configuration (the options' defaults): every search evaluates it first.
+# What population-based training perturbs by default (`mutable = true/false` on a factor says otherwise).
+DEFAULT_MUTABLE = ("n_critic", "gp_weight", "corr_weight", "lr_g", "lr_d")
 UPSTREAM = {k: v for k, v in defaults().items() if k in TUNABLE and FIELDS[k].metadata["group"] == "training"}
 
 
@@ -38,6 +40,12 @@ class Factor:
     low: float | None = None
     high: float | None = None
     log: bool = False
+    mutable: bool | None = None  # may population-based training change it mid-run? None: see `is_mutable`
+
+    @property
+    def is_mutable(self) -> bool:
+        """The space's word, else the settings PBT can change between epochs without rebuilding the networks."""
+        return self.mutable if self.mutable is not None else self.name in DEFAULT_MUTABLE
 
     @property
     def is_int(self) -> bool:
@@ -55,6 +63,7 @@ class Factor:
             out["choices"] = list(self.choices)
         else:
             out.update(low=self.low, high=self.high, log=self.log)
+        out["mutable"] = self.is_mutable
         return out
 
     @classmethod
@@ -67,7 +76,15 @@ class Factor:
             d.get("low"),
             d.get("high"),
             bool(d.get("log", False)),
+            d.get("mutable"),
         )
+
+    def clamp(self, value: Any) -> Any:
+        """A perturbed value put back inside the factor's range (and made whole for an integer factor)."""
+        if self.choices is not None:
+            return value if value in self.choices else self.choices[0]
+        value = min(max(value, self.low), self.high)
+        return int(round(value)) if self.is_int else float(value)
 
     def describe(self) -> str:
         if self.choices is not None:
@@ -134,9 +151,12 @@ def load_space(name_or_path: str) -> SearchSpace:
         name = item["name"]
         if name not in TUNABLE:
             raise _bad(file, f"factor {name!r} is not a training option (one of {', '.join(sorted(TUNABLE))})")
-        extra = set(item) - {"name", "why", "choices", "low", "high", "log"}
+        extra = set(item) - {"name", "why", "choices", "low", "high", "log", "mutable"}
         if extra:
             raise _bad(file, f"factor {name!r}: unknown key {sorted(extra)[0]!r}")
+        mutable = item.get("mutable")
+        if mutable is not None and not isinstance(mutable, bool):
+            raise _bad(file, f"factor {name!r}: mutable must be true or false")
         why = item.get("why", "")
         if not isinstance(why, str) or not why.strip():
             raise _bad(file, f"factor {name!r}: give a one-line why")
@@ -144,7 +164,7 @@ def load_space(name_or_path: str) -> SearchSpace:
             choices = item["choices"]
             if not isinstance(choices, list) or not choices or ("low" in item or "high" in item):
                 raise _bad(file, f"factor {name!r}: choices must be a non-empty list (and no low/high)")
-            factors.append(Factor(name, why, choices=tuple(choices)))
+            factors.append(Factor(name, why, choices=tuple(choices), mutable=mutable))
         else:
             low, high = item.get("low"), item.get("high")
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
@@ -152,7 +172,7 @@ def load_space(name_or_path: str) -> SearchSpace:
             log = bool(item.get("log", False))
             if log and low <= 0:
                 raise _bad(file, f"factor {name!r}: a log range needs low > 0")
-            factors.append(Factor(name, why, low=low, high=high, log=log))
+            factors.append(Factor(name, why, low=low, high=high, log=log, mutable=mutable))
     names = [f.name for f in factors]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:

@@ -41,10 +41,15 @@ def train_healthgym(
     # As many torch threads as CPUs reserved: more oversubscribes the machine and OpenMP spin-waits (10x slower).
     torch.set_num_threads(threads)
     cfg = trial_config(config, base)
+    trial_id = tune.get_context().get_trial_id()
     ckpt = tune.get_checkpoint()
-    if ckpt is not None:
+    parent = None
+    if ckpt is not None:  # a retry or resume of this trial, or (PBT) another trial's weights under this config
         with ckpt.as_directory() as folder:
-            state = restore_state(load_checkpoint(Path(folder) / CHECKPOINT_FILE), data)
+            saved = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
+        state = restore_state(saved, data, cfg)
+        written_by = saved["meta"].get("trial_id")
+        parent = written_by if written_by and written_by != trial_id else None
     else:
         state = build_state(cfg, data)
     steps_log = Path(STEPS_FILE)  # in the trial's folder; synced with the trial's artifacts
@@ -67,7 +72,9 @@ def train_healthgym(
         pd.DataFrame(records).to_csv(steps_log, mode="a", header=not steps_log.exists(), index=False)
         metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         metrics["diverged"] = 0
-        last = metrics
+        if parent is not None:  # the first report after PBT copied another trial's weights into this one
+            metrics["exploited_from"], parent = parent, None
+        last = {k: v for k, v in metrics.items() if k != "exploited_from"}
         with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(Path(tmp) / CHECKPOINT_FILE, state, data)
+            save_checkpoint(Path(tmp) / CHECKPOINT_FILE, state, data, {"trial_id": trial_id})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

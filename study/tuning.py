@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import optuna
 import pandas as pd
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from healthgym_core.atomic import write_table
@@ -20,10 +23,10 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.sampling import sample
 from study.base import UPSTREAM_REFERENCE, is_upstream
-from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_METRIC
+from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_METRIC
 from study.leaderboard import collapse_summary, format_board, mark_roles, rank, trial_row
 from study.presets import Preset, gpus_per_trial
-from study.spaces import SearchSpace
+from study.spaces import Factor, SearchSpace
 from study.trainable import train_healthgym
 
 
@@ -111,9 +114,44 @@ def make_searcher(
     )
 
 
-def make_scheduler(args: argparse.Namespace, preset: Preset):
-    if args.no_pruning:
+def tune_domain(f: Factor):
+    """The factor as a Ray Tune search domain (PBT samples its first population and resamples from these)."""
+    if f.choices is not None:
+        return tune.choice(list(f.choices))
+    if f.is_int:
+        return tune.lograndint(int(f.low), int(f.high) + 1) if f.log else tune.randint(int(f.low), int(f.high) + 1)
+    return tune.loguniform(f.low, f.high) if f.log else tune.uniform(f.low, f.high)
+
+
+class ClampToSpace:
+    """PBT's perturbations (x 0.8, x 1.2, resampling) kept inside the space: integer factors whole, ranges bounded.
+    A class, not a closure, so Tune can save the scheduler for --resume."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.factors = {f.name: f for f in space.factors}
+
+    def __call__(self, config: dict) -> dict:
+        return {k: (self.factors[k].clamp(v) if k in self.factors else v) for k, v in config.items()}
+
+
+def pbt_metric(args: argparse.Namespace) -> str:
+    """PBT compares trials' weights directly, so it needs a metric on one scale for every trial."""
+    return PBT_DEFAULT_METRIC if args.metric == "wasserstein_gap" else args.metric
+
+
+def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace):
+    if args.scheduler == "none":
         return FIFOScheduler()
+    if args.scheduler == "pbt":
+        random.seed(args.seed)  # PBT draws its perturbations from Python's random module
+        return PopulationBasedTraining(
+            time_attr="epoch",
+            perturbation_interval=args.perturbation_interval or preset.grace_period,
+            hyperparam_mutations={f.name: tune_domain(f) for f in space.factors if f.is_mutable},
+            custom_explore_fn=ClampToSpace(space),
+            quantile_fraction=0.25,
+            resample_probability=0.25,
+        )
     return ASHAScheduler(
         time_attr="epoch",
         max_t=args.max_epochs or preset.max_epochs,
@@ -172,7 +210,12 @@ def run_study(
             "resume is impossible (start a new study with another --name)"
         )
     else:
-        if space.factors:
+        if space.factors and args.scheduler == "pbt":  # PBT: a random first population, the base point in it
+            points, _ = first_points(space, config, base)
+            search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=args.seed)
+            param_space = {f.name: tune_domain(f) for f in space.factors}
+            param_space["seed"] = tune.randint(args.seed, args.seed + 1_000_000)
+        elif space.factors:
             search_alg, param_space = make_searcher(space, args, folder, *first_points(space, config, base)), {}
         else:  # baseline: the upstream configuration once per seed
             search_alg, param_space = None, {"seed": tune.grid_search(list(range(args.seed, args.seed + num_samples)))}
@@ -180,10 +223,10 @@ def run_study(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=args.metric,
+                metric=pbt_metric(args) if args.scheduler == "pbt" else args.metric,
                 mode="min",
                 search_alg=search_alg,
-                scheduler=make_scheduler(args, preset),
+                scheduler=make_scheduler(args, preset, space),
                 num_samples=num_samples if space.factors else 1,
                 max_concurrent_trials=args.max_concurrent,
                 reuse_actors=True,
@@ -193,7 +236,9 @@ def run_study(
                 storage_path=storage,
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=3, checkpoint_score_attribute=args.metric, checkpoint_score_order="min"
+                    num_to_keep=3,
+                    checkpoint_score_attribute=pbt_metric(args) if args.scheduler == "pbt" else args.metric,
+                    checkpoint_score_order="min",
                 ),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 verbose=1,
@@ -209,7 +254,18 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
     for r in results:
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
-        trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name
+        # The trial's own id from its folder: under PBT its last metrics may be a copy of the trial it cloned.
+        found = re.search(r"_([0-9a-f]{5}_\d{5})(?:_|$)", Path(r.path).name)
+        trial_id = found.group(1) if found else (r.metrics or {}).get("trial_id") or Path(r.path).name
+        last = r.metrics or {}
+        done = int(history["epoch"].max()) if len(history) and "epoch" in history else 0
+        if last.get("epoch", 0) > done:
+            # Under PBT the last report can be missing from the trial's history (a paused trial's final result), or
+            # be a copy: PBT cloned a trial that had already finished into this one, which ends in its final state.
+            extra = {**last, **{f"config/{k}": v for k, v in r.config.items()}}
+            if last.get("trial_id") not in (None, trial_id):
+                extra["exploited_from"] = last["trial_id"]
+            history = pd.concat([history, pd.DataFrame([extra])], ignore_index=True)
         rows.append(
             trial_row(
                 trial_id,

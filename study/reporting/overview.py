@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from study.experiment import RANK_METRIC
+from study.experiment import RANK_METRIC, scheduler_of
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
 
@@ -28,7 +28,7 @@ def header_html(exp: Experiment) -> str:
         f"batch {esc(exp.setting('batch_size'))}, {esc(exp.setting('patients'))} patients, "
         f"{len(exp.board)} trials x up to {esc(exp.setting('max_epochs'))} epochs "
         f"(ASHA grace {esc(exp.setting('grace_period'))}, reduction factor {esc(exp.setting('reduction_factor'))}"
-        f"{', pruning off' if exp.args.get('no_pruning') else ''})"
+        f"{', pruning off' if scheduler_of(exp.args) == 'none' else ''})"
     )
     facts = [
         (

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
+from study.experiment import scheduler_of
 from study.reporting.loading import STATUS_ORDER, Experiment
 
 STATUS_COLOR = {"completed": "tab:blue", "pruned": "0.55", "diverged": "tab:red", "error": "k"}
@@ -78,7 +79,7 @@ def trial_styles(exp: Experiment) -> tuple[dict[str, TrialStyle], list[Line2D]]:
 
 
 def asha_rungs(exp: Experiment) -> list[int]:
-    if exp.args.get("no_pruning"):
+    if scheduler_of(exp.args) != "asha":
         return []
     grace, rf, max_t = exp.setting("grace_period"), exp.setting("reduction_factor"), exp.setting("max_epochs")
     if not grace or not rf or not max_t or rf < 2:
