@@ -90,9 +90,17 @@ def base_from_study(folder: str | Path) -> tuple[dict, dict]:
     return options, origin
 
 
-def study_base(base_folder: str | None, sets: list[str] | None, searched: list[str]) -> dict:
-    """The study's base record: {"from": "upstream" or the earlier study, "set": {...}, "config": options}."""
-    options, origin = base_from_study(base_folder) if base_folder else (upstream_options(), UPSTREAM_REFERENCE)
+def study_base(
+    base_folder: str | None, sets: list[str] | None, searched: list[str], preset: dict | None = None
+) -> dict:
+    """The study's base record: {"from": "upstream", the preset or the earlier study, "set": {...}, "config": options}.
+    An earlier study (--base) replaces the preset's base; --set applies on top of either."""
+    if base_folder:
+        options, origin = base_from_study(base_folder)
+    elif preset and preset.get("base"):
+        options, origin = {**upstream_options(), **preset["base"]}, {"preset": preset["name"], "values": preset["base"]}
+    else:
+        options, origin = upstream_options(), UPSTREAM_REFERENCE
     fixed = dict(parse_set(s) for s in sets or [])
     clash = sorted(set(fixed) & set(searched))
     if clash:
@@ -118,6 +126,8 @@ def describe(base: dict) -> str:
     src = base["from"]
     if src == UPSTREAM_REFERENCE:
         text = "the upstream Health Gym v1 configuration"
+    elif "preset" in src:
+        text = f"the {src['preset']} preset's base (" + ", ".join(f"{k}={v}" for k, v in src["values"].items()) + ")"
     else:
         text = f"the best trial {src['trial_id']} of {src['study']} ({RANK_METRIC} {src[RANK_METRIC]:.4g})"
     if base["set"]:

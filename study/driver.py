@@ -238,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif (folder / STUDY_FILE).exists():
         raise ConfigError(f"{folder} already holds a study; pass --resume to continue it or choose another --name")
     else:
-        base = study_base(args.base, args.set, [f.name for f in space.factors])
+        study_base(args.base, args.set, [f.name for f in space.factors])  # bad --base/--set refused before Ray
+        base = None  # with the preset's base, once the preset is known
 
     # All input is checked before Ray starts (locally) or anything is written.
     from study import tuning  # imports Ray
@@ -262,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--preset gpu --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} so that trials ask for GPU workers",
             file=sys.stderr,
         )
+    if base is None:
+        base = study_base(args.base, args.set, [f.name for f in space.factors], preset.to_dict())
     cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
     data = prepare_data(cohort, split_seed=args.split_seed)
     if args.scheduler == "pbt" and not any(f.is_mutable for f in space.factors):

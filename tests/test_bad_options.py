@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from healthgym_core import cli
+from study.presets import PRESETS
 from tests.study_helpers import env, study
 
 # The trainer's tiny configuration of tests/test_train_cli.py: 60 simulated patients, 42 of them for training.
@@ -125,7 +126,7 @@ STUDY = {
     ),
     "preset_grace_beyond_max_epochs": (
         ["--preset", "cpu", "--max-epochs", "1"],
-        "grace period 2 is more than --max-epochs 1",
+        f"grace period {PRESETS['cpu'].grace_period} is more than --max-epochs 1",  # the cpu preset's own grace
     ),
     "reduction_factor_1": (["--reduction-factor", "1"], "--reduction-factor must be at least 2, got 1"),
     "gpus_negative": (["--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more, got -1.0"),
