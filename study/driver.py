@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
 from study.base import describe as describe_base
 from study.base import study_base
-from study.experiment import METRICS, SCHEDULERS, STUDY_FILE, STUDY_VERSION, read_study_record
+from study.experiment import DEFAULT_METRIC, METRICS, SCHEDULERS, STUDY_FILE, STUDY_VERSION, read_study_record
 from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
 from study.spaces import SearchSpace, load_space
 
@@ -37,7 +38,12 @@ def parser() -> argparse.ArgumentParser:
         default="curriculum",
         help="curriculum, critic, correlation, full, baseline, optimizer, quirks, all, or a .toml space file",
     )
-    p.add_argument("--metric", default="wasserstein_gap", choices=METRICS, help="pruning signal (all are reported)")
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        choices=METRICS,
+        help="pruning signal (all are reported); bench/README.md measures how well each predicts",
+    )
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -127,6 +133,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted study in the same experiment folder")
     r.add_argument("--no-dashboard", action="store_true", help="start a local Ray without its dashboard")
     r.add_argument(
+        "--live-page",
+        type=int,
+        default=None,
+        metavar="PORT",
+        nargs="?",
+        const=0,
+        help="also serve the project's live study page (study/dashboard.py) on 127.0.0.1 while the study "
+        "runs, on PORT or a free port, and print its address (not Ray's dashboard)",
+    )
+    r.add_argument(
         "--export-patients",
         type=int,
         default=1000,
@@ -213,7 +229,15 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
     saved = parser().parse_args([])
     for k, v in record["args"].items():
         setattr(saved, k, v)
-    for keep in ("resume", "address", "no_dashboard", "cpus_per_trial", "gpus_per_trial", "max_concurrent"):
+    for keep in (
+        "resume",
+        "address",
+        "no_dashboard",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "max_concurrent",
+        "live_page",
+    ):
         setattr(saved, keep, getattr(current, keep))
     saved.resume = True
     return saved
@@ -282,4 +306,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
     print(f"base: {describe_base(base)}", file=sys.stderr)
-    return tuning.run_study(args, space, preset, config, base, data, storage, folder, cluster_gpus)
+    page = start_live_page(folder, args.live_page) if args.live_page is not None else None
+    try:
+        return tuning.run_study(args, space, preset, config, base, data, storage, folder, cluster_gpus)
+    finally:
+        if page is not None:
+            page.terminate()
+            print(f"the live study page stopped with the study; reopen it: python study/dashboard.py {folder}")
+
+
+def start_live_page(folder: Path, port: int) -> subprocess.Popen:
+    """study/dashboard.py beside the study, on `port` (0: a free one), its address printed at once."""
+    import secrets
+    import socket
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    token = secrets.token_urlsafe(24)
+    script = Path(__file__).resolve().parent / "dashboard.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder), "--port", str(port), "--token", token],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    print(f"live study page: http://127.0.0.1:{port}/?token={token}", flush=True)
+    return proc

@@ -18,6 +18,8 @@ STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder
 # The pruning signals a study may choose (all lower-is-better): the trial's own critic gap, and the estimates every
 # trial measures on one scale (fd_feat, sliced_w, the exact EMD in fd_feat's space, a fixed-protocol critic's gap).
 METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap")
+# The default pruning signal: a Wasserstein estimate every trial measures on the same scale (bench/README.md).
+DEFAULT_METRIC = "emd_feat"
 RANK_METRIC = "fd_feat"  # how the leaderboard ranks trials: comparable across trials; the critic gap is not
 
 

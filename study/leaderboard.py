@@ -98,7 +98,7 @@ def lineage(history: pd.DataFrame, factors: list[str]) -> str:
 
 def rank(board: pd.DataFrame) -> pd.DataFrame:
     """Completed trials first, by their final comparable metric; then pruned, diverged, errored."""
-    order = {"completed": 0, "pruned": 1, "diverged": 2, "error": 3}
+    order = {"completed": 0, "running": 1, "pruned": 2, "diverged": 3, "error": 4, "pending": 5}
     board = board.assign(_o=board["status"].map(order), _m=board[f"last_{RANK_METRIC}"].fillna(np.inf))
     return board.sort_values(["_o", "_m"]).drop(columns=["_o", "_m"]).reset_index(drop=True)
 

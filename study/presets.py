@@ -65,13 +65,13 @@ PRESETS = {
         hidden=32,
         batch_size=140,
         eval_samples=1000,
-        num_samples=5,
-        max_epochs=25,
-        grace_period=8,
+        num_samples=4,
+        max_epochs=36,
+        grace_period=12,
         reduction_factor=3,
-        note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 5 trials x up to "
-        "25 epochs on a base that leaves collapse (docs/learning_curves.md), plus the upstream reference trial; a laptop "
-        "study, not the paper size (--preset gpu, or --hidden/--batch-size/--patients)",
+        note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 4 trials (the "
+        "base, the upstream reference and 2 proposals) x up to 36 epochs on a base that leaves collapse "
+        "(docs/learning_curves.md); a laptop study, not the paper size (--preset gpu, or --hidden/--batch-size/--patients)",
         base=CPU_BASE,
     ),
     "gpu": Preset(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from healthgym_core.sampling import sample
 from study.base import UPSTREAM_REFERENCE, is_upstream
 from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_METRIC
 from study.leaderboard import collapse_summary, format_board, mark_roles, rank, trial_row
+from study.live.state import TRIAL_DIR
 from study.presets import Preset, gpus_per_trial
 from study.spaces import Factor, SearchSpace
 from study.trainable import train_healthgym
@@ -255,7 +255,7 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
         # The trial's own id from its folder: under PBT its last metrics may be a copy of the trial it cloned.
-        found = re.search(r"_([0-9a-f]{5}_\d{5})(?:_|$)", Path(r.path).name)
+        found = TRIAL_DIR.search(Path(r.path).name)
         trial_id = found.group(1) if found else (r.metrics or {}).get("trial_id") or Path(r.path).name
         last = r.metrics or {}
         done = int(history["epoch"].max()) if len(history) and "epoch" in history else 0

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import html
 import json
-import os
 import re
 import shutil
 import struct
@@ -28,90 +27,11 @@ import pytest
 from healthgym_core.evaluation import dependence
 from study import report as report_mod
 from study.reporting.search import dynamics_windows
+from tests.browser import CHROMIUM, Browser, Session
 from tests.study_helpers import ROOT, env, study
 
 REPORT = [sys.executable, str(ROOT / "study" / "report.py")]
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 DATA_IMG = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# A tiny Chrome DevTools protocol client
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class Browser:
-    """Headless Chromium on a private profile, driven over the DevTools protocol; closed by `close()`."""
-
-    def __init__(self, profile: Path, width: int = 1400, height: int = 2400) -> None:
-        self.profile, self.width, self.height = profile, width, height
-        self.log = profile.parent / f"{profile.name}-chromium.log"
-        self.proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-port=0",
-                "--enable-logging=stderr",
-                "--v=0",
-                f"--window-size={width},{height}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "wb"),
-            start_new_session=True,
-        )
-
-    def port(self, timeout: float = 60) -> int:
-        marker = self.profile / "DevToolsActivePort"
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if marker.is_file() and marker.read_text().strip():
-                return int(marker.read_text().split()[0])
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"chromium exited with {self.proc.returncode}: {self.log.read_text(errors='replace')[-2000:]}"
-                )
-            time.sleep(0.1)
-        raise TimeoutError("chromium did not open its DevTools port")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-        self.proc.wait(timeout=30)
-
-
-class Session:
-    def __init__(self, ws) -> None:
-        self.ws, self.next_id, self.events = ws, 0, []
-
-    async def call(self, method: str, **params) -> dict:
-        self.next_id += 1
-        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
-        while True:
-            msg = await asyncio.wait_for(self.ws.receive_json(), 60)
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self.events.append(msg)
-
-    async def js(self, expression: str):
-        r = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def of(self, method: str) -> list[dict]:
-        return [e["params"] for e in self.events if e.get("method") == method]
 
 
 async def _inspect(port: int, page: Path, width: int, height: int) -> dict:

@@ -6,7 +6,9 @@ import math
 
 import pandas as pd
 
+from study.base import describe as describe_base
 from study.experiment import RANK_METRIC, scheduler_of
+from study.leaderboard import collapse_summary
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
 
@@ -38,7 +40,9 @@ def header_html(exp: Experiment) -> str:
         ("patients", esc(split)),
         ("search space", f"<code>{esc(space.get('name', '?'))}</code>: {esc(space.get('description', ''))}"),
         ("factors", factors),
+        ("base", esc(describe_base(exp.record["base"])) if exp.record.get("base") else "the upstream configuration"),
         ("preset", sizes),
+        ("scheduler", esc(scheduler_of(exp.args))),
         ("pruning metric", f"<code>{esc(exp.metric)}</code> (ASHA, lower is better)"),
         (
             "ranking metric",
@@ -61,9 +65,18 @@ def header_html(exp: Experiment) -> str:
         )
     )
     return (
-        f"<h1>Health Gym tuning study <code>{esc(exp.name)}</code></h1>{banner}"
+        f"<h1>Health Gym tuning study <code>{esc(exp.name)}</code></h1>{banner}{collapse_html(exp)}"
         f'<p class="lead">{headline(exp)}</p><dl class="facts">{dl}</dl><nav class="toc"><p>{toc}</p></nav>'
     )
+
+
+def collapse_html(exp: Experiment) -> str:
+    """The report's first words after the data source: whether the best trial, or every trial, is collapsed."""
+    text = collapse_summary(exp.board) if "collapse" in exp.board else ""
+    if not text:
+        return ""
+    cls = "banner real" if text.startswith("The best trial") and "meets the" in text else "banner simulated"
+    return f'<div class="{cls}">{esc(text)}</div>'
 
 
 def _describe_trial(exp: Experiment, row: pd.Series) -> str:
@@ -107,10 +120,18 @@ def leaderboard_html(exp: Experiment) -> str:
         "last_ks_mean",
         "last_tvd_mean",
         "last_coverage",
+        "last_diversity_ratio",
+        "last_distinct_share",
+        "last_joint_tvd",
+        "last_emd_feat",
+        "last_critic_gap",
+        "collapse",
         "g_steps",
+        "role",
         "upstream",
+        "lineage",
     ]
-    cols = [c for c in dict.fromkeys(cols) if c in b]
+    cols = [c for c in dict.fromkeys(cols) if c in b and not (c == "lineage" and not b[c].astype(bool).any())]
     classes = [
         f"status-{s}" + (" upstream" if bool(u) else "")
         for s, u in zip(b["status"], b.get("upstream", [False] * len(b)))

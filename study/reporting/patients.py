@@ -137,7 +137,7 @@ def joint_table_html(comp: Comparison) -> str:
     text = (
         f"<p>Largest cell: {100 * real.max():.1f}% of real patient-months, {100 * fake.max():.1f}% of synthetic ones "
         f"(the upstream v1 demo collapsed to 93.9% against 60.2% in its data). Cells holding at least "
-        f"{100 * JOINT_MIN_MASS:.0f}% of real patient-months that the synthetic data reproduces at least half as often: "
+        f"{100 * JOINT_MIN_MASS:.0f}% of real patient-months that the synthetic data reproduces within a factor of 2: "
         f"{covered} of {present}. Total variation distance between the tables: {tvd:.3f}.</p>"
     )
     return table + text

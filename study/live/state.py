@@ -1,0 +1,178 @@
+"""An experiment folder read as it is now, while a study writes it or after: the record, every trial's settings,
+per-epoch history, checkpoints and status. Never fails on a half-written file: a line or file still being written
+is left out until it is complete, and a trial shows its last complete state."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from healthgym_core.errors import ConfigError
+from study.experiment import CHECKPOINT_FILE, RANK_METRIC, STUDY_FILE, read_study_record, scheduler_of
+from study.leaderboard import REPORTED, lineage, mark_roles, rank, trial_row
+from study.presets import setting
+from study.reporting.loading import _read_history, read_steps
+from study.spaces import Factor
+
+# Tune's trial folders: train_healthgym_<id>_<number>_<params>_<date>; ids are 8 hex digits (searchers) or
+# 5 hex digits and a 5-digit count (Tune's own variant generator, as under PBT).
+TRIAL_ID = r"[0-9a-f]{8}|[0-9a-f]{5}_\d{5}"
+TRIAL_DIR = re.compile(rf"_({TRIAL_ID})_(\d+)(?:_|$)")
+RUNNING_S = 90  # a trial that reported within this many seconds (and has not finished) is shown as running
+
+
+@dataclass
+class LiveTrial:
+    trial_id: str
+    number: int
+    folder: Path
+    config: dict
+    history: pd.DataFrame
+    status: str
+    checkpoints: list[str] = field(default_factory=list)  # checkpoint folder names holding a complete state.pt
+
+    def steps(self) -> pd.DataFrame:
+        return read_steps(self.folder)
+
+    def checkpoint(self, name: str) -> Path | None:
+        return self.folder / name / CHECKPOINT_FILE if name in self.checkpoints else None
+
+
+@dataclass
+class LiveStudy:
+    folder: Path
+    record: dict
+    trials: dict[str, LiveTrial]
+    board: pd.DataFrame  # the final leaderboard when the study finished, else one built from the trials so far
+    finished: bool
+    version: str  # changes whenever anything the page shows changes
+
+    @property
+    def args(self) -> dict:
+        return self.record.get("args", {})
+
+    @property
+    def factors(self) -> list[Factor]:
+        return [Factor.from_dict(f) for f in self.record.get("space", {}).get("factors", [])]
+
+    @property
+    def max_epochs(self) -> int:
+        return int(setting(self.args, self.record.get("preset", {}), "max_epochs") or 0)
+
+    @property
+    def metric(self) -> str:
+        return self.args.get("metric") or "wasserstein_gap"
+
+    @property
+    def scheduler(self) -> str:
+        return scheduler_of(self.args)
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # not there yet, or being written
+
+
+def _checkpoints(tdir: Path) -> list[str]:
+    out = []
+    for c in sorted(tdir.glob("checkpoint_*")):
+        f = c / CHECKPOINT_FILE
+        try:
+            if f.is_file() and f.stat().st_size > 0 and not list(c.glob(".*.tmp")):
+                out.append(c.name)
+        except OSError:
+            continue
+    return out
+
+
+def _status(history: pd.DataFrame, mtime: float, max_epochs: int) -> str:
+    if not len(history):
+        return "pending"  # Tune made its folder; it has not reported an epoch yet
+    if len(history) and "diverged" in history and (history["diverged"].fillna(0) > 0).any():
+        return "diverged"
+    epochs = int(history["epoch"].max()) if len(history) and "epoch" in history else 0
+    if epochs >= max_epochs > 0:
+        return "completed"
+    return "running" if time.time() - mtime < RUNNING_S else "stopped"
+
+
+def read_live(folder: Path) -> LiveStudy:
+    """The experiment folder now. A ConfigError if it is no study folder at all."""
+    folder = Path(folder)
+    if not (folder / STUDY_FILE).is_file():
+        raise ConfigError(
+            f"{folder}: not a study folder (no {STUDY_FILE}; expected the folder python study/run.py writes)"
+        )
+    record = read_study_record(folder)
+    factors = [f["name"] for f in record.get("space", {}).get("factors", [])]
+    max_epochs = int(setting(record.get("args", {}), record.get("preset", {}), "max_epochs") or 0)
+    stamp = []
+    trials: dict[str, LiveTrial] = {}
+    for tdir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        m = TRIAL_DIR.search(tdir.name)
+        result = tdir / "result.json"
+        if not m or not result.is_file():
+            continue
+        stat = result.stat()
+        stamp.append(f"{tdir.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        raw = _read_history(tdir)  # complete lines only
+        config = _json(tdir / "params.json") or {}
+        status = _status(raw, stat.st_mtime, max_epochs)
+        trials[m.group(1)] = LiveTrial(m.group(1), int(m.group(2)), tdir, config, raw, status, _checkpoints(tdir))
+    board_file = folder / "leaderboard.parquet"
+    finished = board_file.is_file()
+    board = None
+    if finished:
+        stamp.append(f"board:{board_file.stat().st_mtime_ns}")
+        try:
+            board = pd.read_parquet(board_file)
+        except Exception:  # noqa: BLE001 - being replaced right now: show the trials as they are
+            board = None
+    if board is None:
+        board = live_board(trials, factors, max_epochs, record)
+    else:
+        board = board.copy()
+        board["trial_id"] = board["trial_id"].astype(str)
+        for t in trials.values():  # the final statuses; the trial numbers from the folders
+            board.loc[board["trial_id"] == t.trial_id, "trial_number"] = t.number
+    return LiveStudy(folder, record, trials, board, finished, str(hash(tuple(stamp))))
+
+
+def live_board(trials: dict[str, LiveTrial], factors: list[str], max_epochs: int, record: dict) -> pd.DataFrame:
+    """A leaderboard from the trials' own files, the same columns as the final one."""
+    rows = []
+    for t in trials.values():
+        hist = t.history.copy()
+        for f in factors:
+            if f"config/{f}" not in hist and "config" in hist:
+                hist[f"config/{f}"] = [c.get(f) if isinstance(c, dict) else None for c in hist["config"]]
+        row = trial_row(t.trial_id, t.config, factors, hist, max_epochs)
+        if t.status in ("running", "stopped", "pending"):
+            row["status"] = "pruned" if t.status == "stopped" else t.status
+        row["trial_number"] = t.number
+        row["lineage"] = lineage(hist, factors)
+        rows.append(row)
+    if not rows:
+        cols = ["trial_id", "status", "epochs", *factors, "seed", *[f"last_{m}" for m in REPORTED]]
+        return pd.DataFrame(columns=cols)
+    from study.base import is_upstream
+
+    board = rank(pd.DataFrame(rows))
+    base = record.get("base")
+    up = base is None or is_upstream(base)
+    base_point = {f: base["config"][f] for f in factors if f in base["config"]} if base else None
+    return mark_roles(board, factors, base_point if base_point and len(base_point) == len(factors) else None, up)
+
+
+def best(study: LiveStudy) -> pd.Series | None:
+    done = study.board[study.board["status"] == "completed"]
+    if not len(done):
+        return None
+    return done.sort_values(f"last_{RANK_METRIC}").iloc[0]
