@@ -15,6 +15,7 @@ import torch
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import prepare_data
+from healthgym_core.data.schema import get_schema
 from healthgym_core.epoch import (
     critic_gradients,
     draw_critic_inputs,
@@ -26,6 +27,8 @@ from healthgym_core.epoch import (
 from healthgym_core.errors import ConfigError
 from healthgym_core.losses import gradient_penalty
 from healthgym_core.nn import fused
+from healthgym_core.nn.critic import Critic
+from healthgym_core.nn.layout import Layout
 from healthgym_core.state import build_state, resolve_kernel
 from tests.study_helpers import ROOT, env
 
@@ -78,6 +81,37 @@ def test_bidirectional_layer_double_backward_float64():
     g_f, p_f = penalty_grads("fused")
     assert rel(g_f, g_n) < 1e-12
     assert max(rel(a, b) for a, b in zip(p_f, p_n)) < 1e-12
+
+
+@pytest.mark.parametrize("scale", [1e6, 1e9])
+def test_saturated_gates_give_nn_lstms_penalty_and_gradients_in_float32(scale):
+    """A critic whose weights blew up (a diverging trial): its gates saturate, nn.LSTM's sigmoid is exactly 0 past
+    exp's overflow and its derivatives vanish. The fused kernel must give the same penalty and gradients, not a huge
+    one from a tiny nonzero gate (which made trials diverge an epoch early)."""
+    torch.manual_seed(0)
+    layout = Layout.of(get_schema("demo7"))
+    critics = {k: Critic(layout, 8, kernel=k) for k in ("native", "fused")}
+    state = {k: v * scale if k.startswith(("fc", "lstm")) else v for k, v in critics["native"].state_dict().items()}
+    real, fake = torch.rand(16, 3, layout.width), torch.rand(16, 3, layout.width)
+    out = {}
+    for k, critic in critics.items():
+        critic.load_state_dict(state)
+        gp, _ = gradient_penalty(critic, real, fake, 10.0, torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad(gp, list(critic.parameters()), materialize_grads=True)
+        out[k] = torch.cat([critic(real).detach().ravel(), gp.detach().ravel(), *(g.ravel() for g in grads)])
+    assert torch.isfinite(out["native"]).all()
+    assert rel(out["fused"], out["native"]) < REL
+
+
+def test_nan_inputs_stay_nan_as_in_nn_lstm():
+    """A NaN pre-activation must reach the output (the trainer's finiteness check relies on it), not be clamped."""
+    lstm = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+    x = torch.rand(2, 5, 3)
+    x[0, 2, 1] = float("nan")
+    h_f, h_r = fused.bidirectional(lstm, x)
+    out, _ = lstm(x)
+    fused_out = torch.cat([h_f.transpose(0, 1), h_r.transpose(0, 1)], dim=-1)
+    assert torch.equal(torch.isnan(fused_out), torch.isnan(out)) and torch.isnan(out).any()
 
 
 def _pair(hidden: int, batch: int, patients: int):

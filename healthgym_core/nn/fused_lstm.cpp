@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -57,9 +58,12 @@ using Reg = __m512;
 using Reg = __m256;
 #define HG(op) _mm256_##op
 #endif
+// As torch's exp: +inf past float's overflow (so a saturated sigmoid is exactly 0, and its derivatives too) and
+// NaN for NaN (max/min return their second operand when either is NaN, so the input goes second).
 template <>
 inline Vec<float> exp_(const Vec<float>& v) {
-  Reg x = HG(min_ps)(HG(max_ps)(Reg(v), HG(set1_ps)(-87.33654f)), HG(set1_ps)(88.37626f));
+  const Reg x0 = Reg(v);
+  Reg x = HG(min_ps)(HG(set1_ps)(88.37626f), HG(max_ps)(HG(set1_ps)(-87.33654f), x0));
   Reg n = HG(mul_ps)(x, HG(set1_ps)(1.44269504088896341f));
 #if defined(CPU_CAPABILITY_AVX512)
   n = _mm512_roundscale_ps(n, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -76,10 +80,13 @@ inline Vec<float> exp_(const Vec<float>& v) {
   p = HG(fmadd_ps)(p, r, HG(set1_ps)(5.0000001201e-1f));
   p = HG(fmadd_ps)(p, HG(mul_ps)(r, r), HG(add_ps)(r, HG(set1_ps)(1.f)));
 #if defined(CPU_CAPABILITY_AVX512)
-  return _mm512_scalef_ps(p, n);
+  Reg y = _mm512_scalef_ps(p, n);
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x0, HG(set1_ps)(88.72283935546875f), _CMP_GT_OQ), y,
+                              HG(set1_ps)(INFINITY));
 #else
   __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  Reg y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_blendv_ps(y, HG(set1_ps)(INFINITY), _mm256_cmp_ps(x0, HG(set1_ps)(88.72283935546875f), _CMP_GT_OQ));
 #endif
 }
 #undef HG
