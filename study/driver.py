@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_creatable_folder(folder, "storage")
     if args.resume:
         if not (folder / STUDY_FILE).exists():
-            raise ConfigError(f"--resume: no study at {folder}")
+            raise ConfigError(f"--resume: no study at {folder} (none was started there: run it without --resume)")
         args = load_study_args(folder, args)
         space = load_space(args.space)
         base = read_study_record(folder)["base"]  # as recorded: the earlier study may have changed since
@@ -266,9 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = None  # with the preset's base, once the preset is known
 
     # All input is checked before Ray starts (locally) or anything is written.
-    from study import tuning  # imports Ray
-
     if args.address:
+        from study import tuning  # imports Ray (seconds): locally, only once the study record is written
+
         cluster_gpus = tuning.start_ray(args.address)
     else:
         import torch
@@ -298,10 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     config = base_config(args, preset, space, base)
     check_space_against_data(space, config, data)
+    if not args.resume:  # before a local Ray starts (seconds): a driver killed from here on leaves a resumable study
+        save_study(folder, args, preset, data, space, base)
+    from study import tuning
+
     if not args.address:
         tuning.start_ray(None, dashboard=not args.no_dashboard)
-    if not args.resume:
-        save_study(folder, args, preset, data, space, base)
     print(preset.note, file=sys.stderr)
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
