@@ -16,6 +16,7 @@ import pandas as pd
 from healthgym_core.config import FIELDS, TrainConfig, defaults
 from healthgym_core.errors import ConfigError
 from study.experiment import RANK_METRIC, read_study_record
+from study.leaderboard import completed_by_rank
 
 # The options a base carries from one study to the next: the training options but the seed and the sizes.
 SIZES = ("batch_size", "hidden", "noise_dim", "eval_samples")
@@ -70,7 +71,7 @@ def base_from_study(folder: str | Path) -> tuple[dict, dict]:
     if not board_file.is_file():
         raise ConfigError(f"--base {folder}: the study has no leaderboard yet; finish it (or --resume it) first")
     board = pd.read_parquet(board_file)
-    done = board[board["status"] == "completed"].sort_values(f"last_{RANK_METRIC}")
+    done = completed_by_rank(board)
     if not len(done):
         raise ConfigError(
             f"--base {folder}: no trial of that study completed its epochs, so it has no best configuration"

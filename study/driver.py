@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
         "--base",
         default=None,
         metavar="EXPERIMENT",
-        help="start from the best completed trial (by final fd_feat) of an earlier study's folder",
+        help="start from the best completed trial of an earlier study's folder (the leaderboard's first)",
     )
     b.add_argument(
         "--set",

@@ -24,6 +24,7 @@ from healthgym_core import cli  # noqa: E402
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
 from study.experiment import read_study_record, study_data  # noqa: E402
+from study.leaderboard import completed_by_rank  # noqa: E402
 
 SEED_BASE = 1000  # evaluation seeds differ from every study seed
 
@@ -76,7 +77,7 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
 
 def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | None = None) -> list[dict]:
     """The upstream configuration, the study's base when that is not upstream, then the top distinct configurations
-    among completed trials by final fd_feat."""
+    among completed trials in the leaderboard's order (collapsed trials last, then by final fd_feat)."""
     from study.base import UPSTREAM_REFERENCE, is_upstream
     from study.spaces import UPSTREAM
 
@@ -87,7 +88,7 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
             {"arm": "upstream", "reference": UPSTREAM_REFERENCE},
             {"arm": "base", **{f: base["config"][f] for f in factors if f in base["config"]}},
         ]
-    done = board[board["status"] == "completed"].sort_values("last_fd_feat")
+    done = completed_by_rank(board)
     seen = {tuple(a.get(f) for f in factors) for a in arms if "reference" not in a}
     for _, row in done.iterrows():
         key = tuple(row[f] for f in factors)

@@ -96,11 +96,28 @@ def lineage(history: pd.DataFrame, factors: list[str]) -> str:
     return " | ".join(parts)
 
 
+STATUS_ORDER = {"completed": 0, "running": 1, "pruned": 2, "diverged": 3, "error": 4, "pending": 5}
+# A collapsed trial never outranks one that is not: fd_feat alone can rank a collapsed generator above one that is
+# leaving collapse (it moves little while the cohort changes a lot, docs/learning_curves.md).
+COLLAPSE_ORDER = {"faithful": 0, "partial": 1, "collapsed": 2}
+
+
 def rank(board: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials first, by their final comparable metric; then pruned, diverged, errored."""
-    order = {"completed": 0, "running": 1, "pruned": 2, "diverged": 3, "error": 4, "pending": 5}
-    board = board.assign(_o=board["status"].map(order), _m=board[f"last_{RANK_METRIC}"].fillna(np.inf))
-    return board.sort_values(["_o", "_m"]).drop(columns=["_o", "_m"]).reset_index(drop=True)
+    """Completed trials first, then running, pruned, diverged, errored; within each, collapsed trials after the
+    others, then by the final comparable metric. The first completed row is the study's best trial."""
+    collapse = board["collapse"] if "collapse" in board else pd.Series("", index=board.index)
+    board = board.assign(
+        _o=board["status"].map(STATUS_ORDER),
+        _c=collapse.map(COLLAPSE_ORDER).fillna(1),
+        _m=board[f"last_{RANK_METRIC}"].fillna(np.inf),
+    )
+    return board.sort_values(["_o", "_c", "_m"], kind="stable").drop(columns=["_o", "_c", "_m"]).reset_index(drop=True)
+
+
+def completed_by_rank(board: pd.DataFrame) -> pd.DataFrame:
+    """The completed trials, best first (the order of `rank`)."""
+    board = rank(board)
+    return board[board["status"] == "completed"]
 
 
 def format_board(board: pd.DataFrame, factors: list[str], metric: str, top: int = 20) -> str:

@@ -297,7 +297,10 @@ def finish(
     )
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
-    print("\nLeaderboard (completed trials first, by final fd_feat; pruned = stopped early by ASHA):")
+    print(
+        "\nLeaderboard (completed trials first, collapsed ones after the others, then by final fd_feat; "
+        "pruned = stopped early by ASHA):"
+    )
     print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
     counts = board["status"].value_counts().to_dict()
     print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
@@ -321,6 +324,7 @@ def finish(
         print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
     print(f"leaderboard: {folder / 'leaderboard.parquet'}")
     print("\nInspect it:")
+    print(f"  python study/dashboard.py {folder}     # the study dashboard in a browser (live while a study runs)")
     print(f"  python study/report.py {folder}        # report.html")
     print(f"  python study/evaluate.py {folder}      # re-train the best with seeds, score on test patients")
     print(f"  tensorboard --logdir {results.experiment_path}")

@@ -51,3 +51,24 @@ def test_joint_cells_count_within_a_factor_of_two():
     tvd, covered, present = joint_coverage(p, q)
     assert (covered, present) == (3, 4) and tvd == pytest.approx(0.2)
     assert joint_coverage(p, np.array([0.1, 0.1, 0.7, 0.1]))[1] == 0  # each cell off by more than a factor of 2
+
+
+def test_a_collapsed_trial_never_ranks_above_one_that_is_not():
+    """fd_feat alone put a collapsed upstream trial (96) above a trial leaving collapse (102) in a default study's
+    ninth epoch; the leaderboard, --base and evaluate.py all take the first completed row as the best."""
+    import pandas as pd
+
+    from study.leaderboard import completed_by_rank, rank
+
+    board = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d", "e"],
+            "status": ["completed", "completed", "pruned", "completed", "completed"],
+            "collapse": ["collapsed", "partial", "partial", "faithful", "partial"],
+            "last_fd_feat": [96.0, 102.0, 50.0, 110.0, 101.0],
+        }
+    )
+    assert rank(board)["trial_id"].tolist() == ["d", "e", "b", "a", "c"]
+    assert completed_by_rank(board)["trial_id"].tolist() == ["d", "e", "b", "a"]
+    # without a verdict (an old leaderboard) the order is by the metric alone
+    assert rank(board.drop(columns="collapse"))["trial_id"].tolist() == ["a", "e", "b", "d", "c"]

@@ -46,7 +46,7 @@ def header_html(exp: Experiment) -> str:
         ("pruning metric", f"<code>{esc(exp.metric)}</code> (ASHA, lower is better)"),
         (
             "ranking metric",
-            f"<code>{RANK_METRIC}</code>, final epoch, completed trials first (comparable across trials)",
+            f"<code>{RANK_METRIC}</code>, final epoch, completed trials first, collapsed ones after the others (comparable across trials)",
         ),
         ("trials", badges),
         ("created", esc(exp.record.get("created", "?"))),
