@@ -106,7 +106,8 @@ class TrainConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
     kernel: str = option(
         "auto",
-        "LSTM kernel: native (nn.LSTM) or reference (the upstream Python-unrolled cell)",
+        "LSTM kernel: fused (C++ forward, backward and double backward; CPU), native (nn.LSTM) or reference (the "
+        "upstream Python-unrolled cell); auto: fused on a CPU where it builds, else native",
         one_of(KERNEL_CHOICES),
         choices=KERNEL_CHOICES,
         group="execution",

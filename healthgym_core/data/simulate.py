@@ -39,22 +39,7 @@ from healthgym_core.data.schema import ART4HIV_COLUMNS
 __all__ = ["SIMULATED_NOTICE", "simulated_notice", "simulate_cohort", "gender_ethnic_joint", "REGIMEN_CODES"]
 
 # The 13 value columns, in the order the simulation fills them; the CSV order puts the two id columns last.
-_VALUE_COLUMNS = [
-    "VL",
-    "CD4",
-    "Rel CD4",
-    "Gender",
-    "Ethnic",
-    "Base Drug Combo",
-    "Comp. INI",
-    "Comp. NNRTI",
-    "Extra PI",
-    "Extra pk-En",
-    "VL (M)",
-    "CD4 (M)",
-    "Drug (M)",
-]
-assert sorted(_VALUE_COLUMNS + ["PatientID", "Timestep"]) == sorted(ART4HIV_COLUMNS)
+_VALUE_COLUMNS = [c for c in ART4HIV_COLUMNS if c not in ("PatientID", "Timestep")]
 
 DEFAULT_SEED = 0
 DEFAULT_N_PATIENTS = 8916  # the size of the published v2.0 cohort

@@ -3,7 +3,7 @@ experiment folder changes. The styles are the report's (study/reporting/html.py)
 
 from __future__ import annotations
 
-from study.reporting.html import CSS, esc
+from study.reporting.html import CSS, SORT_FUNCTION_JS, esc
 
 EXTRA_CSS = """
 header.top{display:flex;gap:18px;align-items:baseline;flex-wrap:wrap;border-bottom:2px solid #d7dde6;padding:8px 0}
@@ -16,7 +16,9 @@ td.faithful{color:#2e7d32;font-weight:600} .controls{margin:8px 0} .controls lab
 button{padding:4px 10px}
 """
 
-SCRIPT = r"""
+SCRIPT = (
+    SORT_FUNCTION_JS
+    + r"""
 const TOKEN = new URLSearchParams(location.search).get('token') || '';
 function api(path) {
   const sep = path.includes('?') ? '&' : '?';
@@ -32,27 +34,6 @@ function plot(id, fig) {
       const cd = ev.points && ev.points[0] && ev.points[0].customdata;
       if (typeof cd === 'string' && /^([0-9a-f]{8}|[0-9a-f]{5}_\d{5})$/.test(cd)) location.href = link('/trial/' + cd); }); }
 }
-function bindSort(root) {
-  root.querySelectorAll('table.sortable').forEach(function (table) {
-    var heads = table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(heads, function (th, col) {
-      th.addEventListener('click', function () {
-        var asc = th.getAttribute('data-dir') !== 'asc';
-        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('data-dir'); });
-        th.setAttribute('data-dir', asc ? 'asc' : 'desc');
-        var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-        function key(row) { var c = row.cells[col]; return c.hasAttribute('data-v') ? c.getAttribute('data-v') : c.textContent; }
-        rows.sort(function (a, b) {
-          var x = key(a), y = key(b), nx = x === '' ? NaN : Number(x), ny = y === '' ? NaN : Number(y);
-          if (x === '' || y === '') { return (x === '') - (y === ''); }
-          var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
-          return asc ? c : -c;
-        });
-        rows.forEach(function (r) { body.appendChild(r); });
-      });
-    });
-  });
-}
 let VERSION = null;
 function watch(render) {
   const tick = () => api('/api/version').then(v => {
@@ -63,6 +44,7 @@ function watch(render) {
   tick(); setInterval(tick, 2000);
 }
 """
+)
 
 OVERVIEW_JS = r"""
 function render() {

@@ -54,28 +54,33 @@ nav.toc a{margin-right:14px}
 """
 
 
-SORT_JS = """
-document.querySelectorAll('table.sortable').forEach(function (table) {
-  var heads = table.tHead.rows[0].cells;
-  Array.prototype.forEach.call(heads, function (th, col) {
-    th.title = th.title || 'click to sort';
-    th.addEventListener('click', function () {
-      var asc = th.getAttribute('data-dir') !== 'asc';
-      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('data-dir'); });
-      th.setAttribute('data-dir', asc ? 'asc' : 'desc');
-      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-      function key(row) { var c = row.cells[col]; return c.hasAttribute('data-v') ? c.getAttribute('data-v') : c.textContent; }
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b), nx = x === '' ? NaN : Number(x), ny = y === '' ? NaN : Number(y);
-        if (x === '' || y === '') { return (x === '') - (y === ''); }  // blanks last either way
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
-        return asc ? c : -c;
+# Sortable tables: click a header to sort by it (numbers as numbers, blanks last). `bindSort(root)` binds every
+# table.sortable under root; the live dashboard calls it again on each table it redraws.
+SORT_FUNCTION_JS = """
+function bindSort(root) {
+  root.querySelectorAll('table.sortable').forEach(function (table) {
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, col) {
+      th.title = th.title || 'click to sort';
+      th.addEventListener('click', function () {
+        var asc = th.getAttribute('data-dir') !== 'asc';
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('data-dir'); });
+        th.setAttribute('data-dir', asc ? 'asc' : 'desc');
+        var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+        function key(row) { var c = row.cells[col]; return c.hasAttribute('data-v') ? c.getAttribute('data-v') : c.textContent; }
+        rows.sort(function (a, b) {
+          var x = key(a), y = key(b), nx = x === '' ? NaN : Number(x), ny = y === '' ? NaN : Number(y);
+          if (x === '' || y === '') { return (x === '') - (y === ''); }  // blanks last either way
+          var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+          return asc ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
       });
-      rows.forEach(function (r) { body.appendChild(r); });
     });
   });
-});
+}
 """
+SORT_JS = SORT_FUNCTION_JS + "bindSort(document);\n"
 
 
 def log(message: str) -> None:
