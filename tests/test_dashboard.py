@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from study.live.state import read_live
@@ -202,3 +204,29 @@ def test_the_dashboard_follows_a_study_and_serves_its_trials(live, tmp_path):
     finally:
         kill_session(p.pid)
     assert len(read_live(folder).trials) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium on PATH (Debian: apt-get install -y chromium)")
+def test_files_being_written_show_the_last_complete_state(live, tmp_path):
+    """A report line, a per-step row and a checkpoint each cut off as if their writer were mid-write: the trial
+    shows the epochs, steps and checkpoints that were complete, never a half-written value."""
+    study, _, folder = live
+    assert study.wait(timeout=600) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "leaderboard.parquet").unlink()  # as while the study runs
+    whole = read_live(copy)
+    trial = next(iter(whole.trials.values()))
+    n_epochs, steps, ckpts = len(trial.history), trial.steps(), list(trial.checkpoints)
+    assert n_epochs >= 2 and len(ckpts) >= 2
+    for name, keep in (("result.json", 0.5), ("steps.csv", 0.5)):
+        f = trial.folder / name
+        lines = f.read_text().splitlines(keepends=True)
+        f.write_text("".join(lines[:-1]) + lines[-1][: int(len(lines[-1]) * keep)])
+    cut = trial.folder / ckpts[-1] / "state.pt"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    now = read_live(copy).trials[trial.trial_id]
+    assert len(now.history) == n_epochs - 1
+    assert now.checkpoints == ckpts[:-1]
+    pd.testing.assert_frame_equal(now.steps(), steps.iloc[:-1])

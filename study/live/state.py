@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def _checkpoints(tdir: Path) -> list[str]:
     for c in sorted(tdir.glob("checkpoint_*")):
         f = c / CHECKPOINT_FILE
         try:
-            if f.is_file() and f.stat().st_size > 0 and not list(c.glob(".*.tmp")):
+            # torch.save writes a zip, whose directory comes last: a file still being copied in is not one yet
+            if f.is_file() and not list(c.glob(".*.tmp")) and zipfile.is_zipfile(f):
                 out.append(c.name)
         except OSError:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -132,7 +133,12 @@ def _read_history(tdir: Path | None) -> pd.DataFrame:
 def read_steps(tdir: Path | None) -> pd.DataFrame:
     if tdir is None or not (tdir / STEPS_FILE).is_file():
         return pd.DataFrame()
-    steps = pd.read_csv(tdir / STEPS_FILE)
+    text = (tdir / STEPS_FILE).read_text()
+    if not text.endswith("\n"):  # the trial is appending a row: read the complete ones
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        return pd.DataFrame()
+    steps = pd.read_csv(io.StringIO(text))
     return steps.drop_duplicates(["epoch", "step"], keep="last").sort_values(["epoch", "step"]).reset_index(drop=True)
 
 

@@ -1,0 +1,67 @@
+"""The README's dashboard screenshots, taken in headless Chromium from a finished (or running) study:
+
+    python -m tests.screenshots experiments/curriculum docs
+
+writes docs/dashboard_overview.png (the overview) and docs/dashboard_trial.png (the best trial's page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.browser import Browser, errors, new_page, wait_js
+from tests.study_helpers import kill_session
+from tests.test_dashboard import start_dashboard
+
+WIDTH, HEIGHT = 1400, 2000
+
+
+async def shoot(port: int, address: str, out: Path) -> list:
+    import aiohttp
+
+    base, token = address.split("/?token=")
+    async with aiohttp.ClientSession() as http:
+        ws, s = await new_page(port, http, WIDTH, HEIGHT)
+        try:
+            await s.call("Page.navigate", url=address)
+            await wait_js(s, "document.querySelectorAll('.js-plotly-plot').length >= 3", 120)
+            await asyncio.sleep(2)  # let plotly finish its layout
+            shot = await s.call("Page.captureScreenshot", format="png")
+            (out / "dashboard_overview.png").write_bytes(base64.b64decode(shot["data"]))
+            trial = await s.js("document.querySelector('#board tbody a.trial').getAttribute('data-href')")
+            await s.call("Page.navigate", url=f"{base}{trial}?token={token}")
+            await wait_js(
+                s,
+                "document.querySelectorAll('#patients img').length >= 3 && "
+                "Array.from(document.querySelectorAll('#patients img')).every(i => i.complete && i.naturalWidth > 0)",
+                300,
+            )
+            await asyncio.sleep(2)
+            shot = await s.call("Page.captureScreenshot", format="png")
+            (out / "dashboard_trial.png").write_bytes(base64.b64decode(shot["data"]))
+            return errors(s)
+        finally:
+            await ws.close()
+
+
+def main(folder: str, out: str) -> int:
+    dashboard, address = start_dashboard(Path(folder))
+    with tempfile.TemporaryDirectory() as tmp:
+        browser = Browser(Path(tmp) / "profile", WIDTH, HEIGHT)
+        try:
+            problems = asyncio.run(shoot(browser.port(), address, Path(out)))
+        finally:
+            browser.close()
+            kill_session(dashboard.pid)
+    for p in problems:
+        print(f"page error: {p}", file=sys.stderr)
+    print(f"wrote {out}/dashboard_overview.png and {out}/dashboard_trial.png")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
