@@ -50,7 +50,9 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="sizes: cpu (laptop), gpu (paper size), smoke (tests); default: gpu if the cluster has GPUs, else cpu",
     )
-    p.add_argument("--smoke", action="store_true", help="same as --preset smoke: a study in under 2 minutes")
+    p.add_argument(
+        "--smoke", action="store_true", help="same as --preset smoke: a tiny study for tests (34 s measured)"
+    )
     p.add_argument("--num-samples", type=int, default=None, action=at_least(1), help="trials (baseline: seeds)")
     p.add_argument("--max-epochs", type=int, default=None, action=at_least(1), help="epochs per trial (ASHA's max_t)")
     p.add_argument(

@@ -1,6 +1,6 @@
 """Study sizes and bases. The CPU preset is a laptop study whose trials train long enough to leave collapse (its
 measured wall time is in the README); the GPU preset trains at the paper size (HD 128, batch 256) from upstream's
-settings; the smoke preset is for tests (under 2 minutes)."""
+settings; the smoke preset is for tests (34 s measured with --no-dashboard)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ PRESETS = {
         reduction_factor=3,
         note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 4 trials (the "
         "base, the upstream reference and 2 proposals) x up to 36 epochs on a base that leaves collapse "
-        "(docs/learning_curves.md); a laptop study, not the paper size (--preset gpu, or --hidden/--batch-size/--patients)",
+        "(docs/learning_curves.md); 45 minutes measured on a 2-core machine; a laptop study, not the paper size "
+        "(--preset gpu, or --hidden/--batch-size/--patients)",
         base=CPU_BASE,
     ),
     "gpu": Preset(
