@@ -56,7 +56,10 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(tmp_path):
     up = runs[runs["arm"] == "upstream"].iloc[0]
     assert (up["n_critic"], up["gp_weight"]) == (5, 10.0)
     board = pd.read_parquet(folder / "leaderboard.parquet")
-    best = board[(board["status"] == "completed") & ~board["upstream"]].sort_values("last_fd_feat").iloc[0]
+    from study.leaderboard import completed_by_rank
+
+    done = completed_by_rank(board)
+    best = done[~done["upstream"]].iloc[0]  # the leaderboard's order: collapsed trials last, then fd_feat
     rank1 = runs[runs["arm"] == "rank1"].iloc[0]
     assert (rank1["n_critic"], rank1["gp_weight"]) == (best["n_critic"], pytest.approx(best["gp_weight"]))
     for m in (
