@@ -97,24 +97,13 @@ inline Vec<T> sigmoid(const Vec<T>& x) {
   return Vec<T>(T(1)) / (Vec<T>(T(1)) + exp_(x.neg()));
 }
 
-// tanh from one exp (Sleef's vector tanh costs several): (1 - e^{-2|x|}) / (1 + e^{-2|x|}) with the sign of x, and
-// its odd Taylor polynomial below |x| = 0.1, where the quotient would lose relative precision. Relative error below
-// about 3e-7 in float32; float64 (the gradient checks) uses the exact tanh.
+// tanh: at::vec's (Sleef, about 1 ulp). A one-exp quotient, (1 - e^{-2|x|}) / (1 + e^{-2|x|}), was tried and is
+// faster, but its 2-3 ulp error near |tanh| = 1 is an absolute error of a few 1e-7 that 1 - tanh^2 (the cell's
+// derivative) turns into relative errors of 1e-4 in saturated cells: generator gradients 2e-4 from float64 where
+// nn.LSTM's were 1e-6 (bench/README.md).
 template <typename T>
 inline Vec<T> tanh_(const Vec<T>& x) {
   return x.tanh();
-}
-
-template <>
-inline Vec<float> tanh_(const Vec<float>& x) {
-  const Vec<float> one(1.f), a = x.abs();
-  const Vec<float> t = exp_(a * Vec<float>(-2.f));
-  const Vec<float> q = (one - t) / (one + t);
-  const Vec<float> big = Vec<float>::blendv(q, q.neg(), x < Vec<float>(0.f));
-  const Vec<float> x2 = x * x;
-  const Vec<float> poly =
-      x * (one + x2 * (Vec<float>(-1.f / 3) + x2 * (Vec<float>(2.f / 15) + x2 * Vec<float>(-17.f / 315))));
-  return Vec<float>::blendv(big, poly, a < Vec<float>(0.1f));
 }
 
 // Run fn(b, j, n) over every batch row b and every chunk [j, j + n) of the H columns, n <= Vec::size().
