@@ -22,72 +22,24 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZE = [
-    "--data",
-    "simulated",
-    "--schema",
-    "demo7",
-    "--patients",
-    "2000",
-    "--hidden",
-    "32",
-    "--batch-size",
-    "140",
-    "--eval-samples",
-    "1000",
-    "--threads",
-    "1",
-    "--quiet",
-    "--sample-patients",
-    "500",
-]
-WGAN = [
-    "--lr-g",
-    "2e-4",
-    "--lr-d",
-    "2e-4",
-    "--beta1",
-    "0",
-    "--beta2",
-    "0.9",
-    "--corr-weight",
-    "1",
-    "--fresh-real-batch",
-    "--align-reverse",
-    "--schedule",
-    "full",
-]
+# The trainer's options, written as on a command line.
+SIZE = "--data simulated --schema demo7 --patients 2000 --hidden 32 --batch-size 140 --eval-samples 1000 --threads 1 "
+SIZE = (SIZE + "--quiet --sample-patients 500").split()
+WGAN = "--lr-g 2e-4 --lr-d 2e-4 --beta1 0 --beta2 0.9 --corr-weight 1 --fresh-real-batch --align-reverse".split()
+FULL, BUFFER = ["--schedule", "full"], ["--noise-prior", "buffer"]
+TTUR = "--n-critic 1 --lr-g 1e-4 --lr-d 4e-4 --beta1 0 --beta2 0.9 --corr-weight 1 --align-reverse".split()
 CONFIGS = {  # name -> (what it tests, the trainer's options)
     "upstream": ("the upstream v1 configuration", []),
-    "upstream_buffer": ("upstream plus Health Gym v2's buffer noise prior", ["--noise-prior", "buffer"]),
-    "ttur1": (
-        "one critic step per generator step, a 4x faster critic (two time-scales)",
-        [
-            "--n-critic",
-            "1",
-            "--lr-g",
-            "1e-4",
-            "--lr-d",
-            "4e-4",
-            "--beta1",
-            "0",
-            "--beta2",
-            "0.9",
-            "--corr-weight",
-            "1",
-            "--align-reverse",
-            "--schedule",
-            "full",
-        ],
-    ),
+    "upstream_buffer": ("upstream plus Health Gym v2's buffer noise prior", BUFFER),
+    "ttur1": ("one critic step per generator step, a 4x faster critic (two time-scales)", [*TTUR, *FULL]),
     "wgan": (
         "WGAN-GP practice: lr 2e-4, betas (0, 0.9), fresh batches, aligned biLSTM, correlation 1, no curriculum",
-        WGAN,
+        [*WGAN, *FULL],
     ),
-    "wgan_buffer": ("wgan plus the buffer prior (the CPU preset's base)", [*WGAN, "--noise-prior", "buffer"]),
+    "wgan_buffer": ("wgan plus the buffer prior", [*WGAN, *FULL, *BUFFER]),
     "wgan_buffer_ladder": (
-        "wgan_buffer on the upstream ladder curriculum",
-        [*WGAN[:-2], "--schedule", "ladder:10-20-30-40-50-60", "--noise-prior", "buffer"],
+        "wgan_buffer on the upstream ladder curriculum (the CPU preset's base)",
+        [*WGAN, "--schedule", "ladder:10-20-30-40-50-60", *BUFFER],
     ),
 }
 TARGETS = {"coverage": 0.9, "joint_tvd": 0.10, "diversity_ratio": 0.5}  # the default study's, but fd_feat (5x floor)
