@@ -161,6 +161,18 @@ def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace)
     )
 
 
+def tune_param_space(args: argparse.Namespace, space: SearchSpace, num_samples: int) -> dict:
+    """What Tune samples itself: PBT's factors and seed; the baseline's seeds (a grid); nothing under Optuna, whose
+    define-by-run space proposes every value."""
+    if space.factors and args.scheduler == "pbt":
+        return {f.name: tune_domain(f) for f in space.factors} | {
+            "seed": tune.randint(args.seed, args.seed + 1_000_000)
+        }
+    if space.factors:
+        return {}
+    return {"seed": tune.grid_search(list(range(args.seed, args.seed + num_samples)))}
+
+
 def run_study(
     args: argparse.Namespace,
     space: SearchSpace,
@@ -196,9 +208,12 @@ def run_study(
     # Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     exp_path = f"{storage.rstrip('/')}/{args.name}"
+    param_space = tune_param_space(args, space, num_samples)
     if args.resume and tune.Tuner.can_restore(exp_path):
         try:
-            tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+            # The parameter space again: Tune does not keep it in tuner.pkl, and a driver killed after writing that
+            # file but before its first experiment state would otherwise restart with an empty space (one trial).
+            tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True, param_space=param_space)
         except Exception as e:  # Tune raises many types for damaged experiment state
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise ConfigError(
@@ -213,12 +228,10 @@ def run_study(
         if space.factors and args.scheduler == "pbt":  # PBT: a random first population, the base point in it
             points, _ = first_points(space, config, base)
             search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=args.seed)
-            param_space = {f.name: tune_domain(f) for f in space.factors}
-            param_space["seed"] = tune.randint(args.seed, args.seed + 1_000_000)
         elif space.factors:
-            search_alg, param_space = make_searcher(space, args, folder, *first_points(space, config, base)), {}
-        else:  # baseline: the upstream configuration once per seed
-            search_alg, param_space = None, {"seed": tune.grid_search(list(range(args.seed, args.seed + num_samples)))}
+            search_alg = make_searcher(space, args, folder, *first_points(space, config, base))
+        else:
+            search_alg = None
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,

@@ -153,7 +153,11 @@ def test_driver_killed_at_random_points_then_resumed_matches_an_uninterrupted_st
         # user runs the command again as it was.
         p = start_study(*args, "--storage", store, *(["--resume"] if (folder / "study.json").exists() else []))
         try:
-            if i == 2:  # kill while a checkpoint is being written: the moment a new checkpoint folder appears
+            if i == 0:  # kill as Tune writes tuner.pkl, before its first experiment state (the search space is in
+                # neither: a resume must be given it again)
+                wait_for(lambda p=p: (folder / "tuner.pkl").exists() or p.poll() is not None, 120, poll=0.005)
+                kills.append("at tuner.pkl")
+            elif i == 2:  # kill while a checkpoint is being written: the moment a new checkpoint folder appears
                 n0 = len(list(folder.glob("*/checkpoint_*")))
                 wait_for(
                     lambda n0=n0, p=p: len(list(folder.glob("*/checkpoint_*"))) > n0 or p.poll() is not None,
