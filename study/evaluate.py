@@ -1,10 +1,11 @@
 """python study/evaluate.py EXPERIMENT [--top K] [--seeds S]: the held-out evaluation of a finished study.
 
-Re-trains the top K configurations (ranked by the comparable metric fd_feat, not the trials' own critic gap)
+Re-trains the top K configurations (in the leaderboard's order, not by the trials' own critic gap)
 and the upstream configuration with S seeds each, at the study's full epoch budget, through Tune (so on the
 cluster when there is one). Scores every resulting generator on the TEST patients, which no trial trained or was
 pruned on, with the final suite, and writes EXPERIMENT/final_evaluation.{parquet,csv} (one row per run) and
 EXPERIMENT/final_summary.{parquet,csv} (mean and spread per configuration, next to the real-vs-real floor).
+Each evaluation keeps its plan and Tune's state in EXPERIMENT/final-TIMESTAMP/; --resume continues the newest.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         action=cli.at_least(1),
         help="synthetic patients scored per run (default: 2x the test patients)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study's newest evaluation where it stopped (its arms, seeds and epochs as first given)",
+    )
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None)
@@ -77,7 +83,7 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
 
 def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | None = None) -> list[dict]:
     """The upstream configuration, the study's base when that is not upstream, then the top distinct configurations
-    among completed trials in the leaderboard's order (collapsed trials last, then by final fd_feat)."""
+    among completed trials in the leaderboard's order (collapsed trials last, then by the ranking metric)."""
     from study.base import UPSTREAM_REFERENCE, is_upstream
     from study.spaces import UPSTREAM
 
@@ -90,22 +96,27 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
         ]
     done = completed_by_rank(board)
     seen = {tuple(a.get(f) for f in factors) for a in arms if "reference" not in a}
+    fixed = len(arms)
     for _, row in done.iterrows():
         key = tuple(row[f] for f in factors)
         if key in seen:
             continue
         seen.add(key)
         arms.append(
-            {"arm": f"rank{len(arms)}", **{f: (row[f].item() if hasattr(row[f], "item") else row[f]) for f in factors}}
+            {
+                "arm": f"rank{len(arms) - fixed + 1}",
+                **{f: (row[f].item() if hasattr(row[f], "item") else row[f]) for f in factors},
+            }
         )
-        if len(arms) > top:
+        if len(arms) - fixed >= top:
             break
     return arms
 
 
 def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
     """Mean and sd per arm for every metric, the real floor, and whether the best arm's advantage over upstream
-    exceeds the seed spread (|difference of means| > sd_best + sd_upstream, in the better direction)."""
+    exceeds the seed spread (|difference of means| > sd_best + sd_upstream, in the better direction); with a base
+    arm, the same for the best of the study's own configurations against its base."""
     metrics = [c for c in runs.columns if c in info and c not in ("seed", "epochs")]
     g = runs.groupby("arm")[metrics]
     mean, sd = g.mean(), g.std(ddof=1).fillna(0.0)
@@ -123,6 +134,13 @@ def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
             row["best_arm"] = best
             row["advantage"] = diff
             row["beyond_seed_spread"] = bool(diff > sd.loc[best, m] + sd.loc["upstream", m])
+        found = [a for a in arms if a.startswith("rank")]
+        if found and "base" in arms:
+            best = min(found, key=lambda a: mean.loc[a, m] if lower else -mean.loc[a, m])
+            diff = mean.loc["base", m] - mean.loc[best, m] if lower else mean.loc[best, m] - mean.loc["base", m]
+            row["best_found_arm"] = best
+            row["advantage_over_base"] = diff
+            row["beyond_seed_spread_over_base"] = bool(diff > sd.loc[best, m] + sd.loc["base", m])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -136,16 +154,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     space = load_space(study_args["space"])
     data = study_data(record)
-    arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"))
+    from study.final_runs import PLAN_FILE, last_plan, new_plan, run_final
+
+    if args.resume:
+        run, plan = last_plan(folder)
+        ignored = [f"--{k}" for k in ("top", "seeds", "epochs") if getattr(args, k) != parser().get_default(k)]
+        print(
+            f"resuming {run / PLAN_FILE}: {len(plan['arms'])} arms x {len(plan['seeds'])} seeds x {plan['epochs']} "
+            f"epochs as first planned" + (f" ({', '.join(ignored)} ignored)" if ignored else ""),
+            file=sys.stderr,
+        )
 
     from study import tuning
-    from study.final_runs import run_final
 
     gpus_seen = tuning.start_ray(args.address, dashboard=not args.no_dashboard)
-    seeds = args.seeds or (5 if gpus_seen > 0 else 3)
-    epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
-    print(f"re-training {len(arms)} configurations x {seeds} seeds x {epochs} epochs on {data.source}", file=sys.stderr)
-    runs, floor, info = run_final(args, record, space, data, arms, seeds, epochs, folder, gpus_seen, SEED_BASE)
+    if not args.resume:
+        arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"))
+        seeds = args.seeds or (5 if gpus_seen > 0 else 3)
+        epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
+        run, plan = new_plan(folder, arms, list(range(SEED_BASE, SEED_BASE + seeds)), epochs)
+    arms = plan["arms"]
+    print(
+        f"re-training {len(arms)} configurations x {len(plan['seeds'])} seeds x {plan['epochs']} epochs on "
+        f"{data.source} in {run} (interrupted? continue with --resume)",
+        file=sys.stderr,
+    )
+    runs, floor, info = run_final(args, record, space, data, run, plan, gpus_seen)
     summary = summarise(runs, floor, info)
     for name, table in (("final_evaluation", runs), ("final_summary", summary)):
         write_table(table, folder / f"{name}.parquet")
@@ -153,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = summary[
         ["metric", "real_floor"]
         + [c for c in summary.columns if c.endswith(("_mean", "_sd"))]
-        + [c for c in ("best_arm", "beyond_seed_spread") if c in summary]
+        + [
+            c
+            for c in ("best_arm", "beyond_seed_spread", "best_found_arm", "beyond_seed_spread_over_base")
+            if c in summary
+        ]
     ]
     with pd.option_context("display.width", 220, "display.max_columns", 30):
         print(show.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import pandas as pd
 from ray import tune
 
+from healthgym_core.atomic import atomic_write
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.data.prepared import PreparedData
+from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
 from study.driver import base_config
@@ -26,18 +29,36 @@ def train_arm(config: dict, **kwargs) -> None:
     train_healthgym({**arm, "seed": config["seed"]}, **kwargs)
 
 
+PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
+
+
+def new_plan(folder: Path, arms: list[dict], seeds: list[int], epochs: int) -> tuple[Path, dict]:
+    """A fresh run folder under the study, holding the plan a resume will follow."""
+    run = folder / f"final-{time.strftime('%Y%m%d-%H%M%S')}"
+    run.mkdir()
+    plan = {"arms": arms, "seeds": seeds, "epochs": epochs}
+    atomic_write(run / PLAN_FILE, lambda p: p.write_text(json.dumps(plan, indent=2)))
+    return run, plan
+
+
+def last_plan(folder: Path) -> tuple[Path, dict]:
+    """The newest evaluation run of this study and its plan."""
+    runs = sorted(p.parent for p in folder.glob(f"final-*/{PLAN_FILE}"))
+    if not runs:
+        raise ConfigError(f"--resume: {folder} holds no evaluation to resume (run it without --resume)")
+    return runs[-1], json.loads((runs[-1] / PLAN_FILE).read_text())
+
+
 def run_final(
     args: argparse.Namespace,
     record: dict,
     space: SearchSpace,
     data: PreparedData,
-    arms: list[dict],
-    seeds: int,
-    epochs: int,
-    folder: Path,
+    run: Path,
+    plan: dict,
     gpus_seen: float,
-    seed_base: int,
 ) -> tuple[pd.DataFrame, dict, dict]:
+    """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients."""
     study_args = argparse.Namespace(**record["args"])
     base = base_config(study_args, Preset(**record["preset"]), space, record.get("base"))
     gpus = gpus_per_trial(args.gpus_per_trial, gpus_seen)
@@ -46,27 +67,28 @@ def run_final(
             train_arm,
             data=data,
             base=base,
-            max_epochs=epochs,
+            max_epochs=plan["epochs"],
             metric="fd_feat",
             threads=max(1, int(args.cpus_per_trial)),
         ),
         {"cpu": args.cpus_per_trial, "gpu": gpus},
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space={
-            "arm": tune.grid_search(arms),
-            "seed": tune.grid_search(list(range(seed_base, seed_base + seeds))),
-        },
-        tune_config=tune.TuneConfig(metric="fd_feat", mode="min", reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=f"final-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(folder),
-            failure_config=tune.FailureConfig(max_failures=2),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1,
-        ),
-    )
+    param_space = {"arm": tune.grid_search(plan["arms"]), "seed": tune.grid_search(plan["seeds"])}
+    if tune.Tuner.can_restore(str(run)):  # Tune keeps no parameter space in its state: it is given again
+        tuner = tune.Tuner.restore(str(run), trainable=trainable, resume_errored=True, param_space=param_space)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(metric="fd_feat", mode="min", reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=run.name,
+                storage_path=str(run.parent),
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=1,
+            ),
+        )
     results = tuner.fit()
     n = args.samples or 2 * len(data.split.test)
     rows = []

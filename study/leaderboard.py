@@ -97,8 +97,8 @@ def lineage(history: pd.DataFrame, factors: list[str]) -> str:
 
 
 STATUS_ORDER = {"completed": 0, "running": 1, "pruned": 2, "diverged": 3, "error": 4, "pending": 5}
-# A collapsed trial never outranks one that is not: fd_feat alone can rank a collapsed generator above one that is
-# leaving collapse (it moves little while the cohort changes a lot, docs/learning_curves.md).
+# A collapsed trial never outranks one that is not: one metric alone can rank a collapsed generator above one that
+# is leaving collapse (fd_feat did, docs/learning_curves.md).
 COLLAPSE_ORDER = {"faithful": 0, "partial": 1, "collapsed": 2}
 
 
@@ -127,7 +127,8 @@ def format_board(board: pd.DataFrame, factors: list[str], metric: str, top: int 
         "epochs",
         *factors,
         f"last_{RANK_METRIC}",
-        f"last_{metric}" if metric != RANK_METRIC else None,
+        f"last_{metric}",
+        "last_fd_feat",
         "last_coverage",
         "last_diversity_ratio",
         "last_joint_tvd",
@@ -177,7 +178,7 @@ def collapse_summary(board: pd.DataFrame) -> str:
     numbers = (
         f"diversity {best['last_diversity_ratio']:.2f} of real, distinct patients {best['last_distinct_share']:.2f}, "
         f"category coverage {best['last_coverage']:.2f}, Gender x Ethnic TVD {best['last_joint_tvd']:.2f}, "
-        f"fd_feat {best[f'last_{RANK_METRIC}']:.3g} (floor {best['fd_feat_floor']:.3g})"
+        f"fd_feat {best['last_fd_feat']:.3g} (floor {best['fd_feat_floor']:.3g})"
     )
     counts = scored["collapse"].value_counts()
     if (scored["collapse"] == "collapsed").all():

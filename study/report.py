@@ -3,7 +3,7 @@
 The report (EXPERIMENT/report.html by default) embeds every figure as a base64 PNG and its CSS and a few lines of
 JavaScript inline, so it opens offline and can be mailed as one file. Sections: where the data came from, the
 leaderboard, the search as pictures (per-epoch curves, best so far, factors, Optuna importances), whether the
-trials' own Wasserstein gaps agree with the comparable fd_feat, the learning dynamics of the best and the upstream
+trials' own Wasserstein gaps agree with the comparable ranking metric, the learning dynamics of the best and the upstream
 trial, real vs synthetic patients from the best checkpoint, and the final evaluation when one was run. The pieces
 live in `study/reporting/`.
 """

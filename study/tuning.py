@@ -22,7 +22,7 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.sampling import sample
 from study.base import UPSTREAM_REFERENCE, is_upstream
-from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_METRIC
+from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_FLOOR, RANK_METRIC
 from study.leaderboard import collapse_summary, format_board, mark_roles, rank, trial_row
 from study.live.state import TRIAL_DIR
 from study.presets import Preset, gpus_per_trial
@@ -311,7 +311,7 @@ def finish(
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
     print(
-        "\nLeaderboard (completed trials first, collapsed ones after the others, then by final fd_feat; "
+        f"\nLeaderboard (completed trials first, collapsed ones after the others, then by final {RANK_METRIC}; "
         "pruned = stopped early by ASHA):"
     )
     print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
@@ -329,7 +329,7 @@ def finish(
             sample(Path(d) / CHECKPOINT_FILE, args.export_patients, seed=args.seed, out=out)
         print(
             f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
-            f"floor {row['fd_feat_floor']:.4g})"
+            f"floor {row[RANK_FLOOR]:.4g})"
         )
         print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
         print(f"synthetic cohort from the best trial: {out}")

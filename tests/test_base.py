@@ -11,6 +11,7 @@ import pytest
 
 from healthgym_core import cli
 from study.base import BASE_OPTIONS, base_from_study, parse_set, study_base, upstream_options
+from study.experiment import RANK_METRIC
 from tests.study_helpers import study
 
 BAD = {
@@ -63,13 +64,13 @@ def test_base_from_a_study_folder_takes_its_best_completed_trial(tmp_path):
             "trial_id": ["a", "b", "c"],
             "status": ["completed", "completed", "pruned"],
             "n_critic": [7, 2, 1],
-            "last_fd_feat": [50.0, 40.0, 10.0],
+            f"last_{RANK_METRIC}": [50.0, 40.0, 10.0],
         }
     )
     board.to_parquet(folder / "leaderboard.parquet")
     options, origin = base_from_study(folder)
     assert options["n_critic"] == 2 and options["lr_g"] == 2e-4  # the best completed trial, on its study's base
-    assert origin == {"study": str(folder), "trial_id": "b", "fd_feat": 40.0}
+    assert origin == {"study": str(folder), "trial_id": "b", RANK_METRIC: 40.0}
     base = study_base(str(folder), ["gp_weight=3"], ["schedule"])
     assert base["config"]["gp_weight"] == 3.0 and base["config"]["n_critic"] == 2 and base["set"] == {"gp_weight": 3.0}
     board.assign(status="pruned").to_parquet(folder / "leaderboard.parquet")

@@ -58,6 +58,7 @@ def test_a_collapsed_trial_never_ranks_above_one_that_is_not():
     ninth epoch; the leaderboard, --base and evaluate.py all take the first completed row as the best."""
     import pandas as pd
 
+    from study.experiment import RANK_METRIC
     from study.leaderboard import completed_by_rank, rank
 
     board = pd.DataFrame(
@@ -65,7 +66,7 @@ def test_a_collapsed_trial_never_ranks_above_one_that_is_not():
             "trial_id": ["a", "b", "c", "d", "e"],
             "status": ["completed", "completed", "pruned", "completed", "completed"],
             "collapse": ["collapsed", "partial", "partial", "faithful", "partial"],
-            "last_fd_feat": [96.0, 102.0, 50.0, 110.0, 101.0],
+            f"last_{RANK_METRIC}": [96.0, 102.0, 50.0, 110.0, 101.0],
         }
     )
     assert rank(board)["trial_id"].tolist() == ["d", "e", "b", "a", "c"]

@@ -95,3 +95,43 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(tmp_path):
 def test_evaluate_refuses_a_folder_that_is_not_a_study(tmp_path):
     code, _, err = evaluate(tmp_path, timeout=60)
     assert code == 2 and "not a study folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_interrupted_evaluation_resumes_with_its_own_plan(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.study_helpers import kill_session, study, wait_for
+
+    r = study(
+        "--space", "critic", "--smoke", "--num-samples", 2, "--max-epochs", 2, "--no-pruning", "--storage", tmp_path,
+        "--no-dashboard", timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    folder = tmp_path / "critic"
+    code, _, err = evaluate(folder, "--resume", "--no-dashboard", timeout=120)
+    assert code == 2 and "holds no evaluation to resume" in err and len(err.strip().splitlines()) == 1
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "study" / "evaluate.py"), folder, "--top", "1", "--seeds", "2", "--epochs", "2"]
+        + ["--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env(),
+    )
+    try:  # killed once the first run has reported an epoch, before the evaluation ends
+        assert wait_for(lambda: any(folder.glob("final-*/*/result.json")) or p.poll() is not None, timeout=300)
+        assert p.poll() is None, "the evaluation ended before it could be interrupted"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        kill_session(p.pid)
+    assert not (folder / "final_evaluation.parquet").exists()
+    code, out, err = evaluate(folder, "--resume", "--seeds", "5", "--no-dashboard")  # the plan's 2 seeds, not 5
+    assert code == 0, err[-3000:]
+    assert len(list(folder.glob("final-*"))) == 1
+    runs = pd.read_parquet(folder / "final_evaluation.parquet")
+    assert len(runs) == 4 and sorted(runs["seed"].unique()) == [1000, 1001] and not runs["error"].any()
+    assert (runs["epochs"] == 2).all() and runs["fd_feat"].notna().all()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from healthgym_core.data.cohort import Cohort
 from healthgym_core.data.describe import REGIMEN
@@ -22,33 +23,53 @@ from healthgym_core.evaluation.marginals import log1p10
 N_COMPONENTS = 32
 
 
-def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """[N, T, R] original-unit reals and [N, T, C] internal codes -> [N, n_features]."""
+def _summary_columns(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The named per-patient features, in their fixed order."""
     n, t = reals.shape[:2]
-    cols = []
+    cols: list[tuple[str, np.ndarray]] = []
     months = np.arange(t, dtype=np.float64)
     mc = months - months.mean()
     logs = log1p10(reals)
-    for j in range(logs.shape[2]):
+    for j, v in enumerate(schema.reals):
         x = logs[:, :, j]
-        cols += [x.mean(1), x.std(1), x[:, 0], x[:, -1]]
-        cols.append((x * mc).sum(1) / max((mc * mc).sum(), 1e-12))  # OLS slope per month
+        cols += [(f"{v.name} mean", x.mean(1)), (f"{v.name} sd", x.std(1))]
+        cols += [(f"{v.name} first", x[:, 0]), (f"{v.name} last", x[:, -1])]
+        cols.append((f"{v.name} slope", (x * mc).sum(1) / max((mc * mc).sum(), 1e-12)))  # OLS slope per month
         if t > 1:
-            d = np.diff(x, axis=1)
-            cols.append(d.std(1))
-            cols.append(rowwise_pearson(x[:, :-1], x[:, 1:]) if t > 2 else np.zeros(n))
+            cols.append((f"{v.name} sd of monthly change", np.diff(x, axis=1).std(1)))
+            cols.append(
+                (f"{v.name} lag-1 autocorrelation", rowwise_pearson(x[:, :-1], x[:, 1:]) if t > 2 else np.zeros(n))
+            )
         else:
-            cols += [np.zeros(n), np.zeros(n)]
+            cols += [(f"{v.name} sd of monthly change", np.zeros(n)), (f"{v.name} lag-1 autocorrelation", np.zeros(n))]
     for j, v in enumerate(schema.categoricals):
-        onehot = np.eye(v.num_classes)[codes[:, :, j]]
-        cols += list(onehot.mean(axis=1).T)
+        shares = np.eye(v.num_classes)[codes[:, :, j]].mean(axis=1)
+        labels = v.labels or tuple(str(c) for c in v.codes)
+        cols += [(f"{v.name}={labels[k]} share", shares[:, k]) for k in range(v.num_classes)]
     idx = [j for j, v in enumerate(schema.categoricals) if v.name in REGIMEN] or list(range(codes.shape[2]))
     if idx and t > 1:
         reg = codes[:, :, idx]
-        cols.append((reg[:, 1:] != reg[:, :-1]).any(axis=2).sum(axis=1).astype(np.float64))
+        cols.append(("regimen changes", (reg[:, 1:] != reg[:, :-1]).any(axis=2).sum(axis=1).astype(np.float64)))
     if logs.shape[2] >= 2:
-        cols.append(rowwise_pearson(logs[:, :, 0], logs[:, :, 1]))
-    return np.stack(cols, axis=1)
+        cols.append(
+            (
+                f"{schema.reals[0].name}-{schema.reals[1].name} correlation",
+                rowwise_pearson(logs[:, :, 0], logs[:, :, 1]),
+            )
+        )
+    return cols
+
+
+def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """[N, T, R] original-unit reals and [N, T, C] internal codes -> [N, n_features]."""
+    return np.stack([c for _, c in _summary_columns(schema, reals, codes)], axis=1)
+
+
+def feature_names(schema: Schema, months: int) -> list[str]:
+    """The names of summary_features' columns, in order."""
+    n_codes = len(schema.categoricals)
+    dummy = (np.ones((1, months, len(schema.reals))), np.zeros((1, months, n_codes), dtype=np.int64))
+    return [name for name, _ in _summary_columns(schema, *dummy)]
 
 
 def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
@@ -95,3 +116,26 @@ class FeatureSpace:
         """fd_feat of these sequences against the frozen validation reference."""
         mu, cov = _moments(self.embed(reals, codes))
         return frechet_distance(mu, cov, self.ref_mu, self.ref_cov)
+
+    def explain(self, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+        """Where fd_feat comes from: per summary feature, the synthetic-minus-real mean in training-patient standard
+        deviations (`shift`; fd_feat's mean term is about the sum of their squares) and the synthetic-to-real
+        standard deviation ratio (`sd_ratio`; near 0 where the patients are collapsed). Largest shifts first."""
+        x_real = (summary_features(self.schema, *real) - self.mean) / self.scale
+        x_fake = (summary_features(self.schema, *fake) - self.mean) / self.scale
+        sd_real = x_real.std(0)
+        table = pd.DataFrame(
+            {
+                "feature": feature_names(self.schema, real[0].shape[1]),
+                "shift": x_fake.mean(0) - x_real.mean(0),
+                "sd_ratio": x_fake.std(0) / np.where(sd_real > 1e-12, sd_real, np.nan),
+            }
+        )
+        return table.reindex(table["shift"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+    def terms(self, reals: np.ndarray, codes: np.ndarray) -> tuple[float, float]:
+        """fd_feat split into its mean term |mu - mu_ref|^2 and its spread term (at most tr(S_ref) + tr(S): a
+        generator that repeats one patient pays tr(S_ref) there, however far its mean is)."""
+        mu, cov = _moments(self.embed(reals, codes))
+        mean_term = float(((mu - self.ref_mu) ** 2).sum())
+        return mean_term, frechet_distance(mu, cov, self.ref_mu, self.ref_cov) - mean_term

@@ -124,11 +124,11 @@ def _floor(study: LiveStudy, metric: str) -> float | None:
 
 
 def best_so_far(study: LiveStudy) -> dict:
-    """The best final fd_feat of the completed trials against the generator steps spent so far, in the order the
+    """The best final ranking metric of the completed trials against the generator steps spent so far, in the order the
     trials started."""
     b = study.board.copy()
     if "trial_number" not in b or not len(b):
-        return {"data": [], "layout": _layout("best fd_feat so far", "generator steps spent", RANK_METRIC)}
+        return {"data": [], "layout": _layout(f"best {RANK_METRIC} so far", "generator steps spent", RANK_METRIC)}
     b = b.sort_values("trial_number")
     spent = b["g_steps"].astype(float).cumsum()
     last = b[f"last_{RANK_METRIC}"].astype(float)
@@ -144,7 +144,7 @@ def best_so_far(study: LiveStudy) -> dict:
             "customdata": list(b["trial_id"].astype(str)),
             "marker": {"color": [STATUS_COLOR.get(s, "#999") for s in b["status"]], "size": 9},
             "text": list(b["status"]),
-            "hovertemplate": "trial %{customdata} (%{text})<br>fd_feat %{y:.4g}<extra></extra>",
+            "hovertemplate": "trial %{customdata} (%{text})<br>" + RANK_METRIC + " %{y:.4g}<extra></extra>",
         },
         {
             "type": "scatter",
@@ -158,13 +158,15 @@ def best_so_far(study: LiveStudy) -> dict:
     return {
         "data": traces,
         "layout": _layout(
-            "Best fd_feat so far against compute", "generator steps spent by the trials so far", f"final {RANK_METRIC}"
+            f"Best {RANK_METRIC} so far against compute",
+            "generator steps spent by the trials so far",
+            f"final {RANK_METRIC}",
         ),
     }
 
 
 def factors(study: LiveStudy) -> list[dict]:
-    """One chart per factor: its value against each trial's final (or latest) fd_feat."""
+    """One chart per factor: its value against each trial's final (or latest) ranking metric."""
     out = []
     b = study.board
     y = f"last_{RANK_METRIC}"
@@ -185,11 +187,11 @@ def factors(study: LiveStudy) -> list[dict]:
                         "marker": {"color": [STATUS_COLOR.get(s, "#999") for s in b["status"]], "size": 10},
                         "hovertemplate": "trial %{customdata} (%{text})<br>"
                         + f.name
-                        + " %{x}<br>fd_feat %{y:.4g}<extra></extra>",
+                        + f" %{{x}}<br>{RANK_METRIC} %{{y:.4g}}<extra></extra>",
                     }
                 ],
                 "layout": _layout(
-                    f"{f.name} against the final fd_feat",
+                    f"{f.name} against the final {RANK_METRIC}",
                     f.name,
                     f"final {RANK_METRIC}",
                     xaxis={"title": {"text": f.name}, "type": "log" if f.log else "-"},
@@ -266,7 +268,7 @@ def history(t: LiveTrial) -> dict:
                     "x": _col(t.history, "epoch"),
                     "y": _col(t.history, m),
                     "line": {"color": PALETTE[i % len(PALETTE)]},
-                    "visible": True if m in ("fd_feat", "coverage", "diversity_ratio") else "legendonly",
+                    "visible": True if m in (RANK_METRIC, "coverage", "diversity_ratio") else "legendonly",
                 }
             )
     return {

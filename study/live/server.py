@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.errors import HealthGymError
-from study.experiment import RANK_METRIC
+from study.experiment import RANK_FLOOR, RANK_METRIC
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
 from study.live.state import LiveStudy, LiveTrial, best, read_live
@@ -100,7 +100,7 @@ class Dashboard:
         from study.base import describe as describe_base
 
         b = best(study)
-        floor = float(b["fd_feat_floor"]) if b is not None and "fd_feat_floor" in b else math.nan
+        floor = float(b[RANK_FLOOR]) if b is not None and RANK_FLOOR in b else math.nan
         up = study.board[study.board.get("upstream", pd.Series(False, index=study.board.index)).astype(bool)]
         headline = "No trial has completed its epochs yet."
         if b is not None:
@@ -234,6 +234,7 @@ class Dashboard:
         from study.reporting.patients import (
             Comparison,
             correlations_html,
+            fd_feat_figure,
             joint_table_html,
             marginals_figure,
             trajectories_figure,
@@ -249,6 +250,7 @@ class Dashboard:
             (data.val_cohort.reals, data.val_cohort.codes),
             fake,
             pd.Series({"trial_id": trial_id}),
+            data.features,
         )
         intro = (
             f"<p>{n} synthetic patients from {esc(checkpoint)} (epoch {meta['epoch']}) against the "
@@ -264,6 +266,8 @@ class Dashboard:
             + guarded("correlations", lambda: correlations_html(comp))
             + "<h3>Example patients</h3>"
             + guarded("trajectories", lambda: trajectories_figure(comp))
+            + "<h3>Where fd_feat comes from</h3>"
+            + guarded("fd_feat terms", lambda: fd_feat_figure(comp))
         )
 
     def export(self, trial_id: str, checkpoint: str, n: int) -> tuple[str, bytes]:

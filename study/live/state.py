@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.errors import ConfigError
-from study.experiment import CHECKPOINT_FILE, RANK_METRIC, STUDY_FILE, read_study_record, scheduler_of
-from study.leaderboard import REPORTED, lineage, mark_roles, rank, trial_row
+from study.experiment import CHECKPOINT_FILE, STUDY_FILE, read_study_record, scheduler_of
+from study.leaderboard import REPORTED, completed_by_rank, lineage, mark_roles, rank, trial_row
 from study.presets import setting
 from study.reporting.loading import _read_history, read_steps
 from study.spaces import Factor
@@ -174,7 +174,6 @@ def live_board(trials: dict[str, LiveTrial], factors: list[str], max_epochs: int
 
 
 def best(study: LiveStudy) -> pd.Series | None:
-    done = study.board[study.board["status"] == "completed"]
-    if not len(done):
-        return None
-    return done.sort_values(f"last_{RANK_METRIC}").iloc[0]
+    """The best completed trial so far, in the leaderboard's order (collapsed trials after the others)."""
+    done = completed_by_rank(study.board)
+    return done.iloc[0] if len(done) else None

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from study.base import describe as describe_base
-from study.experiment import RANK_METRIC, scheduler_of
+from study.experiment import RANK_FLOOR, RANK_METRIC, scheduler_of
 from study.leaderboard import collapse_summary
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
@@ -58,7 +58,7 @@ def header_html(exp: Experiment) -> str:
         for a, t in (
             ("leaderboard", "Leaderboard"),
             ("search", "Search"),
-            ("agreement", "Gap vs fd_feat"),
+            ("agreement", f"Gap vs {RANK_METRIC}"),
             ("dynamics", "Learning dynamics"),
             ("real-vs-synthetic", "Real vs synthetic"),
             ("final", "Final evaluation"),
@@ -88,7 +88,7 @@ def headline(exp: Experiment) -> str:
     best, up = exp.best(), exp.upstream()
     if best is None:
         return "No trial completed its epochs, so there is no best trial; the statuses below say why."
-    floor = best.get("fd_feat_floor", math.nan)
+    floor = best.get(RANK_FLOOR, math.nan)
     text = (
         f"Best completed trial: {_describe_trial(exp, best)}, final {RANK_METRIC} "
         f"<b>{fmt(best[f'last_{RANK_METRIC}'])}</b> (real-vs-real floor {fmt(floor)})."
@@ -115,6 +115,7 @@ def leaderboard_html(exp: Experiment) -> str:
         f"last_{RANK_METRIC}",
         f"best_{RANK_METRIC}",
         f"last_{exp.metric}",
+        "last_fd_feat",
         "last_wasserstein_gap",
         "last_sliced_w",
         "last_ks_mean",
@@ -137,7 +138,9 @@ def leaderboard_html(exp: Experiment) -> str:
         for s, u in zip(b["status"], b.get("upstream", [False] * len(b)))
     ]
     titles = {
-        f"last_{RANK_METRIC}": "final-epoch Frechet distance in the frozen feature space (lower is better)",
+        "last_emd_feat": "final-epoch earth mover's distance to validation patients in fd_feat's frozen feature space "
+        "(the ranking metric; lower is better)",
+        "last_fd_feat": "final-epoch Frechet distance in the frozen feature space (lower is better)",
         "fd_feat_floor": "fd_feat between real training and validation patients: what a perfect generator scores",
         "last_wasserstein_gap": "the trial's own critic: E[D(real)] - E[D(fake)] at full length, validation patients",
         "last_coverage": "share of real categories with at least half their real frequency (higher is better)",
@@ -145,8 +148,9 @@ def leaderboard_html(exp: Experiment) -> str:
         "upstream": "the upstream default configuration",
     }
     intro = (
-        "<p>Completed trials first, by their final <code>fd_feat</code>; then trials ASHA pruned (their metrics are "
-        "from the epoch they stopped at, so compare them with care), diverged and errored ones. "
+        "<p>Completed trials first, collapsed ones after the others, then by their final "
+        f"<code>{RANK_METRIC}</code>; then trials ASHA pruned (their metrics are from the epoch they stopped at, so "
+        "compare them with care), diverged and errored ones. "
         "<span style='background:#fff7cc;font-weight:600;padding:0 4px'>Highlighted</span>: the upstream default. "
         "<i>Grey italics</i>: pruned. Click a column header to sort. Every column is in "
         "<code>leaderboard.csv</code>.</p>"

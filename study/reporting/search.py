@@ -1,4 +1,4 @@
-"""The search as pictures: per-epoch curves, best so far, factors, importances, gap-vs-fd_feat agreement,
+"""The search as pictures: per-epoch curves, best so far, factors, importances, gap-vs-ranking-metric agreement,
 learning dynamics."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from study.experiment import OPTUNA_FILE, RANK_METRIC, STEPS_FILE
+from study.experiment import OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, STEPS_FILE
 from study.reporting.html import esc, figure_html, fmt, guarded, note, section, table_html
 from study.reporting.loading import Experiment, read_steps
 from study.reporting.overview import _describe_trial
@@ -19,7 +19,7 @@ from study.reporting.plotting import asha_rungs, is_categorical, log_axis, spans
 
 
 def curves_figure(exp: Experiment) -> str:
-    """The pruning metric (and fd_feat) per epoch for every trial; pruned trials dashed, ending where ASHA stopped them."""
+    """The pruning metric (and the ranking metric) per epoch for every trial; pruned trials dashed, ending where ASHA stopped them."""
     metrics = [exp.metric] + ([RANK_METRIC] if exp.metric != RANK_METRIC else [])
     styles, handles = trial_styles(exp)
     fig, axes = plt.subplots(
@@ -47,10 +47,8 @@ def curves_figure(exp: Experiment) -> str:
                 ax.plot(h["epoch"].iloc[-1], h[m].iloc[-1], "X", color="tab:red", ms=8)
         for r in asha_rungs(exp):
             ax.axvline(r, color="0.75", lw=0.8, ls=":", zorder=0)
-        if m == RANK_METRIC and "fd_feat_floor" in exp.board:
-            ax.axhline(
-                exp.board["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor"
-            )
+        if f"{m}_floor" in exp.board:
+            ax.axhline(exp.board[f"{m}_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
             ax.legend(loc="upper right", fontsize=8)
         if spans_decades(ends):
             log_axis(ax, "y")
@@ -98,8 +96,8 @@ def best_so_far_figure(exp: Experiment) -> str:
             ls="--",
             label="best at any epoch of any trial so far",
         )
-        if "fd_feat_floor" in b:
-            ax.axhline(b["fd_feat_floor"].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
+        if RANK_FLOOR in b:
+            ax.axhline(b[RANK_FLOOR].median(), color="tab:green", lw=1, ls="-.", label="real-vs-real floor")
         if spans_decades(list(last) + list(best)):
             log_axis(ax, "y")
         ax.set_xlabel(label)
@@ -111,8 +109,8 @@ def best_so_far_figure(exp: Experiment) -> str:
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     return figure_html(
         fig,
-        "best fd_feat so far",
-        "Points: each trial's final fd_feat (hollow: pruned, measured at the "
+        f"best {RANK_METRIC} so far",
+        f"Points: each trial's final {RANK_METRIC} (hollow: pruned, measured at the "
         "epoch it stopped). Lower is better; the floor is what real patients score against real patients.",
     )
 
@@ -149,7 +147,7 @@ def factors_figure(exp: Experiment) -> str:
     return figure_html(
         fig,
         "factors against the final metric",
-        "Lower is better. Hollow points: pruned trials, whose fd_feat is from an earlier epoch; boxes are "
+        f"Lower is better. Hollow points: pruned trials, whose {RANK_METRIC} is from an earlier epoch; boxes are "
         "drawn over completed trials where a level has at least 3.",
     )
 
@@ -184,7 +182,7 @@ def _categorical_panel(ax: plt.Axes, frame: pd.DataFrame, f: str, y: str, logy: 
 
 
 def importance_html(exp: Experiment) -> str:
-    """Optuna's parameter importances: for the objective Optuna saw (the pruning metric) and for the final fd_feat."""
+    """Optuna's parameter importances: for the objective Optuna saw (the pruning metric) and for the final ranking metric."""
     db = exp.folder / OPTUNA_FILE
     if not exp.factors:
         return note("Parameter importances: the space has no factors.")
@@ -288,7 +286,7 @@ def search_html(exp: Experiment) -> str:
 
 
 def agreement_html(exp: Experiment) -> str:
-    """Does the trials' own Wasserstein gap rank them like the comparable fd_feat?"""
+    """Does the trials' own Wasserstein gap rank them like the comparable ranking metric?"""
     from scipy.stats import spearmanr
 
     gap, fd = "last_wasserstein_gap", f"last_{RANK_METRIC}"
@@ -312,7 +310,7 @@ def agreement_html(exp: Experiment) -> str:
     ax.set_title(shown)
     ax.legend(fontsize=8, loc="best")
     body = (
-        figure_html(fig, "Wasserstein gap vs fd_feat across trials")
+        figure_html(fig, f"Wasserstein gap vs {RANK_METRIC} across trials")
         + f'<p class="lead">{agreement_sentence(rho, len(frame))}</p>'
     )
     return section(
@@ -333,26 +331,26 @@ def agreement_sentence(rho: float, n: int) -> str:
     if rho >= 0.7:
         verdict = (
             "they agree well: a trial the critic says is close is usually close in the shared feature space, "
-            "so ranking or pruning on the gap keeps roughly the trials fd_feat would keep"
+            f"so ranking or pruning on the gap keeps roughly the trials {RANK_METRIC} would keep"
         )
     elif rho >= 0.3:
         verdict = (
-            "they agree only loosely: the gap orders trials somewhat like fd_feat, but pruning on it "
-            "can stop trials fd_feat would keep"
+            f"they agree only loosely: the gap orders trials somewhat like {RANK_METRIC}, but pruning on it "
+            f"can stop trials {RANK_METRIC} would keep"
         )
     elif rho > -0.3:
         verdict = (
-            "they do not agree: the ordering by the trials' own critics is nearly unrelated to fd_feat, so "
-            "pruning on the gap picks trials close to at random with respect to fd_feat"
+            f"they do not agree: the ordering by the trials' own critics is nearly unrelated to {RANK_METRIC}, so "
+            f"pruning on the gap picks trials close to at random with respect to {RANK_METRIC}"
         )
     else:
         verdict = (
-            "they disagree: trials whose critic reports a smaller gap tend to have a worse fd_feat, as expected "
+            f"they disagree: trials whose critic reports a smaller gap tend to have a worse {RANK_METRIC}, as expected "
             "if weaker critics report smaller gaps"
         )
     small = " With this few trials the estimate is very uncertain." if n < 10 else ""
     return (
-        f"Across {n} trials the rank correlation between the final Wasserstein gap and the final fd_feat is "
+        f"Across {n} trials the rank correlation between the final Wasserstein gap and the final {RANK_METRIC} is "
         f"{rho:.2f}: {verdict}.{small} Pruned trials' final values come from the epoch they stopped at; the table "
         "below compares trials at the same epoch, as ASHA does."
     )
@@ -373,7 +371,7 @@ def per_epoch_agreement(exp: Experiment) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rho = spearmanr(g["wasserstein_gap"], g[RANK_METRIC])[0] if len(g) >= 3 else math.nan
-        rows.append({"epoch": int(epoch), "trials reporting": len(g), "Spearman rho (gap vs fd_feat)": rho})
+        rows.append({"epoch": int(epoch), "trials reporting": len(g), f"Spearman rho (gap vs {RANK_METRIC})": rho})
     table = table_html(pd.DataFrame(rows), sortable=False)
     return (
         "<h3>At the same epoch</h3><p>Rank correlation across the trials that reached each epoch "

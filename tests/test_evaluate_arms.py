@@ -1,0 +1,54 @@
+"""Which configurations evaluate.py re-trains, and how its summary compares them (no training, no Ray)."""
+
+import pandas as pd
+import pytest
+
+from study.base import upstream_options
+from study.evaluate import choose_arms, summarise
+from study.experiment import RANK_METRIC
+
+
+def board() -> pd.DataFrame:
+    rows = [  # the base configuration ranks second; one collapsed trial ranks last whatever its metric
+        ("a", "ladder:60-50-40-30-20-10", 68.7, "partial"),
+        ("b", "ladder:10-20-30-40-50-60", 72.4, "partial"),
+        ("c", "full", 10.0, "collapsed"),
+        ("d", "ladder:20-40-60", 90.0, "partial"),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "trial_id": t,
+                "status": "completed",
+                "schedule": s,
+                f"last_{RANK_METRIC}": v,
+                "collapse": c,
+                "upstream": False,
+            }
+            for t, s, v, c in rows
+        ]
+    )
+
+
+def test_arms_are_upstream_base_then_the_study_s_own_best():
+    base = {"config": {**upstream_options(), "schedule": "ladder:10-20-30-40-50-60", "lr_g": 2e-4}}
+    arms = choose_arms(board(), ["schedule"], 2, base)
+    assert [a["arm"] for a in arms] == ["upstream", "base", "rank1", "rank2"]
+    assert arms[1]["schedule"] == "ladder:10-20-30-40-50-60"  # the base, not repeated among the ranked ones
+    assert [a["schedule"] for a in arms[2:]] == ["ladder:60-50-40-30-20-10", "ladder:20-40-60"]
+    up = choose_arms(board(), ["schedule"], 1, {"config": upstream_options()})
+    assert [a["arm"] for a in up] == ["upstream", "rank1"] and up[1]["schedule"] == "ladder:60-50-40-30-20-10"
+
+
+def test_summary_says_whether_the_winner_beats_upstream_and_base_beyond_seed_spread():
+    runs = pd.DataFrame(
+        [{"arm": "upstream", "seed": s, "fd_feat": 70.0 + s} for s in (0, 1, 2)]
+        + [{"arm": "base", "seed": s, "fd_feat": 40.0 + s} for s in (0, 1, 2)]
+        + [{"arm": "rank1", "seed": s, "fd_feat": 37.0 + 3 * s} for s in (0, 1, 2)]
+    )
+    info = {"fd_feat": ("Frechet distance", True), "seed": ("", True)}
+    row = summarise(runs, {"fd_feat": 1.0}, info).set_index("metric").loc["fd_feat"]
+    assert row["best_arm"] == "rank1" and row["advantage"] == pytest.approx(71.0 - 40.0)
+    assert bool(row["beyond_seed_spread"])  # 31 against sds 3 + 1
+    assert row["best_found_arm"] == "rank1" and row["advantage_over_base"] == pytest.approx(1.0)
+    assert not bool(row["beyond_seed_spread_over_base"])  # 1 better than its base, within sds 3 + 1
