@@ -6,6 +6,7 @@ Imports no Ray, so report.py can read a study on a machine (or in a process) wit
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from healthgym_core.errors import ConfigError
@@ -15,6 +16,11 @@ STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incom
 OPTUNA_FILE = "optuna.db"  # Optuna's SQLite storage (study name = experiment name)
 CHECKPOINT_FILE = "state.pt"  # inside each Tune checkpoint folder
 STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder
+PBT_LOG = "pbt_global.txt"  # Ray's PBT: one JSON line per exploit, written by the driver as it happens
+# Tune's trial folders: train_healthgym_<id>_<number>_<params>_<date>; ids are 8 hex digits (searchers) or
+# 5 hex digits and a 5-digit count (Tune's own variant generator, as under PBT).
+TRIAL_ID = r"[0-9a-f]{8}|[0-9a-f]{5}_\d{5}"
+TRIAL_DIR = re.compile(rf"_({TRIAL_ID})_(\d+)(?:_|$)")
 # The pruning signals a study may choose (all lower-is-better): the trial's own critic gap, and the estimates every
 # trial measures on one scale (fd_feat, sliced_w, the exact EMD in fd_feat's space, a fixed-protocol critic's gap).
 METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap")

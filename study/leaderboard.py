@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from healthgym_core.evaluation.collapse import targets_text, verdict
-from study.experiment import METRICS, RANK_METRIC
+from study.experiment import METRICS, PBT_LOG, RANK_METRIC, TRIAL_DIR
 
 COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
@@ -33,6 +36,7 @@ def trial_row(
     error: bool = False,
     checkpoint: str | None = None,
     path: str | None = None,
+    exploits: Sequence[Exploit] = (),
 ) -> dict:
     """A leaderboard row from a trial's per-epoch metrics (`history`: one row per report)."""
     diverged = bool("diverged" in history and (history["diverged"].fillna(0) > 0).any())
@@ -45,7 +49,7 @@ def trial_row(
     for f in factors:
         row[f] = config.get(f)
     row["seed"] = config.get("seed")
-    row["lineage"] = lineage(good, factors)
+    row["lineage"] = lineage(good, factors, exploits)
     row["reference"] = config.get("reference") or ""
     for m in REPORTED:
         if m in good and len(good):
@@ -69,13 +73,41 @@ def _short(v: object) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def lineage(history: pd.DataFrame, factors: list[str]) -> str:
+Exploit = tuple[int, str, dict]  # (first epoch on the donor's weights, the donor's trial id, the configuration after)
+
+
+def pbt_exploits(folder: Path) -> dict[str, list[Exploit]]:
+    """Every exploit Ray's PBT logged in the experiment folder, by exploiting trial. The driver writes the log as each
+    exploit happens, so it keeps exploits whose first report was lost with a killed driver."""
+    log = folder / PBT_LOG
+    if not log.is_file():
+        return {}
+    ids = {}  # a trial tag's leading experiment index ("3_gp_weight=...") -> the trial's id
+    for d in folder.iterdir():
+        found = TRIAL_DIR.search(d.name)
+        if found and d.is_dir():
+            ids[found.group(2)] = found.group(1)
+    out: dict[str, list[Exploit]] = {}
+    for line in log.read_text().splitlines():
+        try:  # [trial tag, donor tag, trial iteration, donor iteration, donor config, new config]
+            tag, donor_tag, _, donor_epoch, _, config = json.loads(line)
+        except ValueError:  # a line cut short by a killed driver
+            continue
+        me, donor = ids.get(str(tag).split("_")[0]), ids.get(str(donor_tag).split("_")[0])
+        if me and donor:
+            out.setdefault(me, []).append((int(donor_epoch) + 1, donor, dict(config)))
+    return out
+
+
+def lineage(history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit] = ()) -> str:
     """Which configuration a trial ran in which epochs and whose weights it took (population-based training):
-    "1-4: lr_g=0.0002 | 5-8 from trial ab12 (its epoch-4 weights): lr_g=0.00024". Empty when it never changed."""
+    "1-4: lr_g=0.0002 | 5-8 from trial ab12 (its epoch-4 weights): lr_g=0.00024". Empty when it never changed.
+    `exploits` (from PBT's log) name donors whose first report after the exploit is missing from `history`."""
+    history = _with_exploits(history, factors, exploits)
     cols = [f"config/{f}" for f in factors if f"config/{f}" in history]
     if not len(history) or "epoch" not in history or (not cols and "exploited_from" not in history):
         return ""
-    h = history.sort_values("epoch")
+    h = history.sort_values("epoch", kind="stable")
     parents = h["exploited_from"] if "exploited_from" in h else pd.Series([None] * len(h), index=h.index)
     segments: list[list] = []
     for (_, r), parent in zip(h.iterrows(), parents):
@@ -94,6 +126,24 @@ def lineage(history: pd.DataFrame, factors: list[str]) -> str:
         setting = ", ".join(f"{c[7:]}={_short(v)}" for c, v in zip(cols, values))
         parts.append(f"{span}{origin}: {setting}")
     return " | ".join(parts)
+
+
+def _with_exploits(history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit]) -> pd.DataFrame:
+    """The history with each logged exploit marked at its first epoch (a row added where that report is missing)."""
+    if not exploits or "epoch" not in history:
+        return history
+    h = history.copy()
+    if "exploited_from" not in h:
+        h["exploited_from"] = None
+    h["exploited_from"] = h["exploited_from"].astype(object)
+    extra = []
+    for epoch, donor, config in exploits:
+        at = h.index[h["epoch"] == epoch]
+        if len(at):
+            h.loc[at[0], "exploited_from"] = donor
+        else:
+            extra.append({"epoch": epoch, "exploited_from": donor, **{f"config/{f}": config.get(f) for f in factors}})
+    return pd.concat([h, pd.DataFrame(extra)], ignore_index=True) if extra else h
 
 
 STATUS_ORDER = {"completed": 0, "running": 1, "pruned": 2, "diverged": 3, "error": 4, "pending": 5}

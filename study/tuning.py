@@ -22,9 +22,8 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.sampling import sample
 from study.base import UPSTREAM_REFERENCE, is_upstream
-from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_FLOOR, RANK_METRIC
-from study.leaderboard import collapse_summary, format_board, mark_roles, rank, trial_row
-from study.live.state import TRIAL_DIR
+from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_FLOOR, RANK_METRIC, TRIAL_DIR
+from study.leaderboard import collapse_summary, format_board, mark_roles, pbt_exploits, rank, trial_row
 from study.presets import Preset, gpus_per_trial
 from study.spaces import Factor, SearchSpace
 from study.trainable import train_healthgym
@@ -264,6 +263,7 @@ def run_study(
 def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -> pd.DataFrame:
     factors = [f.name for f in space.factors]
     rows = []
+    exploits = pbt_exploits(Path(results.experiment_path)) if len(results) else {}
     for r in results:
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
@@ -289,6 +289,7 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
                 error=r.error is not None,
                 checkpoint=ckpt,
                 path=r.path,
+                exploits=exploits.get(trial_id, ()),
             )
         )
     return rank(pd.DataFrame(rows))

@@ -35,6 +35,7 @@ BOARD_COLS = [
     "collapse",
     f"last_{RANK_METRIC}",
     "last_emd_feat",
+    "last_fd_feat",
     "last_critic_gap",
     "last_wasserstein_gap",
     "last_coverage",
@@ -143,7 +144,7 @@ class Dashboard:
     def board_html(self, study: LiveStudy) -> str:
         b = study.board
         names = [f.name for f in study.factors]
-        cols = [c for c in [*BOARD_COLS[:4], *names, *BOARD_COLS[4:]] if c in b]
+        cols = [c for c in dict.fromkeys([*BOARD_COLS[:4], *names, *BOARD_COLS[4:]]) if c in b]
         if "lineage" in cols and not b["lineage"].astype(bool).any():
             cols.remove("lineage")
         head = '<th>compare</th><th class="text">trial</th>' + "".join(f"<th>{esc(c)}</th>" for c in cols)

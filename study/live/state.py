@@ -5,7 +5,6 @@ is left out until it is complete, and a trial shows its last complete state."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -14,16 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.errors import ConfigError
-from study.experiment import CHECKPOINT_FILE, STUDY_FILE, read_study_record, scheduler_of
-from study.leaderboard import REPORTED, completed_by_rank, lineage, mark_roles, rank, trial_row
+from study.experiment import CHECKPOINT_FILE, PBT_LOG, STUDY_FILE, TRIAL_DIR, read_study_record, scheduler_of
+from study.leaderboard import REPORTED, Exploit, completed_by_rank, mark_roles, pbt_exploits, rank, trial_row
 from study.presets import setting
 from study.reporting.loading import _read_history, read_steps
 from study.spaces import Factor
 
-# Tune's trial folders: train_healthgym_<id>_<number>_<params>_<date>; ids are 8 hex digits (searchers) or
-# 5 hex digits and a 5-digit count (Tune's own variant generator, as under PBT).
-TRIAL_ID = r"[0-9a-f]{8}|[0-9a-f]{5}_\d{5}"
-TRIAL_DIR = re.compile(rf"_({TRIAL_ID})_(\d+)(?:_|$)")
 RUNNING_S = 90  # a trial that reported within this many seconds (and has not finished) is shown as running
 
 
@@ -128,6 +123,8 @@ def read_live(folder: Path) -> LiveStudy:
         config = _json(tdir / "params.json") or {}
         status = _status(raw, stat.st_mtime, max_epochs)
         trials[m.group(1)] = LiveTrial(m.group(1), int(m.group(2)), tdir, config, raw, status, _checkpoints(tdir))
+    if (folder / PBT_LOG).is_file():
+        stamp.append(f"pbt:{(folder / PBT_LOG).stat().st_size}")
     board_file = folder / "leaderboard.parquet"
     finished = board_file.is_file()
     board = None
@@ -138,7 +135,7 @@ def read_live(folder: Path) -> LiveStudy:
         except Exception:  # noqa: BLE001 - being replaced right now: show the trials as they are
             board = None
     if board is None:
-        board = live_board(trials, factors, max_epochs, record)
+        board = live_board(trials, factors, max_epochs, record, pbt_exploits(folder))
     else:
         board = board.copy()
         board["trial_id"] = board["trial_id"].astype(str)
@@ -147,19 +144,24 @@ def read_live(folder: Path) -> LiveStudy:
     return LiveStudy(folder, record, trials, board, finished, str(hash(tuple(stamp))))
 
 
-def live_board(trials: dict[str, LiveTrial], factors: list[str], max_epochs: int, record: dict) -> pd.DataFrame:
-    """A leaderboard from the trials' own files, the same columns as the final one."""
+def live_board(
+    trials: dict[str, LiveTrial],
+    factors: list[str],
+    max_epochs: int,
+    record: dict,
+    exploits: dict[str, list[Exploit]] | None = None,
+) -> pd.DataFrame:
+    """A leaderboard from the trials' own files (and PBT's log of exploits), the same columns as the final one."""
     rows = []
     for t in trials.values():
         hist = t.history.copy()
         for f in factors:
             if f"config/{f}" not in hist and "config" in hist:
                 hist[f"config/{f}"] = [c.get(f) if isinstance(c, dict) else None for c in hist["config"]]
-        row = trial_row(t.trial_id, t.config, factors, hist, max_epochs)
+        row = trial_row(t.trial_id, t.config, factors, hist, max_epochs, exploits=(exploits or {}).get(t.trial_id, ()))
         if t.status in ("running", "stopped", "pending"):
             row["status"] = "pruned" if t.status == "stopped" else t.status
         row["trial_number"] = t.number
-        row["lineage"] = lineage(hist, factors)
         rows.append(row)
     if not rows:
         cols = ["trial_id", "status", "epochs", *factors, "seed", *[f"last_{m}" for m in REPORTED]]
