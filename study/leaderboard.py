@@ -91,11 +91,12 @@ def pbt_exploits(folder: Path) -> dict[str, list[Exploit]]:
     for line in log.read_text().splitlines():
         try:  # [trial tag, donor tag, trial iteration, donor iteration, donor config, new config]
             tag, donor_tag, _, donor_epoch, _, config = json.loads(line)
-        except ValueError:  # a line cut short by a killed driver
+            first, config = int(donor_epoch) + 1, dict(config)
+        except (ValueError, TypeError):  # a line cut short by a killed driver, or not Ray's format
             continue
         me, donor = ids.get(str(tag).split("_")[0]), ids.get(str(donor_tag).split("_")[0])
         if me and donor:
-            out.setdefault(me, []).append((int(donor_epoch) + 1, donor, dict(config)))
+            out.setdefault(me, []).append((first, donor, config))
     return out
 
 

@@ -29,25 +29,28 @@ def evaluate(*args, timeout=400):
     return p.returncode, out, err
 
 
-def test_evaluate_retrains_top_and_upstream_with_seeds(tmp_path):
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """A finished smoke study (3 trials, 2 epochs each), run once; each test evaluates its own copy."""
     from tests.study_helpers import study
 
+    store = tmp_path_factory.mktemp("study")
     r = study(
-        "--space",
-        "critic",
-        "--smoke",
-        "--num-samples",
-        3,
-        "--max-epochs",
-        2,
-        "--no-pruning",
-        "--storage",
-        tmp_path,
-        "--no-dashboard",
-        timeout=300,
-    )
+        "--space", "critic", "--smoke", "--num-samples", 3, "--max-epochs", 2, "--no-pruning", "--storage", store,
+        "--no-dashboard", timeout=300,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    folder = tmp_path / "critic"
+    return store / "critic"
+
+
+def copy_of(folder, tmp_path):
+    import shutil
+
+    return shutil.copytree(folder, tmp_path / "critic")
+
+
+def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path):
+    folder = copy_of(finished_study, tmp_path)
     code, out, err = evaluate(folder, "--top", 1, "--seeds", 2, "--epochs", 1, "--no-dashboard")
     assert code == 0, err[-3000:]
     runs = pd.read_parquet(folder / "final_evaluation.parquet")
@@ -97,24 +100,19 @@ def test_evaluate_refuses_a_folder_that_is_not_a_study(tmp_path):
     assert code == 2 and "not a study folder" in err and len(err.strip().splitlines()) == 1
 
 
-def test_an_interrupted_evaluation_resumes_with_its_own_plan(tmp_path):
+def test_an_interrupted_evaluation_resumes_with_its_own_plan(finished_study, tmp_path):
     import os
     import signal
     import subprocess
     import sys
 
-    from tests.study_helpers import kill_session, study, wait_for
+    from tests.study_helpers import kill_session, wait_for
 
-    r = study(
-        "--space", "critic", "--smoke", "--num-samples", 2, "--max-epochs", 2, "--no-pruning", "--storage", tmp_path,
-        "--no-dashboard", timeout=300,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    folder = tmp_path / "critic"
+    folder = copy_of(finished_study, tmp_path)
     code, _, err = evaluate(folder, "--resume", "--no-dashboard", timeout=120)
     assert code == 2 and "holds no evaluation to resume" in err and len(err.strip().splitlines()) == 1
     p = subprocess.Popen(
-        [sys.executable, str(ROOT / "study" / "evaluate.py"), folder, "--top", "1", "--seeds", "2", "--epochs", "2"]
+        [sys.executable, str(ROOT / "study" / "evaluate.py"), folder, "--top", "1", "--seeds", "1", "--epochs", "3"]
         + ["--no-dashboard"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -129,9 +127,10 @@ def test_an_interrupted_evaluation_resumes_with_its_own_plan(tmp_path):
     finally:
         kill_session(p.pid)
     assert not (folder / "final_evaluation.parquet").exists()
-    code, out, err = evaluate(folder, "--resume", "--seeds", "5", "--no-dashboard")  # the plan's 2 seeds, not 5
+    code, out, err = evaluate(folder, "--resume", "--seeds", "5", "--no-dashboard")  # the plan's 1 seed, not 5
     assert code == 0, err[-3000:]
-    assert len(list(folder.glob("final-*"))) == 1
+    assert len(list(folder.glob("final-*"))) == 1 and "--seeds ignored" in err
     runs = pd.read_parquet(folder / "final_evaluation.parquet")
-    assert len(runs) == 4 and sorted(runs["seed"].unique()) == [1000, 1001] and not runs["error"].any()
-    assert (runs["epochs"] == 2).all() and runs["fd_feat"].notna().all()
+    assert len(runs) == 2 and runs["seed"].tolist() == [1000, 1000] and not runs["error"].any()
+    assert sorted(runs["arm"]) == ["rank1", "upstream"]
+    assert (runs["epochs"] == 3).all() and runs["fd_feat"].notna().all()
