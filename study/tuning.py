@@ -32,6 +32,9 @@ from study.trainable import train_healthgym
 def start_ray(address: str | None, dashboard: bool = True) -> float:
     """Join a cluster (`--address auto`) or start a local Ray whose dashboard listens on 127.0.0.1 only.
     Returns the number of GPUs the cluster has."""
+    # Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected
+    # (in studies and in evaluate.py's runs alike).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
         env = {"env_vars": SINGLE_THREAD_ENV}  # every trial's numpy/scipy BLAS on its one thread, as its torch
         if address:
@@ -204,8 +207,6 @@ def run_study(
     if args.address:
         slots = max(slots, 16)
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
-    # Tune warns when several small trials checkpoint within seconds; with per-epoch checkpoints that is expected.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     exp_path = f"{storage.rstrip('/')}/{args.name}"
     param_space = tune_param_space(args, space, num_samples)
     if args.resume and tune.Tuner.can_restore(exp_path):
