@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.errors import ConfigError
-from study.experiment import CHECKPOINT_FILE, STEPS_FILE, STUDY_FILE, read_study_record
+from study.experiment import CHECKPOINT_FILE, RANK_METRIC, STEPS_FILE, STUDY_FILE, read_study_record
+from study.leaderboard import rank
 from study.presets import setting
 from study.reporting.html import log
 from study.spaces import Factor
@@ -28,6 +29,7 @@ class Experiment:
     record: dict  # study.json
     board: pd.DataFrame  # the leaderboard, plus trial_number and trial_dir
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)  # trial_id -> per-epoch metrics (good epochs)
+    exported: str | None = None  # the trial synthetic_best.csv was sampled from: the best when the study ended
 
     @property
     def args(self) -> dict:
@@ -157,12 +159,16 @@ def load_experiment(folder: Path) -> Experiment:
         raise ConfigError(f"{folder}: the leaderboard is empty or lacks trial_id/status columns")
     board = board.copy()
     board["trial_id"] = board["trial_id"].astype(str)
+    done = board[board["status"] == "completed"]
+    exported = str(done["trial_id"].iloc[0]) if len(done) else None
+    if f"last_{RANK_METRIC}" in board:  # in today's order: a study ranked by an earlier metric is re-ranked
+        board = rank(board).reset_index(drop=True)
     dirs = [trial_dir(folder, row) for _, row in board.iterrows()]
     numbers = [_trial_number(d, t) for d, t in zip(dirs, board["trial_id"])]
     if any(n is None for n in numbers):  # fall back on the seed order (trial k trains with seed + k)
         numbers = list(pd.Series(board.get("seed", pd.Series(range(len(board))))).rank(method="first").astype(int))
     board["trial_number"] = numbers
     board["trial_dir"] = dirs
-    exp = Experiment(folder, record, board)
+    exp = Experiment(folder, record, board, exported=exported)
     exp.histories = {t: _read_history(d) for t, d in zip(board["trial_id"], dirs)}
     return exp

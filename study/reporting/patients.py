@@ -78,10 +78,16 @@ def real_vs_synthetic_html(exp: Experiment) -> str:
     if isinstance(comp, str):
         return section("real-vs-synthetic", "Real vs synthetic patients", comp)
     n_real, n_fake = comp.real[0].shape[0], comp.fake[0].shape[0]
+    same = exp.exported in (None, comp.trial["trial_id"])
+    export = (
+        "the same sample as <code>synthetic_best.csv</code>"
+        if same
+        else f"<code>synthetic_best.csv</code> holds trial {esc(exp.exported)}'s, the best by the ranking of the "
+        "study's own time"
+    )
     intro = (
-        f"<p>{n_fake} synthetic patients from the best trial {_describe_trial(exp, comp.trial)} (the same sample as "
-        f"<code>synthetic_best.csv</code>) against the {n_real} held-out validation patients, "
-        f"{comp.real[0].shape[1]} months each.</p>"
+        f"<p>{n_fake} synthetic patients from the best trial {_describe_trial(exp, comp.trial)} ({export}) "
+        f"against the {n_real} held-out validation patients, {comp.real[0].shape[1]} months each.</p>"
     )
     parts = [
         intro,
