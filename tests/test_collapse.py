@@ -73,3 +73,28 @@ def test_a_collapsed_trial_never_ranks_above_one_that_is_not():
     assert completed_by_rank(board)["trial_id"].tolist() == ["d", "e", "b", "a"]
     # without a verdict (an old leaderboard) the order is by the metric alone
     assert rank(board.drop(columns="collapse"))["trial_id"].tolist() == ["a", "e", "b", "d", "c"]
+
+
+def test_the_report_ranks_an_earlier_study_as_the_leaderboard_ranks_now(tmp_path):
+    """A study finished under an earlier ranking metric: the report names today's best and says which trial the
+    exported cohort came from."""
+    import json
+
+    import pandas as pd
+
+    from study.experiment import RANK_METRIC
+    from study.reporting.loading import load_experiment
+
+    (tmp_path / "study.json").write_text(json.dumps({"version": 2, "args": {}, "space": {"factors": []}}))
+    pd.DataFrame(
+        {  # saved best-first by another metric: "old" first
+            "trial_id": ["old", "new", "gone"],
+            "status": ["completed", "completed", "completed"],
+            "collapse": ["partial", "partial", "collapsed"],
+            f"last_{RANK_METRIC}": [3.5, 3.1, 1.0],
+            "seed": [0, 1, 2],
+        }
+    ).to_parquet(tmp_path / "leaderboard.parquet")
+    exp = load_experiment(tmp_path)
+    assert exp.best()["trial_id"] == "new" and exp.exported == "old"
+    assert exp.board["trial_id"].tolist() == ["new", "old", "gone"]
