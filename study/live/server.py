@@ -189,7 +189,8 @@ class Dashboard:
             "board": self.board_html(study),
             "links": self.links_html(),
             "curves": figures.curves(study, study.metric),
-            "curves_rank": figures.curves(study, RANK_METRIC),
+            # the ranking metric beside the pruning metric; fd_feat (longitudinal fidelity) when they are one
+            "curves_rank": figures.curves(study, RANK_METRIC if study.metric != RANK_METRIC else "fd_feat"),
             "best": figures.best_so_far(study),
             "factors": figures.factors(study),
             "rungs": figures.rung_decisions(study),

@@ -13,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.errors import ConfigError
-from study.experiment import CHECKPOINT_FILE, PBT_LOG, STUDY_FILE, TRIAL_DIR, read_study_record, scheduler_of
+from study.experiment import (
+    CHECKPOINT_FILE,
+    PBT_LOG,
+    RANK_METRIC,
+    STUDY_FILE,
+    TRIAL_DIR,
+    read_study_record,
+    scheduler_of,
+)
 from study.leaderboard import REPORTED, Exploit, completed_by_rank, mark_roles, pbt_exploits, rank, trial_row
 from study.presets import setting
 from study.reporting.loading import _read_history, read_steps
@@ -139,6 +147,8 @@ def read_live(folder: Path) -> LiveStudy:
     else:
         board = board.copy()
         board["trial_id"] = board["trial_id"].astype(str)
+        if f"last_{RANK_METRIC}" in board:  # in today's order, as the report shows it
+            board = rank(board).reset_index(drop=True)
         for t in trials.values():  # the final statuses; the trial numbers from the folders
             board.loc[board["trial_id"] == t.trial_id, "trial_number"] = t.number
     return LiveStudy(folder, record, trials, board, finished, str(hash(tuple(stamp))))

@@ -19,8 +19,10 @@ from study.reporting.plotting import asha_rungs, is_categorical, log_axis, spans
 
 
 def curves_figure(exp: Experiment) -> str:
-    """The pruning metric (and the ranking metric) per epoch for every trial; pruned trials dashed, ending where ASHA stopped them."""
-    metrics = [exp.metric] + ([RANK_METRIC] if exp.metric != RANK_METRIC else [])
+    """The pruning and ranking metrics (or fd_feat) per epoch for every trial; pruned trials dashed, ending where
+    ASHA stopped them."""
+    # the ranking metric beside the pruning metric; fd_feat (longitudinal fidelity) when they are one
+    metrics = [exp.metric, RANK_METRIC if exp.metric != RANK_METRIC else "fd_feat"]
     styles, handles = trial_styles(exp)
     fig, axes = plt.subplots(
         1, len(metrics), figsize=(6.4 * len(metrics) + 2.6, 4.4), squeeze=False, layout="constrained"
@@ -54,7 +56,7 @@ def curves_figure(exp: Experiment) -> str:
             log_axis(ax, "y")
         ax.set_xlabel("epoch")
         ax.set_ylabel(m)
-        role = "pruning metric" if m == exp.metric else "ranking metric"
+        role = "pruning metric" if m == exp.metric else ("ranking metric" if m == RANK_METRIC else "reported")
         ax.set_title(f"{m} per epoch ({role}, lower is better)")
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
