@@ -2,7 +2,8 @@
 
     python -m tests.screenshots experiments/curriculum docs
 
-writes docs/dashboard_overview.png (the overview) and docs/dashboard_trial.png (the best trial's page).
+writes docs/dashboard_overview.png (the overview), docs/dashboard_trial.png (the best trial's page) and
+docs/report.png (the top of study/report.py's page).
 """
 
 from __future__ import annotations
@@ -18,6 +19,22 @@ from tests.study_helpers import kill_session
 from tests.test_dashboard import start_dashboard
 
 WIDTH, HEIGHT = 1400, 2000
+
+
+async def shoot_report(port: int, report: Path, out: Path) -> list:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        ws, s = await new_page(port, http, WIDTH, HEIGHT)
+        try:
+            await s.call("Page.navigate", url=report.resolve().as_uri())
+            await wait_js(s, "document.readyState === 'complete'", 120)
+            await asyncio.sleep(2)
+            shot = await s.call("Page.captureScreenshot", format="png")
+            (out / "report.png").write_bytes(base64.b64decode(shot["data"]))
+            return errors(s)
+        finally:
+            await ws.close()
 
 
 async def shoot(port: int, address: str, out: Path) -> list:
@@ -49,17 +66,22 @@ async def shoot(port: int, address: str, out: Path) -> list:
 
 
 def main(folder: str, out: str) -> int:
+    import subprocess
+
     dashboard, address = start_dashboard(Path(folder))
     with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.html"
+        subprocess.run([sys.executable, "study/report.py", folder, "--out", str(report)], check=True)
         browser = Browser(Path(tmp) / "profile", WIDTH, HEIGHT)
         try:
             problems = asyncio.run(shoot(browser.port(), address, Path(out)))
+            problems += asyncio.run(shoot_report(browser.port(), report, Path(out)))
         finally:
             browser.close()
             kill_session(dashboard.pid)
     for p in problems:
         print(f"page error: {p}", file=sys.stderr)
-    print(f"wrote {out}/dashboard_overview.png and {out}/dashboard_trial.png")
+    print(f"wrote {out}/dashboard_overview.png, {out}/dashboard_trial.png and {out}/report.png")
     return 1 if problems else 0
 
 
