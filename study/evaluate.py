@@ -113,6 +113,14 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
     return arms
 
 
+def _beats(mean: pd.Series, sd: pd.Series, candidates: list[str], reference: str, lower: bool) -> tuple:
+    """The best candidate arm, its advantage over the reference arm's mean (positive: better), and whether that
+    advantage exceeds the two arms' seed spreads."""
+    best = min(candidates, key=lambda a: mean[a] if lower else -mean[a])
+    diff = mean[reference] - mean[best] if lower else mean[best] - mean[reference]
+    return best, diff, bool(diff > sd[best] + sd[reference])
+
+
 def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
     """Mean and sd per arm for every metric, the real floor, and whether the best arm's advantage over upstream
     exceeds the seed spread (|difference of means| > sd_best + sd_upstream, in the better direction); with a base
@@ -127,20 +135,16 @@ def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
         row = {"metric": m, "lower_is_better": lower, "description": info[m][0], "real_floor": floor.get(m, np.nan)}
         for a in arms:
             row[f"{a}_mean"], row[f"{a}_sd"] = mean.loc[a, m], sd.loc[a, m]
-        others = [a for a in arms if a != "upstream"]
-        if others and "upstream" in arms:
-            best = min(others, key=lambda a: mean.loc[a, m] if lower else -mean.loc[a, m])
-            diff = mean.loc["upstream", m] - mean.loc[best, m] if lower else mean.loc[best, m] - mean.loc["upstream", m]
-            row["best_arm"] = best
-            row["advantage"] = diff
-            row["beyond_seed_spread"] = bool(diff > sd.loc[best, m] + sd.loc["upstream", m])
-        found = [a for a in arms if a.startswith("rank")]
-        if found and "base" in arms:
-            best = min(found, key=lambda a: mean.loc[a, m] if lower else -mean.loc[a, m])
-            diff = mean.loc["base", m] - mean.loc[best, m] if lower else mean.loc[best, m] - mean.loc["base", m]
-            row["best_found_arm"] = best
-            row["advantage_over_base"] = diff
-            row["beyond_seed_spread_over_base"] = bool(diff > sd.loc[best, m] + sd.loc["base", m])
+        for reference, candidates, names in (
+            ("upstream", [a for a in arms if a != "upstream"], ("best_arm", "advantage", "beyond_seed_spread")),
+            (
+                "base",
+                [a for a in arms if a.startswith("rank")],
+                ("best_found_arm", "advantage_over_base", "beyond_seed_spread_over_base"),
+            ),
+        ):
+            if candidates and reference in arms:
+                row.update(zip(names, _beats(mean[m], sd[m], candidates, reference, lower)))
         rows.append(row)
     return pd.DataFrame(rows)
 

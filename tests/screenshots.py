@@ -21,45 +21,32 @@ from tests.test_dashboard import start_dashboard
 WIDTH, HEIGHT = 1400, 2000
 
 
-async def shoot_report(port: int, report: Path, out: Path) -> list:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        ws, s = await new_page(port, http, WIDTH, HEIGHT)
-        try:
-            await s.call("Page.navigate", url=report.resolve().as_uri())
-            await wait_js(s, "document.readyState === 'complete'", 120)
-            await asyncio.sleep(2)
-            shot = await s.call("Page.captureScreenshot", format="png")
-            (out / "report.png").write_bytes(base64.b64decode(shot["data"]))
-            return errors(s)
-        finally:
-            await ws.close()
+async def capture(s, url: str, ready: str, timeout: float, path: Path) -> None:
+    """Open `url`, wait until the expression `ready` holds, let the layout settle, save the viewport as PNG."""
+    await s.call("Page.navigate", url=url)
+    await wait_js(s, ready, timeout)
+    await asyncio.sleep(2)  # let plotly finish its layout
+    shot = await s.call("Page.captureScreenshot", format="png")
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
-async def shoot(port: int, address: str, out: Path) -> list:
+async def shoot(port: int, address: str, report: Path, out: Path) -> list:
     import aiohttp
 
     base, token = address.split("/?token=")
     async with aiohttp.ClientSession() as http:
         ws, s = await new_page(port, http, WIDTH, HEIGHT)
         try:
-            await s.call("Page.navigate", url=address)
-            await wait_js(s, "document.querySelectorAll('.js-plotly-plot').length >= 3", 120)
-            await asyncio.sleep(2)  # let plotly finish its layout
-            shot = await s.call("Page.captureScreenshot", format="png")
-            (out / "dashboard_overview.png").write_bytes(base64.b64decode(shot["data"]))
+            plots = "document.querySelectorAll('.js-plotly-plot').length >= 3"
+            await capture(s, address, plots, 120, out / "dashboard_overview.png")
             trial = await s.js("document.querySelector('#board tbody a.trial').getAttribute('data-href')")
-            await s.call("Page.navigate", url=f"{base}{trial}?token={token}")
-            await wait_js(
-                s,
+            images = (
                 "document.querySelectorAll('#patients img').length >= 3 && "
-                "Array.from(document.querySelectorAll('#patients img')).every(i => i.complete && i.naturalWidth > 0)",
-                300,
+                "Array.from(document.querySelectorAll('#patients img')).every(i => i.complete && i.naturalWidth > 0)"
             )
-            await asyncio.sleep(2)
-            shot = await s.call("Page.captureScreenshot", format="png")
-            (out / "dashboard_trial.png").write_bytes(base64.b64decode(shot["data"]))
+            await capture(s, f"{base}{trial}?token={token}", images, 300, out / "dashboard_trial.png")
+            complete = "document.readyState === 'complete'"
+            await capture(s, report.resolve().as_uri(), complete, 120, out / "report.png")
             return errors(s)
         finally:
             await ws.close()
@@ -74,8 +61,7 @@ def main(folder: str, out: str) -> int:
         subprocess.run([sys.executable, "study/report.py", folder, "--out", str(report)], check=True)
         browser = Browser(Path(tmp) / "profile", WIDTH, HEIGHT)
         try:
-            problems = asyncio.run(shoot(browser.port(), address, Path(out)))
-            problems += asyncio.run(shoot_report(browser.port(), report, Path(out)))
+            problems = asyncio.run(shoot(browser.port(), address, report, Path(out)))
         finally:
             browser.close()
             kill_session(dashboard.pid)
