@@ -183,7 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{data.source} in {run} (interrupted? continue with --resume)",
         file=sys.stderr,
     )
-    runs, floor, info = run_final(args, record, space, data, run, plan, gpus_seen)
+    done = run_final(args, record, space, data, run, plan, gpus_seen)
+    if done is None:
+        print(
+            f"interrupted before every run finished; nothing written. Continue with: python study/evaluate.py "
+            f"{args.experiment} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    runs, floor, info = done
     summary = summarise(runs, floor, info)
     for name, table in (("final_evaluation", runs), ("final_summary", summary)):
         write_table(table, folder / f"{name}.parquet")

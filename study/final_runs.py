@@ -29,6 +29,13 @@ def train_arm(config: dict, **kwargs) -> None:
     train_healthgym({**arm, "seed": config["seed"]}, **kwargs)
 
 
+def score_checkpoint(folder: Path, data: PreparedData, n: int, seed: int) -> dict[str, float]:
+    """`n` synthetic patients from the generator of a trial checkpoint folder, scored on the test patients."""
+    gen, transform, _ = generator_from_checkpoint(load_checkpoint(folder / CHECKPOINT_FILE))
+    reals, codes = transform.decode(generate(gen, n, data.n_months, seed).numpy())
+    return final_metrics(data, reals, codes, seed=seed)
+
+
 PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
 
 
@@ -49,6 +56,11 @@ def last_plan(folder: Path) -> tuple[Path, dict]:
     return runs[-1], json.loads((runs[-1] / PLAN_FILE).read_text())
 
 
+def run_ended(last: dict | None, epochs: int) -> bool:
+    """Whether a run whose last report is `last` trained all its epochs or stopped for good (diverged)."""
+    return bool(last) and (int(last.get("epoch", 0)) >= epochs or bool(last.get("diverged")))
+
+
 def run_final(
     args: argparse.Namespace,
     record: dict,
@@ -57,8 +69,9 @@ def run_final(
     run: Path,
     plan: dict,
     gpus_seen: float,
-) -> tuple[pd.DataFrame, dict, dict]:
-    """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients."""
+) -> tuple[pd.DataFrame, dict, dict] | None:
+    """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients.
+    None when Tune stopped before every run finished (interrupted): `--resume` continues it."""
     study_args = argparse.Namespace(**record["args"])
     base = base_config(study_args, Preset(**record["preset"]), space, record.get("base"))
     gpus = gpus_per_trial(args.gpus_per_trial, gpus_seen)
@@ -90,6 +103,8 @@ def run_final(
             ),
         )
     results = tuner.fit()
+    if not all(r.config is not None and (r.error is not None or run_ended(r.metrics, plan["epochs"])) for r in results):
+        return None  # Tune stopped before every run ended (Ctrl-C): nothing to score yet
     n = args.samples or 2 * len(data.split.test)
     rows = []
     for r in results:
@@ -97,8 +112,6 @@ def run_final(
         row = {**arm, "seed": seed, "epochs": int((r.metrics or {}).get("epoch", 0)), "error": r.error is not None}
         if r.checkpoint is not None and r.error is None:
             with r.checkpoint.as_directory() as d:
-                gen, transform, _ = generator_from_checkpoint(load_checkpoint(Path(d) / CHECKPOINT_FILE))
-            reals, codes = transform.decode(generate(gen, n, data.n_months, seed).numpy())
-            row.update(final_metrics(data, reals, codes, seed=seed))
+                row.update(score_checkpoint(Path(d), data, n, seed))
         rows.append(row)
     return pd.DataFrame(rows), real_floor(data, seed=0), METRIC_INFO

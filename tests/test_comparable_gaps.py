@@ -6,8 +6,8 @@ import pytest
 
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import prepare_data
-from healthgym_core.evaluation.distances import emd, independent_critic_gap
-from healthgym_core.evaluation.validation import EMD_COMPONENTS, comparable_floors
+from healthgym_core.evaluation.distances import EMD_COMPONENTS, emd, independent_critic_gap
+from healthgym_core.evaluation.validation import comparable_floors
 
 
 @pytest.fixture(scope="module")

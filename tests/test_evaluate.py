@@ -111,22 +111,25 @@ def test_an_interrupted_evaluation_resumes_with_its_own_plan(finished_study, tmp
     folder = copy_of(finished_study, tmp_path)
     code, _, err = evaluate(folder, "--resume", "--no-dashboard", timeout=120)
     assert code == 2 and "holds no evaluation to resume" in err and len(err.strip().splitlines()) == 1
-    p = subprocess.Popen(
-        [sys.executable, str(ROOT / "study" / "evaluate.py"), folder, "--top", "1", "--seeds", "1", "--epochs", "3"]
-        + ["--no-dashboard"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env(),
-    )
-    try:  # killed once the first run has reported an epoch, before the evaluation ends
+    log = tmp_path / "evaluate.log"
+    with log.open("w") as sink:
+        p = subprocess.Popen(
+            [sys.executable, str(ROOT / "study" / "evaluate.py"), folder, "--top", "1", "--seeds", "1"]
+            + ["--epochs", "3", "--no-dashboard"],
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
+            env=env(),
+        )
+    try:  # Ctrl-C once the first run has reported an epoch, before the evaluation ends
         assert wait_for(lambda: any(folder.glob("final-*/*/result.json")) or p.poll() is not None, timeout=300)
         assert p.poll() is None, "the evaluation ended before it could be interrupted"
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
+        os.kill(p.pid, signal.SIGINT)
+        assert p.wait(timeout=120) == 130
     finally:
         kill_session(p.pid)
-    assert not (folder / "final_evaluation.parquet").exists()
+    assert "nothing written. Continue with: python study/evaluate.py" in log.read_text()
+    assert not (folder / "final_evaluation.parquet").exists() and not (folder / "final_summary.csv").exists()
     code, out, err = evaluate(folder, "--resume", "--seeds", "5", "--no-dashboard")  # the plan's 1 seed, not 5
     assert code == 0, err[-3000:]
     assert len(list(folder.glob("final-*"))) == 1 and "--seeds ignored" in err

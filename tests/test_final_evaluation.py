@@ -166,6 +166,7 @@ def test_collapse_to_one_patient(demo, demo_floor):
     assert m["detect_auc"] > 0.95
     assert m["tvd_mean"] > 3 * demo_floor["tvd_mean"] and m["ks_mean"] > 3 * demo_floor["ks_mean"]
     assert m["fd_feat"] > 10 * demo_floor["fd_feat"] and m["mmd2"] > 0.3
+    assert m["emd_feat"] > 2 * demo_floor["emd_feat"]  # the ranking metric, on test patients
     assert m["acf_diff"] > 3 * demo_floor["acf_diff"]
 
 

@@ -67,6 +67,17 @@ def emd(a: np.ndarray, b: np.ndarray, n: int | None = None, seed: int = 0) -> fl
     return float(cost[rows, cols].mean())
 
 
+# emd_feat uses the leading principal components of fd_feat's frozen space: in all 32 the sampling noise of a few
+# hundred patients nearly hides collapse (floor 4.3 vs 5.8 for one average patient repeated; in 8: 2.0 vs 4.3).
+EMD_COMPONENTS = 8
+
+
+def emd_feat(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> float:
+    """emd_feat: `emd` between two sets of patients embedded in fd_feat's frozen space ([N, D] each, D >= 8),
+    in its leading EMD_COMPONENTS components."""
+    return emd(real[:, :EMD_COMPONENTS], fake[:, :EMD_COMPONENTS], seed=seed)
+
+
 CRITIC_STEPS = 50
 CRITIC_HIDDEN = 32
 CRITIC_GP = 10.0

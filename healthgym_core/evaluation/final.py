@@ -15,7 +15,7 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.classifiers import detection, utility
 from healthgym_core.evaluation.collapse import distinct_share, diversity_ratio
 from healthgym_core.evaluation.dependence import dependence, static_corr_l1, variable_series
-from healthgym_core.evaluation.distances import MMD_MAX, fixed_directions, mmd2_rbf, sliced_wasserstein
+from healthgym_core.evaluation.distances import MMD_MAX, emd_feat, fixed_directions, mmd2_rbf, sliced_wasserstein
 from healthgym_core.evaluation.features import FeatureSpace, summary_features
 from healthgym_core.evaluation.marginals import marginals
 from healthgym_core.evaluation.privacy import privacy
@@ -105,6 +105,10 @@ METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
         "acf_diff": ("mean |difference| of per-variable autocorrelations over lags 1-12", True),
         # distribution level
         "fd_feat": ("Frechet distance in the frozen summary-feature space, against the test patients", True),
+        "emd_feat": (
+            "exact earth mover's distance in that space's 8 leading components, against the test patients (the ranking metric)",
+            True,
+        ),
         "mmd2": ("unbiased RBF-kernel MMD^2 on the frozen feature embeddings (median-heuristic bandwidth)", True),
         "sliced_w": ("sliced Wasserstein on flattened model-space sequences (256 fixed directions)", True),
         # detection
@@ -199,10 +203,11 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
 
     space = FeatureSpace.fit(data.train_cohort, test)
     out["fd_feat"] = space.distance(reals, codes)
+    er, ef = space.embed(test.reals, test.codes), space.embed(reals, codes)
+    out["emd_feat"] = emd_feat(er, ef, seed=seed)
     out["diversity_ratio"] = diversity_ratio(space, (test.reals, test.codes), (reals, codes))
     out["distinct_share"] = distinct_share(test.reals, reals, codes)
     rng = metric_rng(seed, "mmd")
-    er, ef = space.embed(test.reals, test.codes), space.embed(reals, codes)
     er = er[np.sort(rng.choice(len(er), MMD_MAX, replace=False))] if len(er) > MMD_MAX else er
     ef = ef[np.sort(rng.choice(len(ef), MMD_MAX, replace=False))] if len(ef) > MMD_MAX else ef
     out["mmd2"] = mmd2_rbf(er, ef)

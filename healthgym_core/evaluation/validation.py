@@ -7,16 +7,13 @@ import torch
 
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.collapse import collapse_metrics
-from healthgym_core.evaluation.distances import emd, fixed_directions, independent_critic_gap, sliced_wasserstein
+from healthgym_core.evaluation.distances import emd_feat, fixed_directions, independent_critic_gap, sliced_wasserstein
 from healthgym_core.evaluation.marginals import marginal_metrics
 from healthgym_core.evaluation.wasserstein_gap import wasserstein_gap
 from healthgym_core.nn.generator import Generator
 from healthgym_core.sampling import generate
 
 EVAL_NOISE_OFFSET = 1_000_003
-# emd_feat uses the leading principal components of fd_feat's frozen space: in all 32 the sampling noise of a few
-# hundred patients nearly hides collapse (floor 4.3 vs 5.8 for one average patient repeated; in 8: 2.0 vs 4.3).
-EMD_COMPONENTS = 8
 
 
 def harden(data: PreparedData, soft: np.ndarray) -> np.ndarray:
@@ -39,9 +36,7 @@ def comparable_floors(data: PreparedData) -> dict[str, float]:
         train = (data.train_cohort.reals, data.train_cohort.codes)
         val = (data.val_cohort.reals, data.val_cohort.codes)
         _FLOORS[data.fingerprint] = {
-            "emd_feat_floor": emd(
-                data.features.embed(*val)[:, :EMD_COMPONENTS], data.features.embed(*train)[:, :EMD_COMPONENTS]
-            ),
+            "emd_feat_floor": emd_feat(data.features.embed(*val), data.features.embed(*train)),
             "critic_gap_floor": independent_critic_gap(data.val, data.train),
         }
     return _FLOORS[data.fingerprint]
@@ -69,9 +64,7 @@ def evaluate(
         "fd_feat_floor": data.features.floor,
         "sliced_w": sliced_wasserstein(data.val, hard, fixed_directions(data.val[0].size)),
         # Wasserstein estimates no trial's own critic makes, on one scale for every trial (with their floors)
-        "emd_feat": emd(
-            data.features.embed(*real)[:, :EMD_COMPONENTS], data.features.embed(reals, codes)[:, :EMD_COMPONENTS]
-        ),
+        "emd_feat": emd_feat(data.features.embed(*real), data.features.embed(reals, codes)),
         "critic_gap": independent_critic_gap(data.val, hard),
         **comparable_floors(data),
         **marginal_metrics(data.schema, real, (reals, codes)),
