@@ -1,0 +1,250 @@
+"""Which early signal predicts a trial's final quality on test patients, and what ASHA would have spent.
+
+    python bench/pruning_signals.py EXPERIMENT [--json bench/pruning_signals.NAME.json] [--csv ...]
+
+EXPERIMENT is a study run to its full budget with no pruning (`python study/run.py ... --scheduler none`). The
+script
+1. scores every completed trial's last checkpoint on the test patients (the same scoring as `study/evaluate.py`;
+   cached in EXPERIMENT/test_scores.csv, so a second call scores nothing);
+2. for every signal a trial reports per epoch and every epoch (a candidate first rung), the Spearman correlation
+   of the signal's value at that epoch with the trial's final test quality, with a bootstrap 95% interval over
+   trials. Signals and qualities are oriented so that +1 means "a better value at the rung, a better trial at the
+   end" (a pruning signal wants a large positive value);
+3. replays ASHA on the recorded curves with Ray's own scheduler (`AsyncHyperBandScheduler`, as the study builds
+   it): the trials start in the study's order, `--concurrency` at a time, one epoch per time unit each, and every
+   result goes through `on_trial_result`. It reports the trial-epochs ASHA would have run (as a share of the
+   no-pruning study's) and the trial the leaderboard would have ranked first, with its test quality against the
+   no-pruning winner's. The proposals are the ones the no-pruning study made: a real ASHA study's TPE would have
+   seen other results, and a pruned trial's freed slot would have gone to a new proposal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from healthgym_core.atomic import write_table  # noqa: E402
+from study.experiment import RANK_METRIC, study_data  # noqa: E402
+from study.leaderboard import COLLAPSE, LOWER_IS_BETTER, completed_by_rank, trial_row  # noqa: E402
+from study.reporting.loading import checkpoint_file, load_experiment  # noqa: E402
+
+SIGNALS = ("wasserstein_gap", "emd_feat", "critic_gap", "fd_feat", "sliced_w", "coverage", "ks_mean", "tvd_mean")
+SIGNALS += tuple(c for c in COLLAPSE if c != "joint_max_cell")
+QUALITIES = (RANK_METRIC, "fd_feat", "joint_cell_coverage")  # on test patients, at the end of the full budget
+SCORES_FILE = "test_scores.csv"
+BOOTSTRAP = 2000
+
+
+def orient(metric: str) -> float:
+    """+1 where lower is better, -1 where higher is (coverage, diversity, joint cell coverage)."""
+    return -1.0 if LOWER_IS_BETTER.get(metric) is False else 1.0
+
+
+def test_scores(exp, n: int, seed: int) -> pd.DataFrame:
+    """Final test-patient quality of every completed trial (trial_id, QUALITIES), cached in the experiment folder."""
+    from study.final_runs import score_checkpoint
+
+    cache = exp.folder / SCORES_FILE
+    done = exp.board[exp.board["status"] == "completed"]
+    if cache.is_file():
+        cached = pd.read_csv(cache, dtype={"trial_id": str})
+        if set(done["trial_id"]) <= set(cached["trial_id"]):
+            return cached
+    data = study_data(exp.record)
+    rows = []
+    for i, (_, row) in enumerate(done.iterrows(), 1):
+        ckpt = checkpoint_file(exp.folder, row)
+        if ckpt is None:
+            print(f"  {row['trial_id']}: no checkpoint, left out", file=sys.stderr)
+            continue
+        scores = score_checkpoint(ckpt.parent, data, n or 2 * len(data.split.test), seed)
+        rows.append({"trial_id": row["trial_id"], **{q: scores[q] for q in QUALITIES}})
+        print(f"  scored {i}/{len(done)} on test patients: {row['trial_id']}", file=sys.stderr)
+    out = pd.DataFrame(rows)
+    write_table(out, cache)
+    return out
+
+
+def _spearman_rows(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of x with the same row of q ([B, n] each; average ranks for ties)."""
+    rx, rq = rankdata(x, axis=1), rankdata(q, axis=1)
+    rx, rq = rx - rx.mean(1, keepdims=True), rq - rq.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * rq).sum(1) / np.sqrt((rx * rx).sum(1) * (rq * rq).sum(1))
+
+
+def rank_correlations(curves: dict[str, pd.DataFrame], quality: pd.Series, seed: int = 0) -> pd.DataFrame:
+    """Spearman(signal at epoch e, final quality) over trials, with a bootstrap 95% interval (trials resampled);
+    both oriented so that +1 is a perfect predictor. `curves`: trial_id -> per-epoch history; `quality`: the final
+    quality per trial_id, oriented lower = better."""
+    trials = [t for t in quality.index if t in curves]
+    by_epoch = {t: curves[t].set_index("epoch") for t in trials}
+    epochs = sorted(set.intersection(*(set(by_epoch[t].index.astype(int)) for t in trials)))
+    boot = np.random.default_rng(seed).integers(0, len(trials), size=(BOOTSTRAP, len(trials)))
+    q = quality.loc[trials].to_numpy(float)
+    rows = []
+    for signal in SIGNALS:
+        if not all(signal in by_epoch[t] for t in trials):
+            continue
+        for e in epochs:
+            x = orient(signal) * np.array([float(by_epoch[t].at[e, signal]) for t in trials])
+            if not np.isfinite(x).all():
+                continue
+            rho = float(_spearman_rows(x[None], q[None])[0])
+            draws = _spearman_rows(x[boot], q[boot])
+            lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+            rows.append({"signal": signal, "epoch": e, "n": len(trials), "rho": rho, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def replay_asha(curves: dict[str, pd.Series], max_t: int, grace: int, rf: float, concurrency: int) -> dict[str, int]:
+    """Epochs each trial would run under Ray's ASHA (mode min) fed these curves. `curves`: trial_id -> the
+    signal per epoch 1..k in start order (k < max_t: the trial ended there, e.g. it diverged)."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+    asha = AsyncHyperBandScheduler(
+        time_attr="epoch", metric="signal", mode="min", max_t=max_t, grace_period=grace, reduction_factor=rf
+    )
+    waiting = list(curves)
+    events: list[tuple[int, int, str]] = []  # (time, start order, trial): trial's next epoch ends at that time
+    order = {t: i for i, t in enumerate(waiting)}
+    ran = dict.fromkeys(curves, 0)
+    stubs = {t: SimpleNamespace(trial_id=t) for t in curves}
+
+    def start(t: str, now: int) -> None:
+        asha.on_trial_add(None, stubs[t])
+        heapq.heappush(events, (now + 1, order[t], t))
+
+    for _ in range(min(concurrency, len(waiting))):
+        start(waiting.pop(0), 0)
+    while events:
+        now, _, t = heapq.heappop(events)
+        ran[t] += 1
+        value = float(curves[t].iloc[ran[t] - 1])
+        result = {"epoch": ran[t], "signal": value if math.isfinite(value) else 1e9}
+        action = asha.on_trial_result(None, stubs[t], result)
+        if action == TrialScheduler.STOP or ran[t] >= len(curves[t]):
+            asha.on_trial_complete(None, stubs[t], result)
+            if waiting:
+                start(waiting.pop(0), now)
+        else:
+            heapq.heappush(events, (now + 1, order[t], t))
+    return ran
+
+
+def replay_winner(exp, ran: dict[str, int], max_t: int) -> str | None:
+    """The trial the leaderboard would rank first had each trial stopped after `ran[trial]` epochs."""
+    rows = []
+    for _, row in exp.board.iterrows():
+        t = row["trial_id"]
+        if t not in ran:
+            continue
+        h = exp.histories[t]
+        rows.append(trial_row(t, row.to_dict(), exp.factors, h[h["epoch"] <= ran[t]], max_t))
+    done = completed_by_rank(pd.DataFrame(rows))
+    return str(done["trial_id"].iloc[0]) if len(done) else None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("experiment", type=Path)
+    p.add_argument("--samples", type=int, default=0, help="synthetic patients per trial (default: 2x the test set)")
+    p.add_argument("--seed", type=int, default=1000, help="the sampling seed for the test scores")
+    p.add_argument("--concurrency", type=int, default=2, help="trials at once in the ASHA replay")
+    p.add_argument("--graces", default="1,2,3,4,6,8,12", help="first rungs to replay")
+    p.add_argument("--factors", default="2,3,4", help="reduction factors to replay")
+    p.add_argument("--seed-sd", type=float, default=float("nan"), help=f"seed sd of the test {RANK_METRIC}")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--csv", type=Path, default=None, help="every signal x epoch correlation")
+    args = p.parse_args()
+
+    exp = load_experiment(args.experiment.resolve())
+    max_t = int(exp.preset.get("max_epochs") or exp.board["epochs"].max())
+    max_t = int(exp.args.get("max_epochs") or max_t)
+    done = exp.board[exp.board["status"] == "completed"]
+    others = len(exp.board) - len(done)
+    print(f"{exp.folder}: {len(done)} trials completed {max_t} epochs ({others} not, left out)", file=sys.stderr)
+    scores = test_scores(exp, args.samples, args.seed).set_index("trial_id")
+    curves = {t: exp.histories[t] for t in scores.index}
+
+    tables = {}
+    for quality in QUALITIES:
+        tables[quality] = rank_correlations(curves, orient(quality) * scores[quality])
+    corr = pd.concat([t.assign(quality=q) for q, t in tables.items()], ignore_index=True)
+    if args.csv:
+        corr.to_csv(args.csv, index=False, float_format="%.4f")
+
+    order = exp.board.sort_values("trial_number")["trial_id"]
+    order = [t for t in order if t in scores.index]
+    best_all = replay_winner(exp, dict.fromkeys(order, max_t), max_t)
+    total = len(order) * max_t
+    replays = []
+    for signal in ("emd_feat", "wasserstein_gap", "critic_gap", "fd_feat", "sliced_w"):
+        series = {t: orient(signal) * exp.histories[t].set_index("epoch")[signal] for t in order}
+        for grace in (int(g) for g in args.graces.split(",")):
+            for rf in (int(f) for f in args.factors.split(",")):
+                if grace >= max_t:
+                    continue
+                ran = replay_asha(series, max_t, grace, rf, args.concurrency)
+                winner = replay_winner(exp, ran, max_t)
+                gap = float(scores.loc[winner, RANK_METRIC] - scores.loc[best_all, RANK_METRIC]) if winner else np.nan
+                replays.append(
+                    {
+                        "signal": signal,
+                        "grace": grace,
+                        "rf": rf,
+                        "trial_epochs": sum(ran.values()),
+                        "share": sum(ran.values()) / total,
+                        "winner": winner,
+                        f"winner_test_{RANK_METRIC}": float(scores.loc[winner, RANK_METRIC]) if winner else np.nan,
+                        "gap_to_no_pruning": gap,
+                        "within_seed_sd": bool(gap <= args.seed_sd) if math.isfinite(args.seed_sd) else None,
+                    }
+                )
+    replay = pd.DataFrame(replays)
+
+    print(
+        f"\nno pruning: {len(order)} trials x {max_t} epochs = {total} trial-epochs; winner {best_all} "
+        f"(test {RANK_METRIC} {scores.loc[best_all, RANK_METRIC]:.3f})"
+    )
+    for quality, t in tables.items():
+        print(f"\nSpearman with the final test {quality} (+1: predicts), 95% bootstrap interval:")
+        wide = t.assign(cell=t.apply(lambda r: f"{r.rho:+.2f} [{r.lo:+.2f},{r.hi:+.2f}]", axis=1))
+        keep = [e for e in sorted(t["epoch"].unique()) if e in (1, 2, 3, 4, 6, 8, 12, 18, 24, max_t)]
+        print(wide[wide["epoch"].isin(keep)].pivot(index="signal", columns="epoch", values="cell").to_string())
+    print("\nASHA replayed on the recorded curves:")
+    print(replay.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "experiment": str(args.experiment),
+                    "trials": len(order),
+                    "max_epochs": max_t,
+                    "no_pruning_winner": best_all,
+                    "test_scores": scores.reset_index().to_dict(orient="records"),
+                    "correlations": corr.to_dict(orient="records"),
+                    "asha_replay": replay.to_dict(orient="records"),
+                },
+                indent=1,
+                default=float,
+            )
+        )
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
