@@ -217,9 +217,10 @@ def mark_roles(
     return board
 
 
-def collapse_summary(board: pd.DataFrame) -> str:
+def collapse_summary(board: pd.DataFrame, base: dict | None = None) -> str:
     """Plain words on collapse for the console and the report's first screen: is the best trial, or every trial,
-    collapsed (with its numbers), and what to change."""
+    collapsed (with its numbers), and what to change (`base`: the study's base record, so that it does not advise
+    what the best trial already does)."""
     done = board[board["status"] == "completed"]
     scored = board[board.get("collapse", pd.Series("", index=board.index)).astype(str) != ""]
     if not len(scored):
@@ -247,9 +248,15 @@ def collapse_summary(board: pd.DataFrame) -> str:
             f"({targets_text()}): {numbers}."
         )
     n_ok = int(counts.get("faithful", 0))
+    config = (base or {}).get("config") or {}
+    prior = best.get("noise_prior") if "noise_prior" in board else config.get("noise_prior")
+    advice = [
+        "train longer (--max-epochs)",
+        "search the settings upstream never varied (--space optimizer or --space all)",
+    ]
+    if prior != "buffer":
+        advice.append("add Health Gym v2's noise prior (--set noise_prior=buffer)")
     return (
-        head + f" {n_ok} of {len(scored)} trials meet the targets. What to change: train longer (--max-epochs), "
-        "search the settings upstream never varied (--space optimizer or --space all), or add Health Gym v2's "
-        "noise prior (--set noise_prior=buffer); docs/learning_curves.md measures how many generator steps each "
-        "needs."
+        head + f" {n_ok} of {len(scored)} trials meet the targets. What to change: {', '.join(advice[:-1])} or "
+        f"{advice[-1]}; docs/learning_curves.md measures how many generator steps each needs."
     )

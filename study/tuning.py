@@ -319,7 +319,7 @@ def finish(
     print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
     counts = board["status"].value_counts().to_dict()
     print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
-    summary = collapse_summary(board)
+    summary = collapse_summary(board, base)
     if summary:
         print("\n" + summary)
     best = board[board["status"] == "completed"].head(1)

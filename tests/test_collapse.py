@@ -75,6 +75,30 @@ def test_a_collapsed_trial_never_ranks_above_one_that_is_not():
     assert rank(board.drop(columns="collapse"))["trial_id"].tolist() == ["a", "e", "b", "d", "c"]
 
 
+def test_the_summary_advises_only_what_the_best_trial_does_not_do():
+    import pandas as pd
+
+    from study.leaderboard import collapse_summary
+
+    board = pd.DataFrame(
+        {
+            "trial_id": ["a", "b"],
+            "status": ["completed", "completed"],
+            "collapse": ["partial", "collapsed"],
+            **{f"last_{m}": [1.0, 0.1] for m in ("diversity_ratio", "distinct_share", "coverage", "joint_tvd")},
+            "last_fd_feat": [70.0, 70.0],
+            "fd_feat_floor": [1.1, 1.1],
+        }
+    )
+    upstream = collapse_summary(board, {"config": {"noise_prior": "uniform"}})
+    assert upstream.startswith("The best trial a is not collapsed but misses") and "1 of 2" not in upstream
+    assert "--set noise_prior=buffer" in upstream and "--space optimizer" in upstream
+    buffered = collapse_summary(board, {"config": {"noise_prior": "buffer"}})  # the CPU preset's base
+    assert "noise_prior" not in buffered and "--max-epochs" in buffered and "--space optimizer" in buffered
+    searched = collapse_summary(board.assign(noise_prior=["uniform", "buffer"]), {"config": {"noise_prior": "buffer"}})
+    assert "--set noise_prior=buffer" in searched  # a factor of the space: the best trial's own value counts
+
+
 def test_the_report_ranks_an_earlier_study_as_the_leaderboard_ranks_now(tmp_path):
     """A study finished under an earlier ranking metric: the report names today's best and says which trial the
     exported cohort came from."""

@@ -137,3 +137,33 @@ def test_an_interrupted_evaluation_resumes_with_its_own_plan(finished_study, tmp
     assert len(runs) == 2 and runs["seed"].tolist() == [1000, 1000] and not runs["error"].any()
     assert sorted(runs["arm"]) == ["rank1", "upstream"]
     assert (runs["epochs"] == 3).all() and runs["fd_feat"].notna().all()
+
+
+def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_path):
+    """bench/pruning_signals.py on a no-pruning study: every trial scored on test patients once (cached), its
+    no-pruning winner the leaderboard's best, and ASHA's replay spending less."""
+    import json
+    import subprocess
+    import sys
+
+    from study.leaderboard import completed_by_rank
+    from study.reporting.loading import load_experiment
+
+    folder = copy_of(finished_study, tmp_path)
+    out = tmp_path / "signals.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "pruning_signals.py"), str(folder), "--graces", "1", "--factors", "2"]
+    r = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    scores = pd.read_csv(folder / "test_scores.csv", dtype={"trial_id": str})
+    board = completed_by_rank(load_experiment(folder).board)
+    assert sorted(scores["trial_id"]) == sorted(board["trial_id"]) and len(scores) == 3
+    assert (scores["emd_feat"] > 0).all() and scores["joint_cell_coverage"].between(0, 1).all()
+    assert result["no_pruning_winner"] == board["trial_id"].iloc[0]
+    replay = pd.DataFrame(result["asha_replay"])
+    # grace 1, factor 2, 3 trials of 2 epochs, two at a time: the first trial always runs both epochs, the others
+    # one or two, so ASHA runs 4 to 6 of the 6 trial-epochs
+    assert replay["trial_epochs"].between(4, 6).all() and (replay["share"] == replay["trial_epochs"] / 6).all()
+    assert {c["signal"] for c in result["correlations"]} >= {"emd_feat", "wasserstein_gap", "coverage"}
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+    assert again.returncode == 0 and "scored" not in again.stderr  # the cached scores, not scored again

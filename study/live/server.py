@@ -116,7 +116,7 @@ class Dashboard:
                     f"{fmt(u[f'last_{RANK_METRIC}'])}"
                 )
             headline += "."
-        collapse = collapse_summary(study.board) if "collapse" in study.board else ""
+        collapse = collapse_summary(study.board, study.record.get("base")) if "collapse" in study.board else ""
         factors = "<br>".join(f"<code>{esc(f.describe())}</code>: {esc(f.why)}" for f in study.factors) or "none"
         facts = [
             ("search space", f"<code>{esc(space.get('name', '?'))}</code>: {esc(space.get('description', ''))}"),

@@ -72,7 +72,7 @@ def header_html(exp: Experiment) -> str:
 
 def collapse_html(exp: Experiment) -> str:
     """The report's first words after the data source: whether the best trial, or every trial, is collapsed."""
-    text = collapse_summary(exp.board) if "collapse" in exp.board else ""
+    text = collapse_summary(exp.board, exp.record.get("base")) if "collapse" in exp.board else ""
     if not text:
         return ""
     cls = "banner real" if text.startswith("The best trial") and "meets the" in text else "banner simulated"
