@@ -66,6 +66,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the study's newest evaluation where it stopped (its arms, seeds and epochs as first given)",
     )
+    p.add_argument(
+        "--reuse",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT",
+        help="another study whose evaluations may hold some of these runs exactly (the same options, seed, epochs "
+        "and data): their results are taken over instead of re-training (the study's own earlier evaluations "
+        "always are); may be given more than once",
+    )
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None)
@@ -160,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = study_data(record)
     from study.final_runs import PLAN_FILE, last_plan, new_plan, run_final
 
+    reuse = [str(Path(f).resolve()) for f in args.reuse]
+    for given, other in zip(args.reuse, reuse):  # a clear error now, not after Ray has started
+        if not (Path(other) / "study.json").is_file():
+            raise ConfigError(f"--reuse {given}: not a study folder (no study.json)")
+        read_study_record(Path(other))
     if args.resume:
         run, plan = last_plan(folder)
         ignored = [f"--{k}" for k in ("top", "seeds", "epochs") if getattr(args, k) != parser().get_default(k)]
@@ -168,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"epochs as first planned" + (f" ({', '.join(ignored)} ignored)" if ignored else ""),
             file=sys.stderr,
         )
+        plan["reuse"] = list(dict.fromkeys(plan.get("reuse", []) + reuse))
 
     from study import tuning
 
@@ -176,14 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"))
         seeds = args.seeds or (5 if gpus_seen > 0 else 3)
         epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
-        run, plan = new_plan(folder, arms, list(range(SEED_BASE, SEED_BASE + seeds)), epochs)
+        run, plan = new_plan(folder, arms, list(range(SEED_BASE, SEED_BASE + seeds)), epochs, reuse)
     arms = plan["arms"]
     print(
         f"re-training {len(arms)} configurations x {len(plan['seeds'])} seeds x {plan['epochs']} epochs on "
         f"{data.source} in {run} (interrupted? continue with --resume)",
         file=sys.stderr,
     )
-    done = run_final(args, record, space, data, run, plan, gpus_seen)
+    done = run_final(args, record, data, run, plan, gpus_seen)
     if done is None:
         print(
             f"interrupted before every run finished; nothing written. Continue with: python study/evaluate.py "

@@ -3,30 +3,100 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS
 
 from healthgym_core.atomic import atomic_write
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
+from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
 from study.driver import base_config
-from study.experiment import CHECKPOINT_FILE
+from study.experiment import CHECKPOINT_FILE, read_study_record
 from study.presets import Preset, gpus_per_trial
-from study.spaces import SearchSpace
-from study.trainable import train_healthgym
+from study.spaces import load_space
+from study.trainable import train_healthgym, trial_config
+
+TUNE_KEYS = {*AUTO_RESULT_KEYS, "done", "should_checkpoint", "trial_id", "experiment_tag"}  # Tune's, not ours
 
 
-def train_arm(config: dict, **kwargs) -> None:
-    """One evaluation run: an arm's factors plus a seed, trained by the study's own trainable."""
-    arm = {k: v for k, v in config["arm"].items() if k != "arm"}
-    train_healthgym({**arm, "seed": config["seed"]}, **kwargs)
+def arm_trial(config: dict) -> dict:
+    """The trial options of one evaluation run: its arm's factors and its seed."""
+    return {**{k: v for k, v in config["arm"].items() if k != "arm"}, "seed": config["seed"]}
+
+
+def run_key(config: TrainConfig, epochs: int, fingerprint: str) -> str:
+    """What makes two evaluation runs the same run: every training option (the seed too), the epochs, the data."""
+    text = json.dumps({"config": config.to_dict(), "epochs": epochs, "data": fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def train_arm(config: dict, *, reuse: dict[str, dict] | None = None, **kwargs) -> None:
+    """One evaluation run: an arm's factors plus a seed, trained by the study's own trainable, or, when an earlier
+    evaluation ran exactly this run (`reuse`, by `run_key`), its final checkpoint and report taken over as they are."""
+    trial = arm_trial(config)
+    key = run_key(trial_config(trial, kwargs["base"]), kwargs["max_epochs"], kwargs["data"].fingerprint)
+    done = (reuse or {}).get(key)
+    if done is not None and tune.get_checkpoint() is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(Path(done["checkpoint"]) / CHECKPOINT_FILE, Path(tmp) / CHECKPOINT_FILE)
+            report = {k: v for k, v in done["metrics"].items() if k not in TUNE_KEYS}
+            tune.report({**report, "reused_from": done["source"]}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        return
+    train_healthgym(trial, **kwargs)
+
+
+def study_base(record: dict) -> dict:
+    """The options every trial of the study recorded in `record` (study.json) started from."""
+    space = load_space(record["args"]["space"])
+    return base_config(argparse.Namespace(**record["args"]), Preset(**record["preset"]), space, record.get("base"))
+
+
+def _last_report(trial: Path) -> dict | None:
+    lines = (trial / "result.json").read_text().splitlines() if (trial / "result.json").is_file() else []
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+    return None
+
+
+def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
+    """Every run of the study's evaluations (final-* folders but `skip`) that trained all its epochs: run key ->
+    its last report, its final checkpoint folder and where it came from."""
+    record = read_study_record(study)
+    base, fingerprint = study_base(record), record.get("data", {}).get("fingerprint")
+    found = {}
+    for plan_file in sorted(study.glob(f"final-*/{PLAN_FILE}")):
+        run = plan_file.parent
+        if skip is not None and run.resolve() == skip.resolve():
+            continue
+        epochs = json.loads(plan_file.read_text())["epochs"]
+        for params in sorted(run.glob("*/params.json")):
+            last = _last_report(params.parent)
+            if not last or last.get("diverged") or int(last.get("epoch", 0)) < epochs:
+                continue
+            ckpt = params.parent / str(last.get("checkpoint_dir_name") or "")
+            if not (ckpt / CHECKPOINT_FILE).is_file():
+                continue
+            key = run_key(trial_config(arm_trial(json.loads(params.read_text())), base), epochs, fingerprint)
+            found[key] = {
+                "checkpoint": str(ckpt),
+                "metrics": last,
+                "source": last.get("reused_from") or f"{study.name}/{run.name}/{params.parent.name}",
+            }
+    return found
 
 
 def score_checkpoint(folder: Path, data: PreparedData, n: int, seed: int) -> dict[str, float]:
@@ -39,11 +109,14 @@ def score_checkpoint(folder: Path, data: PreparedData, n: int, seed: int) -> dic
 PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
 
 
-def new_plan(folder: Path, arms: list[dict], seeds: list[int], epochs: int) -> tuple[Path, dict]:
-    """A fresh run folder under the study, holding the plan a resume will follow."""
+def new_plan(
+    folder: Path, arms: list[dict], seeds: list[int], epochs: int, reuse: list[str] | None = None
+) -> tuple[Path, dict]:
+    """A fresh run folder under the study, holding the plan a resume will follow (`reuse`: other studies whose
+    evaluations may hold some of its runs)."""
     run = folder / f"final-{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir()
-    plan = {"arms": arms, "seeds": seeds, "epochs": epochs}
+    plan = {"arms": arms, "seeds": seeds, "epochs": epochs, "reuse": reuse or []}
     atomic_write(run / PLAN_FILE, lambda p: p.write_text(json.dumps(plan, indent=2)))
     return run, plan
 
@@ -64,7 +137,6 @@ def run_ended(last: dict | None, epochs: int) -> bool:
 def run_final(
     args: argparse.Namespace,
     record: dict,
-    space: SearchSpace,
     data: PreparedData,
     run: Path,
     plan: dict,
@@ -72,8 +144,18 @@ def run_final(
 ) -> tuple[pd.DataFrame, dict, dict] | None:
     """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients.
     None when Tune stopped before every run finished (interrupted): `--resume` continues it."""
-    study_args = argparse.Namespace(**record["args"])
-    base = base_config(study_args, Preset(**record["preset"]), space, record.get("base"))
+    base = study_base(record)
+    reuse: dict[str, dict] = {}
+    for folder in [run.parent, *map(Path, plan.get("reuse", []))]:  # the study's own earlier evaluations first
+        reuse.update({k: v for k, v in finished_runs(folder, skip=run).items() if k not in reuse})
+    planned = [
+        run_key(trial_config(arm_trial({"arm": a, "seed": s}), base), plan["epochs"], data.fingerprint)
+        for a in plan["arms"]
+        for s in plan["seeds"]
+    ]
+    hits = sum(k in reuse for k in planned)
+    if hits:
+        print(f"{hits} of {len(planned)} runs were run before exactly so: their results are taken over", flush=True)
     gpus = gpus_per_trial(args.gpus_per_trial, gpus_seen)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -83,6 +165,7 @@ def run_final(
             max_epochs=plan["epochs"],
             metric="fd_feat",
             threads=max(1, int(args.cpus_per_trial)),
+            reuse=reuse,
         ),
         {"cpu": args.cpus_per_trial, "gpu": gpus},
     )
@@ -109,7 +192,9 @@ def run_final(
     rows = []
     for r in results:
         arm, seed = r.config["arm"], r.config["seed"]
-        row = {**arm, "seed": seed, "epochs": int((r.metrics or {}).get("epoch", 0)), "error": r.error is not None}
+        last = r.metrics or {}
+        row = {**arm, "seed": seed, "epochs": int(last.get("epoch", 0)), "error": r.error is not None}
+        row["reused_from"] = last.get("reused_from", "")
         if r.checkpoint is not None and r.error is None:
             with r.checkpoint.as_directory() as d:
                 row.update(score_checkpoint(Path(d), data, n, seed))

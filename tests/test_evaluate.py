@@ -72,6 +72,7 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path)
         "corr_l1",
         "trend_l1",
         "fd_feat",
+        "emd_feat",
         "mmd2",
         "detect_auc",
         "tstr_auc",
@@ -93,6 +94,26 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path)
     row = summary.set_index("metric").loc["fd_feat"]
     assert row["upstream_mean"] == pytest.approx(runs[runs["arm"] == "upstream"]["fd_feat"].mean())
     assert "real_floor" in out or "fd_feat" in out
+    assert (runs["reused_from"] == "").all()
+
+    # Another copy of the study, evaluated with a third seed: the four runs the first evaluation made are taken
+    # over exactly (same options, seeds, epochs and data), only seed 1002 trains.
+    import shutil
+
+    other = shutil.copytree(finished_study, tmp_path / "other" / "critic")
+    code, out, err = evaluate(other, "--top", 1, "--seeds", 3, "--epochs", 1, "--reuse", folder, "--no-dashboard")
+    assert code == 0, err[-3000:]
+    assert "4 of 6 runs were run before exactly so" in out + err
+    again = pd.read_parquet(other / "final_evaluation.parquet")
+    assert sorted(again["seed"]) == [1000, 1000, 1001, 1001, 1002, 1002]
+    reused = again["reused_from"] != ""
+    assert (reused == (again["seed"] < 1002)).all() and again["reused_from"].str.startswith("critic/final-").sum() == 4
+    key = ["arm", "seed"]
+    metrics = [c for c in runs.columns if c not in ("reused_from", "error") and pd.api.types.is_numeric_dtype(runs[c])]
+    pd.testing.assert_frame_equal(
+        again[reused].sort_values(key)[metrics].reset_index(drop=True),
+        runs.sort_values(key)[metrics].reset_index(drop=True),
+    )
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_study(tmp_path):
