@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The long measurements behind docs/results.md (issue 13) and bench/README.md's pruning tables (issue 14), in order,
+# at the CPU preset. A step whose result exists is skipped and an interrupted one is resumed (--resume), so the same
+# command continues the campaign in a later session:
+#
+#     nohup bash bench/campaign.sh > campaign.log 2>&1 &
+#
+# About 45 minutes per study and 27 minutes per evaluation run (two at a time) on the 2-core machine; evaluations
+# take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse), so each further
+# space re-trains only its best configuration's 5 seeds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+SPACES=${SPACES:-"critic correlation optimizer quirks full all"}
+
+study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it, until its leaderboard exists
+    local name=$1
+    shift
+    if [ -f "experiments/$name/leaderboard.parquet" ]; then return; fi
+    local resume=()
+    if [ -f "experiments/$name/study.json" ]; then resume=(--resume); fi
+    echo "== study $name $* ${resume[*]}"
+    $PY study/run.py --name "$name" --no-dashboard "$@" "${resume[@]}"
+}
+
+evaluate() {  # evaluate NAME: 5 seeds of upstream, the base and the best configuration, until final_summary.csv
+    local folder=experiments/$1 plan
+    plan=$(ls -t "$folder"/final-*/evaluation.json 2>/dev/null | head -1 || true)
+    if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
+    echo "== evaluate $1"
+    if [ -n "$plan" ]; then
+        $PY study/evaluate.py "$folder" --resume --no-dashboard --reuse experiments/curriculum
+    else
+        $PY study/evaluate.py "$folder" --top 1 --seeds 5 --no-dashboard --reuse experiments/curriculum
+    fi
+}
+
+study curriculum --space curriculum
+evaluate curriculum
+for space in $SPACES; do
+    study "$space" --space "$space"
+    evaluate "$space"
+done
+study baseline --space baseline # upstream alone, one trial per seed: the seed spread, nothing to re-train
+# Issue 14: every trial to the full budget, then which signal at which rung predicts the final test quality.
+study signals --space all --scheduler none --num-samples 24
+if [ ! -f bench/pruning_signals.cpu.json ]; then
+    $PY bench/pruning_signals.py experiments/signals --json bench/pruning_signals.cpu.json \
+        --csv bench/pruning_signals.cpu.csv
+fi
+echo "== campaign done"
