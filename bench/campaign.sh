@@ -37,6 +37,13 @@ evaluate() {  # evaluate NAME: 5 seeds of upstream, the base and the best config
 
 study curriculum --space curriculum
 evaluate curriculum
+# Issue 13, part 2: a larger size's learning curve (50 epochs = 3,000 generator steps, one thread)
+curve=runs/curves/wgan_buffer_ladder_h64
+if [ ! -f "$curve/done" ]; then
+    resume=()
+    if [ -d "$curve" ]; then resume=(--resume); fi
+    $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}" && touch "$curve/done"
+fi
 for space in $SPACES; do
     study "$space" --space "$space"
     evaluate "$space"

@@ -41,6 +41,10 @@ CONFIGS = {  # name -> (what it tests, the trainer's options)
         "wgan_buffer on the upstream ladder curriculum (the CPU preset's base)",
         [*WGAN, "--schedule", "ladder:10-20-30-40-50-60", *BUFFER],
     ),
+    "wgan_buffer_ladder_h64": (
+        "wgan_buffer_ladder with twice the hidden size (64): does a larger generator learn the month-to-month change?",
+        [*WGAN, "--schedule", "ladder:10-20-30-40-50-60", *BUFFER, "--hidden", "64"],
+    ),
 }
 TARGETS = {"coverage": 0.9, "joint_tvd": 0.10, "diversity_ratio": 0.5}  # the default study's, but fd_feat (5x floor)
 SHOWN = ("coverage", "diversity_ratio", "joint_tvd", "fd_feat", "ks_mean", "tvd_mean")
