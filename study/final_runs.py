@@ -27,6 +27,7 @@ from study.presets import Preset, gpus_per_trial
 from study.spaces import load_space
 from study.trainable import train_healthgym, trial_config
 
+PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
 TUNE_KEYS = {*AUTO_RESULT_KEYS, "done", "should_checkpoint", "trial_id", "experiment_tag"}  # Tune's, not ours
 
 
@@ -104,9 +105,6 @@ def score_checkpoint(folder: Path, data: PreparedData, n: int, seed: int) -> dic
     gen, transform, _ = generator_from_checkpoint(load_checkpoint(folder / CHECKPOINT_FILE))
     reals, codes = transform.decode(generate(gen, n, data.n_months, seed).numpy())
     return final_metrics(data, reals, codes, seed=seed)
-
-
-PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
 
 
 def new_plan(

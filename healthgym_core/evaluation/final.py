@@ -106,7 +106,7 @@ METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
         # distribution level
         "fd_feat": ("Frechet distance in the frozen summary-feature space, against the test patients", True),
         "emd_feat": (
-            "exact earth mover's distance in that space's 8 leading components, against the test patients (the ranking metric)",
+            "exact earth mover's distance in fd_feat's space (8 leading components) to the test patients: the ranking metric",
             True,
         ),
         "mmd2": ("unbiased RBF-kernel MMD^2 on the frozen feature embeddings (median-heuristic bandwidth)", True),
