@@ -23,36 +23,46 @@ study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it
     $PY study/run.py --name "$name" --no-dashboard "$@" "${resume[@]}"
 }
 
-evaluate() {  # evaluate NAME: 5 seeds of upstream, the base and the best configuration, until final_summary.csv
-    local folder=experiments/$1 plan
+evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configuration, until final_summary.csv
+    local folder=experiments/$1 seeds=${2:-5} plan
     plan=$(ls -t "$folder"/final-*/evaluation.json 2>/dev/null | head -1 || true)
     if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
     echo "== evaluate $1"
     if [ -n "$plan" ]; then
         $PY study/evaluate.py "$folder" --resume --no-dashboard --reuse experiments/curriculum
     else
-        $PY study/evaluate.py "$folder" --top 1 --seeds 5 --no-dashboard --reuse experiments/curriculum
+        $PY study/evaluate.py "$folder" --top 1 --seeds "$seeds" --no-dashboard --reuse experiments/curriculum
     fi
 }
 
-study curriculum --space curriculum
-evaluate curriculum
-# Issue 13, part 2: a larger size's learning curve (50 epochs = 3,000 generator steps, one thread)
-curve=runs/curves/wgan_buffer_ladder_h64
-if [ ! -f "$curve/done" ]; then
-    resume=()
-    if [ -d "$curve" ]; then resume=(--resume); fi
-    $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}" && touch "$curve/done"
-fi
-for space in $SPACES; do
-    study "$space" --space "$space"
-    evaluate "$space"
-done
-study baseline --space baseline # upstream alone, one trial per seed: the seed spread, nothing to re-train
-# Issue 14: every trial to the full budget, then which signal at which rung predicts the final test quality.
-study signals --space all --scheduler none --num-samples 24
-if [ ! -f bench/pruning_signals.cpu.json ]; then
-    $PY bench/pruning_signals.py experiments/signals --json bench/pruning_signals.cpu.json \
-        --csv bench/pruning_signals.cpu.csv
-fi
-echo "== campaign done"
+main() {  # the whole campaign; bash reads all of it before running, so the file may be edited meanwhile
+    study curriculum --space curriculum
+    evaluate curriculum
+    # Issue 13, part 2: a larger size's learning curve (50 epochs = 3,000 generator steps, one thread)
+    curve=runs/curves/wgan_buffer_ladder_h64
+    if [ ! -f "$curve/done" ]; then
+        resume=()
+        if [ -d "$curve" ]; then resume=(--resume); fi
+        if $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}"; then touch "$curve/done"; fi
+    fi
+    for space in $SPACES; do
+        study "$space" --space "$space"
+        evaluate "$space"
+    done
+    study baseline --space baseline # upstream alone, one trial per seed: the seed spread, nothing to re-train
+    # Issue 14: every trial to the full budget, then which signal at which rung predicts the final test quality.
+    study signals --space all --scheduler none --num-samples 24
+    if [ ! -f bench/pruning_signals.cpu.json ]; then
+        $PY bench/pruning_signals.py experiments/signals --json bench/pruning_signals.cpu.json \
+            --csv bench/pruning_signals.cpu.csv
+    fi
+    # Issue 14: TPE with ASHA, PBT and TPE with no pruning at the same compute (8 full trials' worth), each winner
+    # re-trained with 3 seeds on test patients.
+    for scheduler in asha pbt none; do
+        study "sched-$scheduler" --space optimizer --scheduler "$scheduler" --budget "${BUDGET:-288}"
+        evaluate "sched-$scheduler" 3
+    done
+    echo "== campaign done"
+}
+
+main "$@"

@@ -68,6 +68,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-pruning", action="store_true", help="the same as --scheduler none")
     p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        action=at_least(1),
+        metavar="TRIAL_EPOCHS",
+        help="compute for the whole study in trial-epochs: no trial starts unless the budget holds it to "
+        "--max-epochs beside every running one, so studies under different schedulers compare at equal compute "
+        "(without --num-samples: as many trials as it admits)",
+    )
+    p.add_argument(
         "--perturbation-interval",
         type=int,
         default=None,
@@ -283,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
             f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning"
         )
+    if args.budget is not None and args.budget < max_t:
+        raise ConfigError(f"--budget {args.budget} is less than one trial's {max_t} epochs (--max-epochs)")
     if args.address and cluster_gpus == 0 and args.preset is None and not args.smoke:
         print(
             "note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "

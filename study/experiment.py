@@ -41,6 +41,12 @@ def scheduler_of(args: dict) -> str:
     return args.get("scheduler") or ("none" if args.get("no_pruning") else "asha")
 
 
+def spent_text(trial_epochs: int, g_steps: int, budget: int | None) -> str:
+    """The compute a study has spent, against its --budget when it has one."""
+    of = f" of its --budget of {budget:,}" if budget else ""
+    return f"{trial_epochs:,} trial-epochs{of}, {g_steps:,} generator steps"
+
+
 def read_study_record(folder: Path) -> dict:
     """study.json, checked: a clear error if it is truncated, damaged or from an incompatible version."""
     path = folder / STUDY_FILE

@@ -13,6 +13,7 @@ import pandas as pd
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.search import Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
@@ -22,7 +23,15 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.sampling import sample
 from study.base import UPSTREAM_REFERENCE, is_upstream
-from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, PBT_DEFAULT_METRIC, RANK_FLOOR, RANK_METRIC, TRIAL_DIR
+from study.experiment import (
+    CHECKPOINT_FILE,
+    OPTUNA_FILE,
+    PBT_DEFAULT_METRIC,
+    RANK_FLOOR,
+    RANK_METRIC,
+    TRIAL_DIR,
+    spent_text,
+)
 from study.leaderboard import collapse_summary, format_board, mark_roles, pbt_exploits, rank, trial_row
 from study.presets import Preset, gpus_per_trial
 from study.spaces import Factor, SearchSpace
@@ -81,6 +90,44 @@ class ResumableOptunaSearch(OptunaSearch):
             pass
 
 
+class BudgetedOptunaSearch(ResumableOptunaSearch):
+    """ResumableOptunaSearch that proposes no trial the study's budget (`--budget`, in trial-epochs) cannot hold:
+    each running trial counts as if it will run to `max_t`, so the study never spends more; a trial ASHA stops early
+    hands its unspent epochs back, and more trials start. Its counts are saved with it, for --resume."""
+
+    def __init__(self, *args, budget: int, max_t: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget, self.max_t = budget, max_t
+        self.epochs: dict[str, int] = {}  # trial_id -> epochs it reported
+        self.live: set[str] = set()  # proposed, not yet complete
+
+    def committed(self) -> int:
+        """Trial-epochs spent, plus those the running trials may still spend."""
+        return sum(self.epochs.values()) + sum(self.max_t - self.epochs[t] for t in self.live)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.committed() + self.max_t > self.budget:
+            return None if self.live else Searcher.FINISHED  # a running trial may still hand epochs back
+        config = super().suggest(trial_id)
+        if config not in (None, Searcher.FINISHED):
+            self.live.add(trial_id)
+            self.epochs[trial_id] = 0
+        return config
+
+    def _count(self, trial_id: str, result: dict | None) -> None:
+        if trial_id in self.epochs and result and "epoch" in result:
+            self.epochs[trial_id] = max(self.epochs[trial_id], min(int(result["epoch"]), self.max_t))
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._count(trial_id, result)
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._count(trial_id, result)
+        self.live.discard(trial_id)
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
 def first_points(space: SearchSpace, config: dict, base: dict, quiet: bool = False) -> tuple[list[dict], int | None]:
     """The points every search evaluates first: the base point (the base's values of the space's factors) and, when
     the base is not upstream, the upstream reference trial (its factor values are placeholders: the trainable runs
@@ -102,10 +149,17 @@ def first_points(space: SearchSpace, config: dict, base: dict, quiet: bool = Fal
 
 
 def make_searcher(
-    space: SearchSpace, args: argparse.Namespace, folder: Path, points: list[dict], reference_number: int | None
+    space: SearchSpace,
+    args: argparse.Namespace,
+    folder: Path,
+    max_t: int,
+    points: list[dict],
+    reference_number: int | None,
 ) -> OptunaSearch:
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
-    return ResumableOptunaSearch(
+    budget = {"budget": args.budget, "max_t": max_t} if args.budget else {}
+    return (BudgetedOptunaSearch if budget else ResumableOptunaSearch)(
+        **budget,
         space=DefineByRun(space, args.seed, reference_number),
         metric=args.metric,
         mode="min",
@@ -188,6 +242,10 @@ def run_study(
 ) -> int:
     max_epochs = args.max_epochs or preset.max_epochs
     num_samples = args.num_samples or preset.num_samples
+    if args.budget:  # the most trials the budget can start: each runs at least a grace period (ASHA) or to the end
+        shortest = (args.grace_period or preset.grace_period) if args.scheduler == "asha" else max_epochs
+        most = args.budget // shortest if space.factors and args.scheduler != "pbt" else args.budget // max_epochs
+        num_samples = min(args.num_samples, most) if args.num_samples else most
     gpus = gpus_per_trial(args.gpus_per_trial, cluster_gpus)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -229,7 +287,7 @@ def run_study(
             points, _ = first_points(space, config, base)
             search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=args.seed)
         elif space.factors:
-            search_alg = make_searcher(space, args, folder, *first_points(space, config, base))
+            search_alg = make_searcher(space, args, folder, max_epochs, *first_points(space, config, base))
         else:
             search_alg = None
         tuner = tune.Tuner(
@@ -319,6 +377,7 @@ def finish(
     print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
     counts = board["status"].value_counts().to_dict()
     print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    print(f"compute: {spent_text(int(board['epochs'].sum()), int(board['g_steps'].sum()), args.budget)}")
     summary = collapse_summary(board, base)
     if summary:
         print("\n" + summary)

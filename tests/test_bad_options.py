@@ -129,6 +129,8 @@ STUDY = {
         f"grace period {PRESETS['cpu'].grace_period} is more than --max-epochs 1",  # the cpu preset's own grace
     ),
     "reduction_factor_1": (["--reduction-factor", "1"], "--reduction-factor must be at least 2, got 1"),
+    "budget_0": (["--budget", "0"], "--budget must be at least 1, got 0"),
+    "budget_below_one_trial": (["--budget", "2"], "--budget 2 is less than one trial's 3 epochs (--max-epochs)"),
     "gpus_negative": (["--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more, got -1.0"),
     "max_failures_negative": (["--max-failures", "-1"], "--max-failures must be 0 or more, got -1"),
     "max_concurrent_0": (["--max-concurrent", "0"], "--max-concurrent must be at least 1, got 0"),

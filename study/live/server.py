@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.errors import HealthGymError
-from study.experiment import RANK_FLOOR, RANK_METRIC
+from study.experiment import RANK_FLOOR, RANK_METRIC, spent_text
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
 from study.live.state import LiveStudy, LiveTrial, best, read_live
@@ -129,7 +129,7 @@ class Dashboard:
             ),
             (
                 "budget spent",
-                f"{epochs} trial-epochs, {spent:,} generator steps; up to {study.max_epochs} epochs a trial",
+                f"{spent_text(epochs, spent, study.record['args'].get('budget'))}; up to {study.max_epochs} epochs a trial",
             ),
             ("trials", badges),
         ]

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from study.base import describe as describe_base
-from study.experiment import RANK_FLOOR, RANK_METRIC, scheduler_of
+from study.experiment import RANK_FLOOR, RANK_METRIC, scheduler_of, spent_text
 from study.leaderboard import collapse_summary
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
@@ -49,6 +49,14 @@ def header_html(exp: Experiment) -> str:
             f"<code>{RANK_METRIC}</code>, final epoch, completed trials first, collapsed ones after the others (comparable across trials)",
         ),
         ("trials", badges),
+        (
+            "compute spent",
+            spent_text(
+                int(exp.board["epochs"].sum()),
+                int(exp.board["g_steps"].sum()) if "g_steps" in exp.board else 0,
+                exp.args.get("budget"),
+            ),
+        ),
         ("created", esc(exp.record.get("created", "?"))),
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
