@@ -20,7 +20,15 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
 from study.base import describe as describe_base
 from study.base import study_base
-from study.experiment import DEFAULT_METRIC, METRICS, SCHEDULERS, STUDY_FILE, STUDY_VERSION, read_study_record
+from study.experiment import (
+    DEFAULT_METRIC,
+    METRICS,
+    SCHEDULERS,
+    STUDY_FILE,
+    STUDY_VERSION,
+    read_study_record,
+    schedule_text,
+)
 from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
 from study.spaces import SearchSpace, load_space
 
@@ -322,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
     print(f"base: {describe_base(base)}", file=sys.stderr)
+    print(
+        f"scheduler: {schedule_text(args.scheduler, args.metric, grace, args.reduction_factor or preset.reduction_factor, args.budget)}",
+        file=sys.stderr,
+    )
     page = start_live_page(folder, args.live_page) if args.live_page is not None else None
     try:
         return tuning.run_study(args, space, preset, config, base, data, storage, folder, cluster_gpus)

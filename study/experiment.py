@@ -24,6 +24,13 @@ TRIAL_DIR = re.compile(rf"_({TRIAL_ID})_(\d+)(?:_|$)")
 # The pruning signals a study may choose (all lower-is-better): the trial's own critic gap, and the estimates every
 # trial measures on one scale (fd_feat, sliced_w, the exact EMD in fd_feat's space, a fixed-protocol critic's gap).
 METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap")
+METRIC_WORDS = {
+    "wasserstein_gap": "the trial's own critic's Wasserstein gap, on a scale of its own",
+    "fd_feat": "the Frechet distance in the frozen summary-feature space, comparable across trials",
+    "sliced_w": "the sliced Wasserstein distance of whole sequences, comparable across trials",
+    "emd_feat": "the exact Wasserstein (earth mover's) distance in the feature space, comparable across trials",
+    "critic_gap": "a fixed-protocol independent critic's Wasserstein gap, comparable across trials",
+}
 # The default pruning signal: a Wasserstein estimate every trial measures on the same scale (bench/README.md).
 DEFAULT_METRIC = "emd_feat"
 # How the leaderboard ranks trials: comparable across trials (the critic gap is not), and moving with what a user
@@ -34,6 +41,22 @@ RANK_FLOOR = f"{RANK_METRIC}_floor"
 
 SCHEDULERS = ("asha", "pbt", "none")  # ASHA pruning, population-based training, every trial to the end
 PBT_DEFAULT_METRIC = RANK_METRIC  # PBT exploits on a metric every trial measures alike, never a trial's own critic gap
+
+
+def exploit_metric(metric: str) -> str:
+    """PBT compares trials' weights directly, so it needs a metric on one scale for every trial."""
+    return PBT_DEFAULT_METRIC if metric == "wasserstein_gap" else metric
+
+
+def schedule_text(scheduler: str, metric: str, grace: int, reduction_factor: int, budget: int | None) -> str:
+    """One line on how a study spends its compute: the scheduler and what it decides on."""
+    if scheduler == "asha":
+        text = f"ASHA, pruning at epoch {grace} and every x{reduction_factor} after on {metric}: {METRIC_WORDS[metric]}"
+    elif scheduler == "pbt":
+        text = f"PBT, exploiting on {exploit_metric(metric)}: {METRIC_WORDS[exploit_metric(metric)]}"
+    else:
+        text = "no pruning: every trial to the end"
+    return text + (f"; a budget of {budget:,} trial-epochs" if budget else "")
 
 
 def scheduler_of(args: dict) -> str:

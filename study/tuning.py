@@ -26,10 +26,10 @@ from study.base import UPSTREAM_REFERENCE, is_upstream
 from study.experiment import (
     CHECKPOINT_FILE,
     OPTUNA_FILE,
-    PBT_DEFAULT_METRIC,
     RANK_FLOOR,
     RANK_METRIC,
     TRIAL_DIR,
+    exploit_metric,
     spent_text,
 )
 from study.leaderboard import collapse_summary, format_board, mark_roles, pbt_exploits, rank, trial_row
@@ -191,8 +191,7 @@ class ClampToSpace:
 
 
 def pbt_metric(args: argparse.Namespace) -> str:
-    """PBT compares trials' weights directly, so it needs a metric on one scale for every trial."""
-    return PBT_DEFAULT_METRIC if args.metric == "wasserstein_gap" else args.metric
+    return exploit_metric(args.metric)
 
 
 def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace):
