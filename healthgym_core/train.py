@@ -6,7 +6,7 @@ every epoch, and writes into DIR:
     run.json                 the configuration and where the data came from
     steps.parquet            per-step log (epoch, step, L, D_loss, GP, grad_norm, D_real, D_fake, W_gap, G_loss, Corr)
     epochs.csv               per-epoch means, budget counters and validation metrics
-    checkpoints/last.pt      resumable state (also best.pt: lowest fd_feat)
+    checkpoints/last.pt      resumable state (also best.pt: lowest emd_feat, the ranking metric)
     synthetic.csv            a synthetic cohort sampled from the last generator
     learning_dynamics.png    D_loss / G_loss per step coloured by curriculum length
     real_vs_synthetic.png    held-out validation patients vs synthetic ones
@@ -33,6 +33,7 @@ from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import ConfigError
+from healthgym_core.evaluation.distances import RANK_METRIC
 from healthgym_core.plots import learning_dynamics, real_vs_synthetic
 from healthgym_core.sampling import generate, sample
 from healthgym_core.state import TrainState, build_state
@@ -166,15 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(run_info, indent=2)))
 
     history = [h for h in state.history]
-    best = min((h.get("fd_feat", float("inf")) for h in history), default=float("inf"))
+    best = min((h.get(RANK_METRIC, float("inf")) for h in history), default=float("inf"))
     bar = tqdm(total=args.epochs, initial=state.epoch, unit="epoch", disable=args.quiet, file=sys.stderr)
     while state.epoch < args.epochs:
         records, summary = run_epoch(state, data)
         steps = pd.concat([steps, pd.DataFrame(records)], ignore_index=True)
         write_table(steps, out / "steps.parquet")
         save_checkpoint(last, state, data)
-        if summary["fd_feat"] < best:
-            best = summary["fd_feat"]
+        if summary[RANK_METRIC] < best:
+            best = summary[RANK_METRIC]
             save_checkpoint(out / "checkpoints" / "best.pt", state, data)
         write_table(pd.DataFrame(state.history), out / "epochs.csv")
         bar.set_postfix(

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from healthgym_core.errors import ConfigError
+from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: F401  (the study ranks by it too)
 
 STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
 STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incompatibly (2: factors as data)
@@ -33,9 +34,6 @@ METRIC_WORDS = {
 }
 # The default pruning signal: a Wasserstein estimate every trial measures on the same scale (bench/README.md).
 DEFAULT_METRIC = "emd_feat"
-# How the leaderboard ranks trials: comparable across trials (the critic gap is not), and moving with what a user
-# sees in the cohort (fd_feat hardly does: docs/results.md).
-RANK_METRIC = "emd_feat"
 RANK_FLOOR = f"{RANK_METRIC}_floor"
 
 

@@ -64,6 +64,7 @@ def test_smoke_study_prunes_records_and_exports(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     folder = tmp_path / "curriculum"
     assert "smoke preset" in r.stderr and "NOT the Health Gym dataset" in r.stderr
+    assert "scheduler: ASHA, pruning at epoch 1 and every x2 after on emd_feat: the exact Wasserstein" in r.stderr
     board = pd.read_parquet(folder / "leaderboard.parquet")
     assert len(board) == 6 and set(board["status"]) <= {"completed", "pruned"}
     # ASHA really prunes, and the leaderboard marks it.
@@ -128,6 +129,7 @@ def test_every_space_runs(tmp_path, space):
     assert r.returncode == 0, r.stderr[-3000:]
     if space == "critic":
         assert "compute: 2 trial-epochs of its --budget of 2, 12 generator steps" in r.stdout
+        assert "; a budget of 2 trial-epochs" in r.stderr
     board = pd.read_parquet(tmp_path / space / "leaderboard.parquet")
     assert len(board) == 2 and (board["status"] == "completed").all()
     factors = [f.name for f in load_space(space).factors]

@@ -72,6 +72,11 @@ def emd(a: np.ndarray, b: np.ndarray, n: int | None = None, seed: int = 0) -> fl
 EMD_COMPONENTS = 8
 
 
+# The metric that ranks trained generators (the study's leaderboard, the plain trainer's best.pt): comparable across
+# runs and moving with what a user sees in the cohort, where fd_feat hardly does (docs/results.md).
+RANK_METRIC = "emd_feat"
+
+
 def emd_feat(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> float:
     """emd_feat: `emd` between two sets of patients embedded in fd_feat's frozen space ([N, D] each, D >= 8),
     in its leading EMD_COMPONENTS components."""
