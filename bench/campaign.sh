@@ -62,6 +62,8 @@ main() {  # the whole campaign; bash reads all of it before running, so the file
         study "sched-$scheduler" --space optimizer --scheduler "$scheduler" --budget "${BUDGET:-288}"
         evaluate "sched-$scheduler" 3
     done
+    $PY bench/schedulers.py experiments/sched-asha experiments/sched-pbt experiments/sched-none \
+        --json bench/schedulers.cpu.json > bench/schedulers.cpu.md
     echo "== campaign done"
 }
 
