@@ -22,7 +22,7 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
 from study.driver import base_config
-from study.experiment import CHECKPOINT_FILE, read_study_record
+from study.experiment import CHECKPOINT_FILE, STUDY_FILE, read_study_record
 from study.presets import Preset, gpus_per_trial
 from study.spaces import load_space
 from study.trainable import train_healthgym, trial_config
@@ -145,6 +145,9 @@ def run_final(
     base = study_base(record)
     reuse: dict[str, dict] = {}
     for folder in [run.parent, *map(Path, plan.get("reuse", []))]:  # the study's own earlier evaluations first
+        if not (folder / STUDY_FILE).is_file():
+            print(f"note: --reuse {folder} is no longer a study folder; its runs are not searched", flush=True)
+            continue
         reuse.update({k: v for k, v in finished_runs(folder, skip=run).items() if k not in reuse})
     planned = [
         run_key(trial_config(arm_trial({"arm": a, "seed": s}), base), plan["epochs"], data.fingerprint)
