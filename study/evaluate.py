@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
-from study.experiment import read_study_record, study_data  # noqa: E402
+from study.experiment import STUDY_FILE, read_study_record, study_data  # noqa: E402
 from study.leaderboard import completed_by_rank  # noqa: E402
 
 SEED_BASE = 1000  # evaluation seeds differ from every study seed
@@ -83,8 +83,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
-    if not (folder / "study.json").is_file():
-        raise ConfigError(f"{folder}: not a study folder (no study.json)")
+    if not (folder / STUDY_FILE).is_file():
+        raise ConfigError(f"{folder}: not a study folder (no {STUDY_FILE})")
     if not (folder / "leaderboard.parquet").is_file():
         raise ConfigError(f"{folder}: the study has no leaderboard yet; finish it (or --resume it) first")
     return read_study_record(folder), pd.read_parquet(folder / "leaderboard.parquet")
@@ -171,8 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     reuse = [str(Path(f).resolve()) for f in args.reuse]
     for given, other in zip(args.reuse, reuse):  # a clear error now, not after Ray has started
-        if not (Path(other) / "study.json").is_file():
-            raise ConfigError(f"--reuse {given}: not a study folder (no study.json)")
+        if not (Path(other) / STUDY_FILE).is_file():
+            raise ConfigError(f"--reuse {given}: not a study folder (no {STUDY_FILE})")
         read_study_record(Path(other))
     if args.resume:
         run, plan = last_plan(folder)
