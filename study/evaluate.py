@@ -75,6 +75,12 @@ def parser() -> argparse.ArgumentParser:
         "and data): their results are taken over instead of re-training (the study's own earlier evaluations "
         "always are); may be given more than once",
     )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="show how far the study's newest evaluation is (each run's epochs and last validation metrics), "
+        "also while it runs; trains nothing",
+    )
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None)
@@ -162,6 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     folder = Path(args.experiment).resolve()
     record, board = load_study(folder)
+    if args.status:
+        from study.final_runs import last_plan, plan_status
+
+        run, plan = last_plan(folder)
+        table = plan_status(run, plan)
+        print(f"{run}: {(table['state'].isin(['done', 'reused'])).sum()} of {len(table)} runs done")
+        print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
+        return 0
     study_args = record["args"]
     from study.spaces import load_space
 

@@ -100,6 +100,28 @@ def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
     return found
 
 
+STATUS_METRICS = ("emd_feat", "fd_feat", "coverage", "joint_tvd", "diversity_ratio", "ks_mean")
+
+
+def plan_status(run: Path, plan: dict) -> pd.DataFrame:
+    """Every planned run of an evaluation (arm x seed): epochs done of the plan's, and its last validation metrics
+    (each run's own per-epoch evaluation, not the test-patient table). Reads files only: works while it runs."""
+    found = {}
+    for params in run.glob("*/params.json"):
+        config = json.loads(params.read_text())
+        found[(config["arm"]["arm"], config["seed"])] = _last_report(params.parent) or {}
+    rows = []
+    for arm in plan["arms"]:
+        for seed in plan["seeds"]:
+            started = (arm["arm"], seed) in found
+            last = found.get((arm["arm"], seed), {})
+            state = "reused" if last.get("reused_from") else ("done" if run_ended(last, plan["epochs"]) else "")
+            row = {"arm": arm["arm"], "seed": seed, "epochs": f"{int(last.get('epoch', 0))}/{plan['epochs']}"}
+            row["state"] = state or ("running or paused" if started else "not started")
+            rows.append(row | {m: float(last.get(m, "nan")) for m in STATUS_METRICS})
+    return pd.DataFrame(rows)
+
+
 def score_checkpoint(folder: Path, data: PreparedData, n: int, seed: int) -> dict[str, float]:
     """`n` synthetic patients from the generator of a trial checkpoint folder, scored on the test patients."""
     gen, transform, _ = generator_from_checkpoint(load_checkpoint(folder / CHECKPOINT_FILE))
