@@ -42,7 +42,7 @@ main() {  # the whole campaign; bash reads all of it before running, so the file
     curve=runs/curves/wgan_buffer_ladder_h64
     if [ ! -f "$curve/done" ]; then
         resume=()
-        if [ -d "$curve" ]; then resume=(--resume); fi
+        if [ -f "$curve/checkpoints/last.pt" ]; then resume=(--resume); else rm -rf "$curve"; fi  # nothing to resume
         if $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}"; then touch "$curve/done"; fi
     fi
     for space in $SPACES; do
