@@ -84,13 +84,15 @@ def plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {n: Path(args.runs) / n / "epochs.csv" for n in CONFIGS if (Path(args.runs) / n / "epochs.csv").is_file()}
     keep = ROOT / "bench" / "curves"
     keep.mkdir(exist_ok=True)
     curves = {}
-    for n, f in runs.items():
-        shutil.copy(f, keep / f"{n}.csv")
-        curves[n] = pd.read_csv(f)
+    for n in CONFIGS:  # a run here updates its committed copy; a run made elsewhere is drawn from that copy
+        run = Path(args.runs) / n / "epochs.csv"
+        if run.is_file():
+            shutil.copy(run, keep / f"{n}.csv")
+        if (keep / f"{n}.csv").is_file():
+            curves[n] = pd.read_csv(keep / f"{n}.csv")
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5), layout="constrained")
     for ax, m in zip(axes.ravel(), SHOWN):
         for n, e in curves.items():
@@ -104,7 +106,8 @@ def plot(args: argparse.Namespace) -> int:
         ax.set_xlabel("generator steps")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(
-        "Learning curves on 300 validation patients (CPU preset size: hidden 32, batch 140, 2,000 simulated patients)"
+        "Learning curves on 300 validation patients (CPU preset size: hidden 32, batch 140, 2,000 simulated patients; "
+        "_h64: hidden 64)"
     )
     out = Path(args.out)
     fig.savefig(out / "learning_curves.png", dpi=90)
