@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.errors import HealthGymError
-from study.experiment import RANK_FLOOR, RANK_METRIC, spent_text
+from study.experiment import RANK_FLOOR, RANK_METRIC, schedule_text, spent_text
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
 from study.live.state import LiveStudy, LiveTrial, best, read_live
+from study.presets import setting
 from study.reporting.html import esc, fmt
 
 PLOTLY_JS = "plotly.min.js"
@@ -118,13 +119,15 @@ class Dashboard:
             headline += "."
         collapse = collapse_summary(study.board, study.record.get("base")) if "collapse" in study.board else ""
         factors = "<br>".join(f"<code>{esc(f.describe())}</code>: {esc(f.why)}" for f in study.factors) or "none"
+        preset = study.record.get("preset", {})
+        rungs = [int(setting(study.args, preset, k) or 0) for k in ("grace_period", "reduction_factor")]
         facts = [
             ("search space", f"<code>{esc(space.get('name', '?'))}</code>: {esc(space.get('description', ''))}"),
             ("factors", factors),
             ("base", esc(describe_base(study.record["base"])) if study.record.get("base") else "upstream"),
             (
                 "scheduler",
-                f"{esc(study.scheduler)}, pruning metric <code>{esc(study.metric)}</code>, "
+                f"{esc(schedule_text(study.scheduler, study.metric, *rungs, study.args.get('budget')))}; "
                 f"ranking metric <code>{RANK_METRIC}</code>",
             ),
             (
