@@ -2,6 +2,8 @@
 
     python bench/cohort_summary.py EXPERIMENT TRIAL_ID [TRIAL_ID ...] [--patients 1000] [--seed 0]
 
+A TRIAL_ID may also name a run of the study's evaluation (study/evaluate.py), such as 92de4_00001.
+
 Samples --patients patients from each trial's last checkpoint (as the study's export does, same seed) and prints,
 for every real variable, its median and 5th/95th percentiles over patient-months, and for every categorical, the
 share of patients in each category at their first month.
@@ -47,7 +49,9 @@ def main() -> int:
     data = study_data(read_study_record(args.experiment))
     rows = {"real (validation)": describe(data.schema, data.val_cohort.to_frame())}
     for trial in args.trials:
-        found = sorted(args.experiment.glob(f"*_{trial}_*/checkpoint_*/{CHECKPOINT_FILE}"))
+        found = sorted(args.experiment.glob(f"*_{trial}_*/checkpoint_*/{CHECKPOINT_FILE}")) or sorted(
+            args.experiment.glob(f"final-*/*_{trial}_*/checkpoint_*/{CHECKPOINT_FILE}")  # an evaluation's run
+        )
         if not found:
             raise SystemExit(f"error: {args.experiment}: no checkpoint of trial {trial}")
         rows[trial] = describe(data.schema, sample(found[-1], args.patients, seed=args.seed))
