@@ -27,7 +27,7 @@ from study.experiment import (
     STUDY_FILE,
     STUDY_VERSION,
     read_study_record,
-    schedule_text,
+    study_schedule_text,
 )
 from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
 from study.spaces import SearchSpace, load_space
@@ -330,10 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
     print(f"base: {describe_base(base)}", file=sys.stderr)
-    print(
-        f"scheduler: {schedule_text(args.scheduler, args.metric, grace, args.reduction_factor or preset.reduction_factor, args.budget)}",
-        file=sys.stderr,
-    )
+    print(f"scheduler: {study_schedule_text(vars(args), preset.to_dict(), args.metric)}", file=sys.stderr)
     page = start_live_page(folder, args.live_page) if args.live_page is not None else None
     try:
         return tuning.run_study(args, space, preset, config, base, data, storage, folder, cluster_gpus)

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 from healthgym_core.errors import ConfigError
-from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: F401  (the study ranks by it too)
+from healthgym_core.evaluation.distances import RANK_METRIC
+from study.presets import setting
 
 STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
 STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incompatibly (2: factors as data)
@@ -55,6 +56,18 @@ def schedule_text(scheduler: str, metric: str, grace: int, reduction_factor: int
     else:
         text = "no pruning: every trial to the end"
     return text + (f"; a budget of {budget:,} trial-epochs" if budget else "")
+
+
+def study_schedule_text(args: dict, preset: dict, metric: str) -> str:
+    """`schedule_text` for a study from its arguments (a dict, as study.json records them) and its preset's."""
+    rungs = [int(setting(args, preset, k)) for k in ("grace_period", "reduction_factor")]
+    return schedule_text(scheduler_of(args), metric, *rungs, args.get("budget"))
+
+
+def companion_metric(metric: str) -> str:
+    """The curve drawn beside the pruning metric's: the ranking metric, or fd_feat (longitudinal fidelity) when the
+    two are one."""
+    return RANK_METRIC if metric != RANK_METRIC else "fd_feat"
 
 
 def scheduler_of(args: dict) -> str:

@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.errors import HealthGymError
-from study.experiment import RANK_FLOOR, RANK_METRIC, schedule_text, spent_text
+from study.experiment import RANK_FLOOR, RANK_METRIC, companion_metric, spent_text, study_schedule_text
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
 from study.live.state import LiveStudy, LiveTrial, best, read_live
-from study.presets import setting
 from study.reporting.html import esc, fmt
 
 PLOTLY_JS = "plotly.min.js"
@@ -119,20 +118,18 @@ class Dashboard:
             headline += "."
         collapse = collapse_summary(study.board, study.record.get("base")) if "collapse" in study.board else ""
         factors = "<br>".join(f"<code>{esc(f.describe())}</code>: {esc(f.why)}" for f in study.factors) or "none"
-        preset = study.record.get("preset", {})
-        rungs = [int(setting(study.args, preset, k) or 0) for k in ("grace_period", "reduction_factor")]
         facts = [
             ("search space", f"<code>{esc(space.get('name', '?'))}</code>: {esc(space.get('description', ''))}"),
             ("factors", factors),
             ("base", esc(describe_base(study.record["base"])) if study.record.get("base") else "upstream"),
             (
                 "scheduler",
-                f"{esc(schedule_text(study.scheduler, study.metric, *rungs, study.args.get('budget')))}; "
+                f"{esc(study_schedule_text(study.args, study.record.get('preset', {}), study.metric))}; "
                 f"ranking metric <code>{RANK_METRIC}</code>",
             ),
             (
                 "budget spent",
-                f"{spent_text(epochs, spent, study.record['args'].get('budget'))}; up to {study.max_epochs} epochs a trial",
+                f"{spent_text(epochs, spent, study.args.get('budget'))}; up to {study.max_epochs} epochs a trial",
             ),
             ("trials", badges),
         ]
@@ -192,8 +189,7 @@ class Dashboard:
             "board": self.board_html(study),
             "links": self.links_html(),
             "curves": figures.curves(study, study.metric),
-            # the ranking metric beside the pruning metric; fd_feat (longitudinal fidelity) when they are one
-            "curves_rank": figures.curves(study, RANK_METRIC if study.metric != RANK_METRIC else "fd_feat"),
+            "curves_rank": figures.curves(study, companion_metric(study.metric)),
             "best": figures.best_so_far(study),
             "factors": figures.factors(study),
             "rungs": figures.rung_decisions(study),

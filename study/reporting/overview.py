@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from study.base import describe as describe_base
-from study.experiment import RANK_FLOOR, RANK_METRIC, schedule_text, scheduler_of, spent_text
+from study.experiment import RANK_FLOOR, RANK_METRIC, scheduler_of, spent_text, study_schedule_text
 from study.leaderboard import collapse_summary
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
@@ -42,18 +42,7 @@ def header_html(exp: Experiment) -> str:
         ("factors", factors),
         ("base", esc(describe_base(exp.record["base"])) if exp.record.get("base") else "the upstream configuration"),
         ("preset", sizes),
-        (
-            "scheduler",
-            esc(
-                schedule_text(
-                    scheduler_of(exp.args),
-                    exp.metric,
-                    exp.setting("grace_period"),
-                    exp.setting("reduction_factor"),
-                    exp.args.get("budget"),
-                )
-            ),
-        ),
+        ("scheduler", esc(study_schedule_text(exp.args, exp.preset, exp.metric))),
         ("pruning metric", f"<code>{esc(exp.metric)}</code> (ASHA, lower is better)"),
         (
             "ranking metric",

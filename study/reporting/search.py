@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from study.experiment import OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, STEPS_FILE
+from study.experiment import OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, STEPS_FILE, companion_metric
 from study.reporting.html import esc, figure_html, fmt, guarded, note, section, table_html
 from study.reporting.loading import Experiment, read_steps
 from study.reporting.overview import _describe_trial
@@ -21,8 +21,7 @@ from study.reporting.plotting import asha_rungs, is_categorical, log_axis, spans
 def curves_figure(exp: Experiment) -> str:
     """The pruning and ranking metrics (or fd_feat) per epoch for every trial; pruned trials dashed, ending where
     ASHA stopped them."""
-    # the ranking metric beside the pruning metric; fd_feat (longitudinal fidelity) when they are one
-    metrics = [exp.metric, RANK_METRIC if exp.metric != RANK_METRIC else "fd_feat"]
+    metrics = [exp.metric, companion_metric(exp.metric)]
     styles, handles = trial_styles(exp)
     fig, axes = plt.subplots(
         1, len(metrics), figsize=(6.4 * len(metrics) + 2.6, 4.4), squeeze=False, layout="constrained"
