@@ -5,7 +5,8 @@
 #
 #     nohup bash bench/campaign.sh > campaign.log 2>&1 &
 #
-# About 45 minutes per study and 27 minutes per evaluation run (two at a time) on the 2-core machine; evaluations
+# About 45 minutes per study and 16-36 minutes per evaluation run (36 epochs at a median 27 s, two at a time, slower
+# when the machine is shared) on the 2-core machine; evaluations
 # take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse), so each further
 # space re-trains only its best configuration's 5 seeds.
 set -euo pipefail
