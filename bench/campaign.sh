@@ -39,24 +39,28 @@ evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configura
 main() {  # the whole campaign; bash reads all of it before running, so the file may be edited meanwhile
     study curriculum --space curriculum
     evaluate curriculum
-    # Issue 13, part 2: a larger size's learning curve (50 epochs = 3,000 generator steps, one thread)
+    # Issue 13, part 2: a larger size's learning curve (50 epochs = 3,000 generator steps, one thread), beside the
+    # signal study so that both cores work
     curve=runs/curves/wgan_buffer_ladder_h64
     if [ ! -f "$curve/done" ]; then
         resume=()
         if [ -f "$curve/checkpoints/last.pt" ]; then resume=(--resume); else rm -rf "$curve"; fi  # nothing to resume
-        if $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}"; then touch "$curve/done"; fi
+        ( if $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}"; then
+            touch "$curve/done"; fi ) &
     fi
-    for space in $SPACES; do
-        study "$space" --space "$space"
-        evaluate "$space"
-    done
-    study baseline --space baseline # upstream alone, one trial per seed: the seed spread, nothing to re-train
-    # Issue 14: every trial to the full budget, then which signal at which rung predicts the final test quality.
+    # Issue 14, before the spaces because its tables set the pruning defaults they use: every trial to the full
+    # budget, then which signal at which rung predicts the final test quality.
     study signals --space all --scheduler none --num-samples 24
     if [ ! -f bench/pruning_signals.cpu.json ]; then
         $PY bench/pruning_signals.py experiments/signals --json bench/pruning_signals.cpu.json \
             --csv bench/pruning_signals.cpu.csv
     fi
+    wait  # the learning curve
+    for space in $SPACES; do
+        study "$space" --space "$space"
+        evaluate "$space"
+    done
+    study baseline --space baseline # upstream alone, one trial per seed: the seed spread, nothing to re-train
     # Issue 14: TPE with ASHA, PBT and TPE with no pruning at the same compute (8 full trials' worth), each winner
     # re-trained with 3 seeds on test patients.
     for scheduler in asha pbt none; do

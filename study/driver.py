@@ -327,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.address:
         tuning.start_ray(None, dashboard=not args.no_dashboard)
     print(preset.note, file=sys.stderr)
+    if overrides := preset_overrides(vars(args), preset):
+        print(f"this study differs from the preset: {overrides}", file=sys.stderr)
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
     print(f"base: {describe_base(base)}", file=sys.stderr)
@@ -338,6 +340,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if page is not None:
             page.terminate()
             print(f"the live study page stopped with the study; reopen it: python study/dashboard.py {folder}")
+
+
+OVERRIDE_WORDS = {  # the preset's study sizes a command line may change, as the note about them words them
+    "num_samples": "trials",
+    "max_epochs": "epochs at most",
+    "hidden": "hidden",
+    "batch_size": "batch",
+    "patients": "patients",
+}
+
+
+def preset_overrides(args: dict, preset: Preset) -> str:
+    """The study sizes given on the command line that differ from the preset's, e.g. '24 trials, hidden 64'."""
+    changed = []
+    for key, words in OVERRIDE_WORDS.items():
+        value = args.get(key)
+        if value is not None and value != getattr(preset, key):
+            changed.append(
+                f"{value} {words}" if key in ("num_samples", "max_epochs", "patients") else f"{words} {value}"
+            )
+    return ", ".join(changed)
 
 
 def start_live_page(folder: Path, port: int) -> subprocess.Popen:

@@ -139,3 +139,15 @@ def test_a_study_on_an_earlier_studys_base(tmp_path):
     exp = load_experiment(second)
     assert exp.record["base"]["from"]["trial_id"] == best["trial_id"]
     assert Path(second / "leaderboard.csv").is_file()
+
+
+def test_the_console_names_what_a_study_changes_of_its_preset():
+    from study.driver import preset_overrides
+    from study.presets import PRESETS
+
+    cpu = PRESETS["cpu"]
+    assert preset_overrides({"num_samples": None, "hidden": None}, cpu) == ""
+    assert preset_overrides({"num_samples": cpu.num_samples, "hidden": cpu.hidden}, cpu) == ""
+    assert preset_overrides({"num_samples": 24, "hidden": 64, "max_epochs": 10}, cpu) == (
+        "24 trials, 10 epochs at most, hidden 64"
+    )
