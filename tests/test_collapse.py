@@ -85,18 +85,43 @@ def test_the_summary_advises_only_what_the_best_trial_does_not_do():
             "trial_id": ["a", "b"],
             "status": ["completed", "completed"],
             "collapse": ["partial", "collapsed"],
-            **{f"last_{m}": [1.0, 0.1] for m in ("diversity_ratio", "distinct_share", "coverage", "joint_tvd")},
+            **{f"last_{m}": [1.0, 0.1] for m in ("diversity_ratio", "distinct_share")},
+            "last_coverage": [0.8, 0.1],
+            "last_joint_tvd": [0.05, 0.4],
             "last_fd_feat": [70.0, 70.0],
             "fd_feat_floor": [1.1, 1.1],
         }
     )
     upstream = collapse_summary(board, {"config": {"noise_prior": "uniform"}})
-    assert upstream.startswith("The best trial a is not collapsed but misses") and "1 of 2" not in upstream
+    assert upstream.startswith(
+        "The best trial a is not collapsed but misses the faithfulness targets on coverage 0.8 (>= 0.9), "
+        "fd_feat_ratio 63.6 (<= 5):"
+    )
+    assert "1 of 2" not in upstream
     assert "--set noise_prior=buffer" in upstream and "--space optimizer" in upstream
     buffered = collapse_summary(board, {"config": {"noise_prior": "buffer"}})  # the CPU preset's base
     assert "noise_prior" not in buffered and "--max-epochs" in buffered and "--space optimizer" in buffered
     searched = collapse_summary(board.assign(noise_prior=["uniform", "buffer"]), {"config": {"noise_prior": "buffer"}})
     assert "--set noise_prior=buffer" in searched  # a factor of the space: the best trial's own value counts
+    # every target met but fd_feat's: more training is not the advice, a larger generator is
+    only_fd = collapse_summary(board.assign(last_coverage=[0.95, 0.1]), {"config": {"noise_prior": "buffer"}})
+    assert "targets on fd_feat_ratio 63.6 (<= 5):" in only_fd
+    assert "--hidden" in only_fd and "--max-epochs" not in only_fd
+
+
+def test_missed_targets_name_each_value_and_its_target():
+    from healthgym_core.evaluation.collapse import missed_targets, verdict
+
+    good = {"coverage": 0.95, "joint_tvd": 0.08, "diversity_ratio": 0.7, "fd_feat": 5.0, "fd_feat_floor": 1.25}
+    assert missed_targets(good) == {} and verdict(good)[0] == "faithful"
+    assert missed_targets(good | {"fd_feat": 6.0}) == {}  # 6 / 1.25 = 4.8 meets it
+    assert missed_targets(good | {"fd_feat": 7.5}) == {"fd_feat_ratio": "6 (<= 5)"}
+    assert missed_targets(good | {"coverage": 0.85, "joint_tvd": 0.12}) == {
+        "coverage": "0.85 (>= 0.9)",
+        "joint_tvd": "0.12 (<= 0.1)",
+    }
+    lacking = {k: v for k, v in good.items() if k != "joint_tvd"}
+    assert list(missed_targets(lacking)) == ["joint_tvd"] and verdict(lacking)[0] == "partial"
 
 
 def test_the_report_ranks_an_earlier_study_as_the_leaderboard_ranks_now(tmp_path):
