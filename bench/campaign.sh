@@ -53,7 +53,7 @@ main() {  # the whole campaign; bash reads all of it before running, so the file
     study signals --space all --scheduler none --num-samples 24
     if [ ! -f bench/pruning_signals.cpu.json ]; then
         $PY bench/pruning_signals.py experiments/signals --json bench/pruning_signals.cpu.json \
-            --csv bench/pruning_signals.cpu.csv
+            --csv bench/pruning_signals.cpu.csv --seed-spread experiments/curriculum/final_summary.csv
     fi
     wait  # the learning curve
     for space in $SPACES; do

@@ -157,6 +157,15 @@ def replay_winner(exp, ran: dict[str, int], max_t: int) -> str | None:
     return str(done["trial_id"].iloc[0]) if len(done) else None
 
 
+def seed_spread(summary: Path) -> float:
+    """The seed sd of the test ranking metric for one configuration: the base arm's in an evaluation's summary."""
+    try:
+        table = pd.read_csv(summary).set_index("metric")
+        return float(table.loc[RANK_METRIC, "base_sd"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"--seed-spread {summary}: no base_sd for {RANK_METRIC} in it ({e})") from None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", type=Path)
@@ -165,11 +174,22 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=2, help="trials at once in the ASHA replay")
     p.add_argument("--graces", default="1,2,3,4,6,8,12", help="first rungs to replay")
     p.add_argument("--factors", default="2,3,4", help="reduction factors to replay")
-    p.add_argument("--seed-sd", type=float, default=float("nan"), help=f"seed sd of the test {RANK_METRIC}")
+    p.add_argument(
+        "--seed-spread",
+        type=Path,
+        default=None,
+        help=f"an evaluation's final_summary.csv: its base arm's seed sd of the test {RANK_METRIC} says whether a "
+        "replayed winner is as good as the no-pruning one (gap <= 2 sd, evaluate.py's rule for two arms)",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--csv", type=Path, default=None, help="every signal x epoch correlation")
     args = p.parse_args()
 
+    try:
+        seed_sd = seed_spread(args.seed_spread) if args.seed_spread else float("nan")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     exp = load_experiment(args.experiment.resolve())
     max_t = int(exp.preset.get("max_epochs") or exp.board["epochs"].max())
     max_t = int(exp.args.get("max_epochs") or max_t)
@@ -210,7 +230,7 @@ def main() -> int:
                         "winner": winner,
                         f"winner_test_{RANK_METRIC}": float(scores.loc[winner, RANK_METRIC]) if winner else np.nan,
                         "gap_to_no_pruning": gap,
-                        "within_seed_sd": bool(gap <= args.seed_sd) if math.isfinite(args.seed_sd) else None,
+                        "within_seed_spread": bool(gap <= 2 * seed_sd) if math.isfinite(seed_sd) else None,
                     }
                 )
     replay = pd.DataFrame(replays)
@@ -234,6 +254,7 @@ def main() -> int:
                     "trials": len(order),
                     "max_epochs": max_t,
                     "no_pruning_winner": best_all,
+                    "seed_sd": seed_sd,
                     "test_scores": scores.reset_index().to_dict(orient="records"),
                     "correlations": corr.to_dict(orient="records"),
                     "asha_replay": replay.to_dict(orient="records"),

@@ -177,7 +177,11 @@ def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_
     folder = copy_of(finished_study, tmp_path)
     out = tmp_path / "signals.json"
     cmd = [sys.executable, str(ROOT / "bench" / "pruning_signals.py"), str(folder), "--graces", "1", "--factors", "2"]
-    r = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, env=env(), timeout=600)
+    spread = tmp_path / "final_summary.csv"
+    pd.DataFrame({"metric": ["fd_feat", "emd_feat"], "base_sd": [9.0, 0.05]}).to_csv(spread, index=False)
+    r = subprocess.run(
+        [*cmd, "--json", str(out), "--seed-spread", str(spread)], capture_output=True, text=True, env=env(), timeout=600
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
     scores = pd.read_csv(folder / "test_scores.csv", dtype={"trial_id": str})
@@ -190,5 +194,10 @@ def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_
     # one or two, so ASHA runs 4 to 6 of the 6 trial-epochs
     assert replay["trial_epochs"].between(4, 6).all() and (replay["share"] == replay["trial_epochs"] / 6).all()
     assert {c["signal"] for c in result["correlations"]} >= {"emd_feat", "wasserstein_gap", "coverage"}
+    # a replayed winner counts as the no-pruning one's equal within two seed sds of the test emd_feat (0.05 here)
+    assert result["seed_sd"] == 0.05
+    assert (replay["within_seed_spread"] == (replay["gap_to_no_pruning"] <= 0.1)).all()
+    bad = subprocess.run([*cmd, "--seed-spread", str(tmp_path / "none.csv")], capture_output=True, text=True, env=env())
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--seed-spread" in bad.stderr
     again = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
     assert again.returncode == 0 and "scored" not in again.stderr  # the cached scores, not scored again
