@@ -56,8 +56,10 @@ def parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default=None,
-        help="sizes: cpu (laptop), gpu (paper size), smoke (tests); default: gpu if the cluster has GPUs, else cpu",
+        help="sizes: cpu (laptop), quick (a first look: base and upstream only), gpu (paper size), smoke (tests); "
+        "default: gpu if the cluster has GPUs, else cpu",
     )
+    p.add_argument("--quick", action="store_true", help="same as --preset quick: the base against upstream, 12 epochs")
     p.add_argument(
         "--smoke", action="store_true", help="same as --preset smoke: a tiny study for tests (34 s measured)"
     )
@@ -181,7 +183,7 @@ def experiment_dirs(args: argparse.Namespace) -> tuple[str, Path]:
 
 
 def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
-    name = "smoke" if args.smoke else args.preset or ("gpu" if cluster_gpus > 0 else "cpu")
+    name = "smoke" if args.smoke else "quick" if args.quick else args.preset or ("gpu" if cluster_gpus > 0 else "cpu")
     return PRESETS[name]
 
 
@@ -301,9 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
             f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning"
         )
+    if args.scheduler == "asha" and grace == max_t:  # the first rung is the last epoch: nothing to prune
+        args.scheduler = "none"
     if args.budget is not None and args.budget < max_t:
         raise ConfigError(f"--budget {args.budget} is less than one trial's {max_t} epochs (--max-epochs)")
-    if args.address and cluster_gpus == 0 and args.preset is None and not args.smoke:
+    if args.address and cluster_gpus == 0 and args.preset is None and not (args.smoke or args.quick):
         print(
             "note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
             f"--preset gpu --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} so that trials ask for GPU workers",

@@ -151,3 +151,15 @@ def test_the_console_names_what_a_study_changes_of_its_preset():
     assert preset_overrides({"num_samples": 24, "hidden": 64, "max_epochs": 10}, cpu) == (
         "24 trials, 10 epochs at most, hidden 64"
     )
+
+
+def test_quick_runs_the_cpu_base_against_upstream_without_pruning():
+    from study.driver import choose_preset, parser
+    from study.presets import PRESETS
+
+    quick = choose_preset(parser().parse_args(["--quick"]), cluster_gpus=0)
+    assert quick is choose_preset(parser().parse_args(["--preset", "quick"]), cluster_gpus=4)
+    # two trials: the base, then the upstream reference; both to the end (the first rung is the last epoch)
+    assert quick.num_samples == 2 and quick.grace_period == quick.max_epochs == 12
+    assert quick.base == PRESETS["cpu"].base and quick.hidden == PRESETS["cpu"].hidden
+    assert choose_preset(parser().parse_args([]), cluster_gpus=0).name == "cpu"
