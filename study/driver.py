@@ -72,9 +72,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler",
         choices=SCHEDULERS,
-        default="asha",
+        default=None,
         help="asha: prune weak trials at rungs; pbt: population-based training (copies good trials' weights "
-        "into poor ones and perturbs their mutable factors); none: every trial to --max-epochs",
+        "into poor ones and perturbs their mutable factors); none: every trial to --max-epochs. Default: asha, "
+        "or none with --quick",
     )
     p.add_argument("--no-pruning", action="store_true", help="the same as --scheduler none")
     p.add_argument(
@@ -268,7 +269,7 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.no_pruning:
-        if args.scheduler not in ("asha", "none"):
+        if args.scheduler not in (None, "asha", "none"):
             raise ConfigError(f"--no-pruning contradicts --scheduler {args.scheduler}; give one of them")
         args.scheduler = "none"
     space = load_space(args.space)
@@ -297,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cluster_gpus = float(torch.cuda.device_count())
     preset = choose_preset(args, cluster_gpus)
+    if args.scheduler is None:  # a preset without pruning runs every trial to the end unless rungs are given
+        args.scheduler = "asha" if (preset.pruning or args.grace_period) and not args.no_pruning else "none"
     grace, max_t = args.grace_period or preset.grace_period, args.max_epochs or preset.max_epochs
     if args.scheduler == "asha" and grace > max_t:
         raise ConfigError(

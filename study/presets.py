@@ -37,6 +37,7 @@ class Preset:
     reduction_factor: int
     note: str
     base: dict = field(default_factory=dict)  # training options every trial starts from (over upstream; --set wins)
+    pruning: bool = True  # False: the default scheduler runs every trial to the end (--scheduler still wins)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,8 +72,8 @@ PRESETS = {
         reduction_factor=3,
         note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 4 trials (the "
         "base, the upstream reference and 2 proposals) x up to 36 epochs on a base that leaves collapse but misses "
-        "fd_feat's target, as every setting measured does (docs/learning_curves.md); 45 minutes measured on a 2-core machine; a laptop study, not the paper size "
-        "(--preset gpu, or --hidden/--batch-size/--patients)",
+        "fd_feat's target, as every setting measured does (docs/learning_curves.md); 45 minutes measured on a "
+        "2-core machine; a laptop study, not the paper size (--preset gpu, or --hidden/--batch-size/--patients)",
         base=CPU_BASE,
     ),
     # The base next to the upstream reference, each to 12 epochs (720 generator steps): in the 5-seed evaluation
@@ -92,6 +93,7 @@ PRESETS = {
         "no proposals and no pruning: does the base leave collapse on this data where upstream does not; "
         "QUICK_MINUTES minutes measured on a 2-core machine. Drop --quick for the search",
         base=CPU_BASE,
+        pruning=False,
     ),
     "gpu": Preset(
         "gpu",

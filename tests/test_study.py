@@ -214,3 +214,18 @@ def test_gpus_per_trial_default():
     assert gpus_per_trial(None, 8) == DEFAULT_GPUS_PER_TRIAL == 0.25  # placeholder until measured on a GPU
     assert gpus_per_trial(0.0, 8) == 0.0  # an explicit 0 is kept, not replaced by the default
     assert gpus_per_trial(0.5, 0) == 0.5
+
+
+def test_quick_runs_the_base_and_the_upstream_reference_to_the_end(tmp_path):
+    """--quick at a tiny size: two trials, the base and the upstream reference, each to --max-epochs (no pruning,
+    although the quick preset's first rung would lie past it), and the console says what differs from the preset."""
+    r = study(
+        "--space", "curriculum", "--quick", "--patients", 92, "--hidden", 8, "--batch-size", 64, "--max-epochs", 2,
+        "--storage", tmp_path, "--no-dashboard", timeout=400,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "quick preset" in r.stderr and "scheduler: no pruning: every trial to the end" in r.stderr
+    assert "this study differs from the preset: 2 epochs at most, hidden 8, batch 64, 92 patients" in r.stderr
+    board = pd.read_parquet(tmp_path / "curriculum" / "leaderboard.parquet")
+    assert sorted(board["role"]) == ["base", "upstream reference"]
+    assert (board["status"] == "completed").all() and (board["epochs"] == 2).all()
