@@ -304,6 +304,7 @@ def run_study(
             run_config=tune.RunConfig(
                 name=args.name,
                 storage_path=storage,
+                callbacks=[LastStep()],
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=3,
@@ -314,8 +315,40 @@ def run_study(
                 verbose=1,
             ),
         )
+    LastStep.statuses = None
     results = tuner.fit()
+    if interrupted(results, num_samples if space.factors and not args.budget else None):
+        storage_option = "" if args.storage == "experiments" else f" --storage {args.storage}"
+        print(
+            f"interrupted: {results.num_terminated} of {len(results)} trials ended; no leaderboard and no cohort "
+            f"written. Continue with: python study/run.py --space {args.space} --name {args.name}{storage_option} "
+            "--resume",
+            file=sys.stderr,
+        )
+        return 130
     return finish(results, args, space, max_epochs, folder, config, base)
+
+
+class LastStep(tune.Callback):
+    """The trials' statuses at the end of Tune's last step. On Ctrl-C Tune leaves its loop and then stops the running
+    trials as TERMINATED, as if they had ended; this snapshot, taken before that, still shows them running. Kept on
+    the class: a restored Tuner runs the instance unpickled from its own state, in this process."""
+
+    statuses: dict[str, str] | None = None
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        LastStep.statuses = {t.trial_id: t.status for t in trials}
+
+
+def interrupted(results: tune.ResultGrid, expected: int | None) -> bool:
+    """Whether Tune stopped before the study ended (Ctrl-C, SIGUSR1): at the end of its last step a trial was still
+    pending, running or paused, or there are fewer trials than `expected` (the trial count, when a search has one).
+    A study started before `LastStep` existed has no snapshot; then only a trial Tune left unstopped counts."""
+    if expected is not None and len(results) < expected:
+        return True
+    if LastStep.statuses is not None:
+        return any(status not in ("TERMINATED", "ERROR") for status in LastStep.statuses.values())
+    return results.num_terminated + results.num_errors < len(results)
 
 
 def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -> pd.DataFrame:

@@ -156,10 +156,25 @@ def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path):
         "--no-dashboard",
     )
     folder = tmp_path / "critic"
+    # Ctrl-C once some epochs have been reported: Tune stops, and the driver writes no leaderboard or cohort for a
+    # study that has not ended, says how to continue and exits 130.
     p = start_study(*args)
     try:
-        # Kill the driver with SIGKILL once some epochs have been reported, mid-study.
         assert wait_for(lambda: sum(len(x) for x in results(folder)) >= 2, timeout=240), (
+            p.stderr.read() if p.poll() else ""
+        )
+        os.kill(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        kill_session(p.pid)
+    assert p.returncode == 130, err[-3000:]
+    assert f"Continue with: python study/run.py --space critic --name critic --storage {tmp_path} --resume" in err
+    assert not (folder / "leaderboard.parquet").exists() and not (folder / "synthetic_best.csv").exists()
+    # Then SIGKILL mid-study (a session that ends), after the resumed study has reported more epochs.
+    before = sum(len(x) for x in results(folder))
+    p = start_study(*args, "--resume")
+    try:
+        assert wait_for(lambda: sum(len(x) for x in results(folder)) >= before + 2, timeout=240), (
             p.stderr.read() if p.poll() else ""
         )
         os.kill(p.pid, signal.SIGKILL)
