@@ -59,7 +59,11 @@ def parser() -> argparse.ArgumentParser:
         help="sizes: cpu (laptop), quick (a first look: base and upstream only), gpu (paper size), smoke (tests); "
         "default: gpu if the cluster has GPUs, else cpu",
     )
-    p.add_argument("--quick", action="store_true", help="same as --preset quick: the base against upstream, 12 epochs (7.5 min measured)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="same as --preset quick: the base against upstream, 12 epochs (7.5 min measured)",
+    )
     p.add_argument(
         "--smoke", action="store_true", help="same as --preset smoke: a tiny study for tests (34 s measured)"
     )
