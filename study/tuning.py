@@ -320,7 +320,7 @@ def run_study(
     if interrupted(results, num_samples if space.factors and not args.budget else None):
         storage_option = "" if args.storage == "experiments" else f" --storage {args.storage}"
         print(
-            f"interrupted: {results.num_terminated} of {len(results)} trials ended; no leaderboard and no cohort "
+            f"interrupted: {ended_trials(results)} of {len(results)} trials ended; no leaderboard and no cohort "
             f"written. Continue with: python study/run.py --space {args.space} --name {args.name}{storage_option} "
             "--resume",
             file=sys.stderr,
@@ -340,15 +340,20 @@ class LastStep(tune.Callback):
         LastStep.statuses = {t.trial_id: t.status for t in trials}
 
 
+def ended_trials(results: tune.ResultGrid) -> int:
+    """Trials that completed, were pruned or errored (by the last step's snapshot when there is one)."""
+    if LastStep.statuses is not None:
+        return sum(status in ("TERMINATED", "ERROR") for status in LastStep.statuses.values())
+    return results.num_terminated + results.num_errors
+
+
 def interrupted(results: tune.ResultGrid, expected: int | None) -> bool:
     """Whether Tune stopped before the study ended (Ctrl-C, SIGUSR1): at the end of its last step a trial was still
     pending, running or paused, or there are fewer trials than `expected` (the trial count, when a search has one).
     A study started before `LastStep` existed has no snapshot; then only a trial Tune left unstopped counts."""
     if expected is not None and len(results) < expected:
         return True
-    if LastStep.statuses is not None:
-        return any(status not in ("TERMINATED", "ERROR") for status in LastStep.statuses.values())
-    return results.num_terminated + results.num_errors < len(results)
+    return ended_trials(results) < len(LastStep.statuses if LastStep.statuses is not None else results)
 
 
 def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -> pd.DataFrame:
