@@ -61,12 +61,18 @@ def collapse_metrics(
     return out
 
 
-def missed_targets(metrics: dict) -> dict[str, str]:
-    """The faithfulness targets a result misses, each as its value and the target ('0.8 (>= 0.9)'); a metric the
-    result lacks counts as missed. `fd_feat_ratio` is computed from fd_feat and its floor when absent."""
+def with_fd_feat_ratio(metrics: dict) -> dict:
+    """A copy of `metrics` with `fd_feat_ratio` (fd_feat / its floor) added when absent and a floor is given."""
     m = dict(metrics)
     if "fd_feat_ratio" not in m and m.get("fd_feat_floor"):
         m["fd_feat_ratio"] = m.get("fd_feat", np.nan) / m["fd_feat_floor"]
+    return m
+
+
+def missed_targets(metrics: dict) -> dict[str, str]:
+    """The faithfulness targets a result misses, each as its value and the target ('0.8 (>= 0.9)'); a metric the
+    result lacks counts as missed. `fd_feat_ratio` is computed from fd_feat and its floor when absent."""
+    m = with_fd_feat_ratio(metrics)
     missed = {}
     for k, (op, v) in FAITHFUL.items():
         x = m.get(k, np.nan)
@@ -77,9 +83,7 @@ def missed_targets(metrics: dict) -> dict[str, str]:
 
 def verdict(metrics: dict) -> tuple[str, str]:
     """("collapsed" | "partial" | "faithful", the numbers behind it). `fd_feat_ratio` is fd_feat / its floor."""
-    m = dict(metrics)
-    if "fd_feat_ratio" not in m and m.get("fd_feat_floor"):
-        m["fd_feat_ratio"] = m.get("fd_feat", np.nan) / m["fd_feat_floor"]
+    m = with_fd_feat_ratio(metrics)
     div, dist = m.get("diversity_ratio", np.nan), m.get("distinct_share", np.nan)
     shown = ", ".join(
         f"{k} {m[k]:.3g}"
