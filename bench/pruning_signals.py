@@ -1,9 +1,11 @@
 """Which early signal predicts a trial's final quality on test patients, and what ASHA would have spent.
 
-    python bench/pruning_signals.py EXPERIMENT [--json bench/pruning_signals.NAME.json] [--csv ...]
+    python bench/pruning_signals.py SOURCE [SOURCE ...] [--export RECORD.csv] [--json ...] [--csv ...]
 
-EXPERIMENT is a study run to its full budget with no pruning (`python study/run.py ... --scheduler none`). The
-script
+A SOURCE is a study run to its full budget with no pruning (`python study/run.py ... --scheduler none`), or the
+record `--export` wrote of one: each trial's per-epoch signals, configuration and final test quality in one small
+CSV, which outlives the experiment folder (commit it), so a signal study can run in batches, in different sessions,
+and be read as one. The trials of all SOURCEs are read together, in the order given. The script
 1. scores every completed trial's last checkpoint on the test patients (the same scoring as `study/evaluate.py`;
    cached in EXPERIMENT/test_scores.csv, so a second call scores nothing);
 2. for every signal a trial reports per epoch and every epoch (a candidate first rung), the Spearman correlation
@@ -25,6 +27,7 @@ import heapq
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import write_table  # noqa: E402
+from healthgym_core.errors import ConfigError  # noqa: E402
 from study.experiment import RANK_METRIC, study_data  # noqa: E402
 from study.leaderboard import COLLAPSE, LOWER_IS_BETTER, completed_by_rank, trial_row  # noqa: E402
 from study.reporting.loading import checkpoint_file, load_experiment  # noqa: E402
@@ -45,6 +49,8 @@ SIGNALS += tuple(c for c in COLLAPSE if c != "joint_max_cell")
 QUALITIES = (RANK_METRIC, "fd_feat", "joint_cell_coverage")  # on test patients, at the end of the full budget
 SCORES_FILE = "test_scores.csv"
 BOOTSTRAP = 2000
+CONFIG = "config."  # a record's column prefix for a trial's configuration (factors, seed, reference)
+TEST = "test_"  # ... and for its final test quality
 
 
 def orient(metric: str) -> float:
@@ -144,15 +150,108 @@ def replay_asha(curves: dict[str, pd.Series], max_t: int, grace: int, rf: float,
     return ran
 
 
-def replay_winner(exp, ran: dict[str, int], max_t: int) -> str | None:
+@dataclass
+class Trials:
+    """No-pruning trials as the analysis reads them: start order, configurations, per-epoch curves, test quality."""
+
+    order: list[str]  # trial ids in start order
+    configs: dict[str, dict]  # trial id -> its factors, seed and reference
+    factors: list[str]
+    histories: dict[str, pd.DataFrame]  # trial id -> one row per epoch (numeric columns)
+    scores: pd.DataFrame  # index trial id, columns QUALITIES
+    max_t: int
+
+    def record(self) -> pd.DataFrame:
+        """One row per trial and epoch: the trial, its configuration, its final test quality, its signals."""
+        parts = []
+        for number, t in enumerate(self.order):
+            h = self.histories[t].select_dtypes("number").copy()
+            front = {"trial_id": t, "trial_number": number, "max_epochs": self.max_t}
+            front |= {CONFIG + k: self.configs[t].get(k) for k in (*self.factors, "seed", "reference")}
+            front |= {TEST + q: float(self.scores.loc[t, q]) for q in QUALITIES}
+            parts.append(pd.concat([pd.DataFrame([front] * len(h), index=h.index), h], axis=1))
+        return pd.concat(parts, ignore_index=True)
+
+    @classmethod
+    def from_record(cls, path: Path) -> Trials:
+        try:
+            table = pd.read_csv(path, dtype={"trial_id": str})
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: not a readable signal record ({e})") from None
+        need = {"trial_id", "trial_number", "max_epochs", "epoch", *(TEST + q for q in QUALITIES)}
+        if missing := sorted(need - set(table.columns)):
+            raise ConfigError(f"{path}: not a signal record (no column {missing[0]}; write one with --export)")
+        table["trial_id"] = path.stem + "/" + table["trial_id"]  # ids unique across batches
+        keys = [c for c in table.columns if c.startswith(CONFIG)]
+        firsts = table.sort_values(["trial_number", "epoch"]).groupby("trial_id", sort=False).first()
+        firsts = firsts.sort_values("trial_number")
+        signals = [c for c in table.columns if c not in {"trial_id", "trial_number", "max_epochs", *keys}]
+        signals = [c for c in signals if not c.startswith(TEST)]
+        return cls(
+            order=list(firsts.index),
+            configs={t: {k[len(CONFIG) :]: _plain(r[k]) for k in keys} for t, r in firsts.iterrows()},
+            factors=[k[len(CONFIG) :] for k in keys if k[len(CONFIG) :] not in ("seed", "reference")],
+            histories={t: g.sort_values("epoch")[signals].reset_index(drop=True) for t, g in table.groupby("trial_id")},
+            scores=firsts[[TEST + q for q in QUALITIES]].rename(columns=lambda c: c[len(TEST) :]),
+            max_t=int(firsts["max_epochs"].max()),
+        )
+
+    @classmethod
+    def from_experiment(cls, folder: Path, samples: int, seed: int) -> Trials:
+        exp = load_experiment(folder)
+        max_t = int(exp.args.get("max_epochs") or exp.preset.get("max_epochs") or exp.board["epochs"].max())
+        done = exp.board[exp.board["status"] == "completed"]
+        others = len(exp.board) - len(done)
+        print(f"{exp.folder}: {len(done)} trials completed {max_t} epochs ({others} not, left out)", file=sys.stderr)
+        scores = test_scores(exp, samples, seed).set_index("trial_id")
+        board = exp.board.sort_values("trial_number")
+        order = [t for t in board["trial_id"] if t in scores.index]
+        rows = board.set_index("trial_id")
+        keys = (*exp.factors, "seed", "reference")
+        return cls(
+            order=order,
+            configs={t: {k: _plain(rows.at[t, k]) for k in keys if k in rows} for t in order},
+            factors=list(exp.factors),
+            histories={t: exp.histories[t] for t in order},
+            scores=scores.loc[order, list(QUALITIES)],
+            max_t=max_t,
+        )
+
+    @classmethod
+    def read(cls, sources: list[Path], samples: int, seed: int) -> Trials:
+        """The trials of every source, in the order given (a folder: a study; a file: an exported record)."""
+        parts = [cls.from_experiment(s.resolve(), samples, seed) if s.is_dir() else cls.from_record(s) for s in sources]
+        if len({p.max_t for p in parts}) > 1:
+            budgets = ", ".join(f"{s}: {p.max_t}" for s, p in zip(sources, parts))
+            raise ConfigError(f"the sources ran different epoch budgets ({budgets}); read ones of one budget together")
+        ids = [t for p in parts for t in p.order]
+        if len(set(ids)) < len(ids):
+            raise ConfigError("a trial appears in two sources (the same study given twice?)")
+        return cls(
+            order=ids,
+            configs={t: c for p in parts for t, c in p.configs.items()},
+            factors=list(dict.fromkeys(f for p in parts for f in p.factors)),
+            histories={t: h for p in parts for t, h in p.histories.items()},
+            scores=pd.concat([p.scores for p in parts]),
+            max_t=parts[0].max_t,
+        )
+
+
+def _plain(value):
+    """A configuration value as the leaderboard stores it (NaN read from a CSV: absent)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def replay_winner(trials: Trials, ran: dict[str, int]) -> str | None:
     """The trial the leaderboard would rank first had each trial stopped after `ran[trial]` epochs."""
     rows = []
-    for _, row in exp.board.iterrows():
-        t = row["trial_id"]
+    for t in trials.order:
         if t not in ran:
             continue
-        h = exp.histories[t]
-        rows.append(trial_row(t, row.to_dict(), exp.factors, h[h["epoch"] <= ran[t]], max_t))
+        h = trials.histories[t]
+        rows.append(trial_row(t, trials.configs[t], trials.factors, h[h["epoch"] <= ran[t]], trials.max_t))
     done = completed_by_rank(pd.DataFrame(rows))
     return str(done["trial_id"].iloc[0]) if len(done) else None
 
@@ -168,7 +267,7 @@ def seed_spread(summary: Path) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("experiment", type=Path)
+    p.add_argument("sources", type=Path, nargs="+", metavar="SOURCE", help="a study folder or an exported record")
     p.add_argument("--samples", type=int, default=0, help="synthetic patients per trial (default: 2x the test set)")
     p.add_argument("--seed", type=int, default=1000, help="the sampling seed for the test scores")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once in the ASHA replay")
@@ -181,23 +280,25 @@ def main() -> int:
         help=f"an evaluation's final_summary.csv: its base arm's seed sd of the test {RANK_METRIC} says whether a "
         "replayed winner is as good as the no-pruning one (gap <= 2 sd, evaluate.py's rule for two arms)",
     )
+    p.add_argument("--export", type=Path, default=None, help="write the sources' trials as one record (a CSV)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--csv", type=Path, default=None, help="every signal x epoch correlation")
     args = p.parse_args()
 
     try:
         seed_sd = seed_spread(args.seed_spread) if args.seed_spread else float("nan")
-    except ValueError as e:
+        for s in args.sources:
+            if not s.exists():
+                raise ConfigError(f"{s}: no such study folder or record")
+        trials = Trials.read(args.sources, args.samples, args.seed)
+    except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    exp = load_experiment(args.experiment.resolve())
-    max_t = int(exp.preset.get("max_epochs") or exp.board["epochs"].max())
-    max_t = int(exp.args.get("max_epochs") or max_t)
-    done = exp.board[exp.board["status"] == "completed"]
-    others = len(exp.board) - len(done)
-    print(f"{exp.folder}: {len(done)} trials completed {max_t} epochs ({others} not, left out)", file=sys.stderr)
-    scores = test_scores(exp, args.samples, args.seed).set_index("trial_id")
-    curves = {t: exp.histories[t] for t in scores.index}
+    if args.export:
+        write_table(trials.record(), args.export)
+        print(f"wrote {args.export}: {len(trials.order)} trials", file=sys.stderr)
+    scores, order, max_t = trials.scores, trials.order, trials.max_t
+    curves = trials.histories
 
     tables = {}
     for quality in QUALITIES:
@@ -206,19 +307,17 @@ def main() -> int:
     if args.csv:
         corr.to_csv(args.csv, index=False, float_format="%.4f")
 
-    order = exp.board.sort_values("trial_number")["trial_id"]
-    order = [t for t in order if t in scores.index]
-    best_all = replay_winner(exp, dict.fromkeys(order, max_t), max_t)
+    best_all = replay_winner(trials, dict.fromkeys(order, max_t))
     total = len(order) * max_t
     replays = []
     for signal in ("emd_feat", "wasserstein_gap", "critic_gap", "fd_feat", "sliced_w"):
-        series = {t: orient(signal) * exp.histories[t].set_index("epoch")[signal] for t in order}
+        series = {t: orient(signal) * curves[t].set_index("epoch")[signal] for t in order}
         for grace in (int(g) for g in args.graces.split(",")):
             for rf in (int(f) for f in args.factors.split(",")):
                 if grace >= max_t:
                     continue
                 ran = replay_asha(series, max_t, grace, rf, args.concurrency)
-                winner = replay_winner(exp, ran, max_t)
+                winner = replay_winner(trials, ran)
                 gap = float(scores.loc[winner, RANK_METRIC] - scores.loc[best_all, RANK_METRIC]) if winner else np.nan
                 replays.append(
                     {
@@ -250,7 +349,7 @@ def main() -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "experiment": str(args.experiment),
+                    "sources": [str(s) for s in args.sources],
                     "trials": len(order),
                     "max_epochs": max_t,
                     "no_pruning_winner": best_all,

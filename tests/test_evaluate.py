@@ -1,5 +1,7 @@
 """study/evaluate.py on a finished smoke study: re-training with seeds and scoring on test patients."""
 
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -179,9 +181,11 @@ def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_
     cmd = [sys.executable, str(ROOT / "bench" / "pruning_signals.py"), str(folder), "--graces", "1", "--factors", "2"]
     spread = tmp_path / "final_summary.csv"
     pd.DataFrame({"metric": ["fd_feat", "emd_feat"], "base_sd": [9.0, 0.05]}).to_csv(spread, index=False)
+    record = tmp_path / "signals-1.csv"
     r = subprocess.run(
-        [*cmd, "--json", str(out), "--seed-spread", str(spread)], capture_output=True, text=True, env=env(), timeout=600
-    )
+        [*cmd, "--json", str(out), "--seed-spread", str(spread), "--export", str(record)],
+        capture_output=True, text=True, env=env(), timeout=600,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
     scores = pd.read_csv(folder / "test_scores.csv", dtype={"trial_id": str})
@@ -201,3 +205,14 @@ def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--seed-spread" in bad.stderr
     again = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
     assert again.returncode == 0 and "scored" not in again.stderr  # the cached scores, not scored again
+    # the exported record, read without the experiment folder, gives the same tables
+    shutil.rmtree(folder)
+    from_record = tmp_path / "from_record.json"
+    cmd[2] = str(record)
+    r = subprocess.run([*cmd, "--json", str(from_record)], capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads(from_record.read_text())
+    assert again["no_pruning_winner"] == "signals-1/" + result["no_pruning_winner"]
+    for key in ("correlations", "asha_replay"):
+        a, b = pd.DataFrame(result[key]), pd.DataFrame(again[key])
+        pd.testing.assert_frame_equal(a.select_dtypes("number"), b.select_dtypes("number"))

@@ -1,6 +1,7 @@
 """bench/pruning_signals.py: rank correlations with a bootstrap interval, and ASHA replayed with Ray's own scheduler."""
 
 import importlib.util
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from tests.study_helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("pruning_signals", ROOT / "bench" / "pruning_signals.py")
 ps = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = ps  # its dataclass looks its module up
 spec.loader.exec_module(ps)
 
 
@@ -70,3 +72,42 @@ def test_rank_correlations_are_oriented_and_bootstrapped():
     assert lo < table.loc[("coverage", 2), "rho"] < hi and hi - lo > 0.5  # noise: a wide interval
     assert table.loc[("fd_feat", 1), "rho"] == pytest.approx(-1.0)
     assert set(table["n"]) == {12}
+
+
+def test_an_exported_record_reads_back_as_the_same_trials(tmp_path):
+    """A batch's record (CSV) holds what the analysis reads: order, configuration, curves and test quality; two
+    batches read together keep their order and stay apart."""
+    rng = np.random.default_rng(1)
+    order = ["b2", "a1", "c3"]
+    trials = ps.Trials(
+        order=order,
+        configs={t: {"n_critic": i + 1, "schedule": "full", "seed": i, "reference": ""} for i, t in enumerate(order)},
+        factors=["n_critic", "schedule"],
+        histories={
+            t: pd.DataFrame({"epoch": [1, 2, 3], "emd_feat": rng.random(3), "coverage": rng.random(3)}) for t in order
+        },
+        scores=pd.DataFrame({q: rng.random(3) for q in ps.QUALITIES}, index=order),
+        max_t=3,
+    )
+    path = tmp_path / "batch1.csv"
+    trials.record().to_csv(path, index=False)
+    back = ps.Trials.from_record(path)
+    ids = [f"batch1/{t}" for t in order]
+    assert back.order == ids and back.max_t == 3 and back.factors == ["n_critic", "schedule"]
+    assert back.configs[ids[1]] == {"n_critic": 2, "schedule": "full", "seed": 1, "reference": None}
+    for t, i in zip(order, ids):
+        pd.testing.assert_frame_equal(back.histories[i][trials.histories[t].columns], trials.histories[t])
+        assert back.scores.loc[i].tolist() == pytest.approx(trials.scores.loc[t].tolist())
+    other = tmp_path / "batch2.csv"
+    trials.record().to_csv(other, index=False)
+    both = ps.Trials.read([path, other], samples=0, seed=0)
+    assert both.order == ids + [f"batch2/{t}" for t in order] and len(both.scores) == 6
+    with pytest.raises(ps.ConfigError, match="a trial appears in two sources"):
+        ps.Trials.read([path, path], samples=0, seed=0)
+    longer = trials.record().assign(max_epochs=4)
+    longer.to_csv(tmp_path / "longer.csv", index=False)
+    with pytest.raises(ps.ConfigError, match="different epoch budgets"):
+        ps.Trials.read([path, tmp_path / "longer.csv"], samples=0, seed=0)
+    pd.DataFrame({"epoch": [1]}).to_csv(tmp_path / "not.csv", index=False)
+    with pytest.raises(ps.ConfigError, match="not.csv: not a signal record"):
+        ps.Trials.from_record(tmp_path / "not.csv")
