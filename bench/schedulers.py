@@ -1,6 +1,7 @@
 """Schedulers side by side at one compute budget: what each study spent and how good its winner is on test patients.
 
     python bench/schedulers.py experiments/sched-asha experiments/sched-pbt experiments/sched-none [--json OUT]
+    python bench/schedulers.py bench/schedulers/sched-asha.json ...   # rows an earlier call wrote with --json
 
 Each folder is a study run with `--budget` (`bench/campaign.sh` runs TPE with ASHA, PBT and TPE with no pruning on
 one space and one budget) and evaluated with `study/evaluate.py --top 1`: the study's winner (the leaderboard's
@@ -64,10 +65,22 @@ def summary(folder: Path) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("experiments", nargs="+", type=Path)
+    p.add_argument("sources", nargs="+", type=Path, help="study folders, or the JSON rows --json wrote of them")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    rows = [summary(f.resolve()) for f in args.experiments]
+    rows = []
+    for f in args.sources:
+        if f.is_file():  # an earlier call's rows: the table outlives the experiment folders
+            try:
+                read = json.loads(f.read_text())
+                if not isinstance(read, list) or not all(isinstance(r, dict) and "study" in r for r in read):
+                    raise ValueError("not a list of study rows")
+            except (OSError, ValueError) as e:
+                print(f"error: {f}: not the rows bench/schedulers.py --json writes ({e})", file=sys.stderr)
+                return 2
+            rows += read
+        else:
+            rows.append(summary(f.resolve()))
     print(
         "| study | scheduler | trials (completed) | trial-epochs | winner | seeds | "
         + " | ".join(f"test {m}" for m in QUALITY)
