@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # The long measurements behind docs/results.md (issue 13) and bench/README.md's pruning tables (issue 14), in order,
-# at the CPU preset. A step whose result exists is skipped and an interrupted one is resumed (--resume), so the same
-# command continues the campaign in a later session:
+# at the CPU preset:
 #
 #     nohup bash bench/campaign.sh > campaign.log 2>&1 &
 #
+# A step is done when its small result is in the repository (docs/results/SPACE.final_summary.csv, a signal batch's
+# bench/signals/signals-N.csv, bench/schedulers.cpu.md): commit those as they appear, because an experiment folder
+# does not outlive the machine it ran on, and a later session on a fresh clone continues from the committed results.
+# A step interrupted on the same machine resumes from its folder (--resume).
+#
 # About 45 minutes per study and 16-36 minutes per evaluation run (36 epochs at a median 27 s, two at a time, slower
-# when the machine is shared) on the 2-core machine; evaluations
-# take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse), so each further
-# space re-trains only its best configuration's 5 seeds.
+# when the machine is shared) on the 2-core machine; 72 minutes per 8-trial signal batch (36 epochs at 30 s, two at
+# a time). Evaluations take the upstream and base runs over from the curriculum study's when its folder is here
+# (study/evaluate.py --reuse), so each further space re-trains only its best configuration's 5 seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 SPACES=${SPACES:-"critic correlation optimizer quirks full all"}
+# The signal study: batches NAME:SEED:TRIALS, training seeds SEED..SEED+TRIALS-1, 0-23 in all; each batch starts with
+# the base and the upstream reference, as every study does.
+BATCHES=${BATCHES:-"1:0:8 2:8:4 3:12:4 4:16:8"}
 
 study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it, until its leaderboard exists
     local name=$1
@@ -25,50 +32,70 @@ study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it
 }
 
 evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configuration, until final_summary.csv
-    local folder=experiments/$1 seeds=${2:-5} plan
+    local folder=experiments/$1 seeds=${2:-5} plan reuse=()
     plan=$(ls -t "$folder"/final-*/evaluation.json 2>/dev/null | head -1 || true)
     if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
+    if [ "$1" != curriculum ] && ls experiments/curriculum/final-*/evaluation.json > /dev/null 2>&1; then
+        reuse=(--reuse experiments/curriculum)
+    fi
     echo "== evaluate $1"
     if [ -n "$plan" ]; then
-        $PY study/evaluate.py "$folder" --resume --no-dashboard --reuse experiments/curriculum
+        $PY study/evaluate.py "$folder" --resume --no-dashboard "${reuse[@]}"
     else
-        $PY study/evaluate.py "$folder" --top 1 --seeds "$seeds" --no-dashboard --reuse experiments/curriculum
+        $PY study/evaluate.py "$folder" --top 1 --seeds "$seeds" --no-dashboard "${reuse[@]}"
     fi
 }
 
+space() {  # space NAME [SEEDS] [STUDY ARGS...]: study and evaluation, their tables kept in docs/results/NAME.*
+    local name=$1 seeds=$2
+    shift 2
+    if [ -f "docs/results/$name.final_summary.csv" ]; then return; fi
+    study "$name" "$@"
+    evaluate "$name" "$seeds"
+    cp "experiments/$name/final_summary.csv" "docs/results/$name.final_summary.csv"
+    cp "experiments/$name/final_evaluation.csv" "docs/results/$name.final_evaluation.csv"
+    cp "experiments/$name/leaderboard.csv" "docs/results/$name.leaderboard.csv"
+    if [[ $name == sched-* ]]; then  # the scheduler table's row, read later without the folder
+        mkdir -p bench/schedulers
+        $PY bench/schedulers.py "experiments/$name" --json "bench/schedulers/$name.json" > /dev/null
+    fi
+    echo "== $name done: commit docs/results/$name.* bench/schedulers/"
+}
+
 main() {  # the whole campaign; bash reads all of it before running, so the file may be edited meanwhile
-    study curriculum --space curriculum
-    evaluate curriculum
-    # Issue 13, part 2: a larger size's learning curve (50 epochs = 3,000 generator steps, one thread), beside the
-    # signal study so that both cores work
-    curve=runs/curves/wgan_buffer_ladder_h64
-    if [ ! -f "$curve/done" ]; then
-        resume=()
-        if [ -f "$curve/checkpoints/last.pt" ]; then resume=(--resume); else rm -rf "$curve"; fi  # nothing to resume
-        ( if $PY bench/learning_curves.py run wgan_buffer_ladder_h64 --epochs 50 "${resume[@]}"; then
-            touch "$curve/done"; fi ) &
-    fi
-    # Issue 14, before the spaces because its tables set the pruning defaults they use: every trial to the full
-    # budget, then which signal at which rung predicts the final test quality.
-    study signals --space all --scheduler none --num-samples 24
-    if [ ! -f bench/pruning_signals.cpu.json ]; then
-        $PY bench/pruning_signals.py experiments/signals --json bench/pruning_signals.cpu.json \
-            --csv bench/pruning_signals.cpu.csv --seed-spread experiments/curriculum/final_summary.csv
-    fi
-    wait  # the learning curve
-    for space in $SPACES; do
-        study "$space" --space "$space"
-        evaluate "$space"
+    space curriculum 5 --space curriculum
+    # Issue 14, before the other spaces because its tables set the pruning defaults they use: every trial to the
+    # full budget, then which signal at which rung predicts the final test quality. In batches (72 minutes per 8
+    # trials) whose records are committed, so that the study spans sessions.
+    mkdir -p bench/signals
+    for spec in $BATCHES; do
+        IFS=: read -r batch seed trials <<< "$spec"
+        record=bench/signals/signals-$batch.csv
+        if [ -f "$record" ]; then continue; fi
+        study "signals-$batch" --space all --scheduler none --num-samples "$trials" --seed "$seed"
+        $PY bench/pruning_signals.py "experiments/signals-$batch" --export "$record" > /dev/null
+        echo "== signal batch $batch done: commit $record"
     done
-    study baseline --space baseline # upstream alone, one trial per seed: the seed spread, nothing to re-train
+    if [ ! -f bench/pruning_signals.cpu.json ]; then
+        $PY bench/pruning_signals.py bench/signals/signals-*.csv --json bench/pruning_signals.cpu.json \
+            --csv bench/pruning_signals.cpu.csv --seed-spread docs/results/curriculum.final_summary.csv
+    fi
+    for name in $SPACES; do
+        space "$name" 5 --space "$name"
+    done
+    if [ ! -f docs/results/baseline.leaderboard.csv ]; then  # upstream alone, one trial per seed: its seed spread
+        study baseline --space baseline
+        cp experiments/baseline/leaderboard.csv docs/results/baseline.leaderboard.csv
+    fi
     # Issue 14: TPE with ASHA, PBT and TPE with no pruning at the same compute (8 full trials' worth), each winner
     # re-trained with 3 seeds on test patients.
     for scheduler in asha pbt none; do
-        study "sched-$scheduler" --space optimizer --scheduler "$scheduler" --budget "${BUDGET:-288}"
-        evaluate "sched-$scheduler" 3
+        space "sched-$scheduler" 3 --space optimizer --scheduler "$scheduler" --budget "${BUDGET:-288}"
     done
-    $PY bench/schedulers.py experiments/sched-asha experiments/sched-pbt experiments/sched-none \
-        --json bench/schedulers.cpu.json > bench/schedulers.cpu.md
+    if [ ! -f bench/schedulers.cpu.md ]; then
+        $PY bench/schedulers.py bench/schedulers/sched-{asha,pbt,none}.json --json bench/schedulers.cpu.json \
+            > bench/schedulers.cpu.md
+    fi
     echo "== campaign done"
 }
 
