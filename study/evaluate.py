@@ -70,10 +70,10 @@ def parser() -> argparse.ArgumentParser:
         "--reuse",
         action="append",
         default=[],
-        metavar="EXPERIMENT",
+        metavar="EXPERIMENT_OR_CSV",
         help="another study whose evaluations may hold some of these runs exactly (the same options, seed, epochs "
-        "and data): their results are taken over instead of re-training (the study's own earlier evaluations "
-        "always are); may be given more than once",
+        "and data), or the final_evaluation.csv of one (kept when its folder is not): their results are taken over "
+        "instead of re-training (the study's own earlier evaluations always are); may be given more than once",
     )
     p.add_argument(
         "--status",
@@ -181,12 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     space = load_space(study_args["space"])
     data = study_data(record)
-    from study.final_runs import PLAN_FILE, last_plan, new_plan, run_final
+    from study.final_runs import PLAN_FILE, last_plan, new_plan, run_final, scored_runs
 
     reuse = [str(Path(f).resolve()) for f in args.reuse]
     for given, other in zip(args.reuse, reuse):  # a clear error now, not after Ray has started
+        if Path(other).suffix == ".csv":
+            scored_runs(Path(given), 0)  # readable, with run keys
+            continue
         if not (Path(other) / STUDY_FILE).is_file():
-            raise ConfigError(f"--reuse {given}: not a study folder (no {STUDY_FILE})")
+            raise ConfigError(f"--reuse {given}: not a study folder (no {STUDY_FILE}) nor a final_evaluation.csv")
         read_study_record(Path(other))
     if args.resume:
         run, plan = last_plan(folder)

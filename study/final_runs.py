@@ -44,10 +44,16 @@ def run_key(config: TrainConfig, epochs: int, fingerprint: str) -> str:
 
 def train_arm(config: dict, *, reuse: dict[str, dict] | None = None, **kwargs) -> None:
     """One evaluation run: an arm's factors plus a seed, trained by the study's own trainable, or, when an earlier
-    evaluation ran exactly this run (`reuse`, by `run_key`), its final checkpoint and report taken over as they are."""
+    evaluation ran exactly this run (`reuse`, by `run_key`), its final checkpoint and report taken over as they are
+    (or, from an earlier evaluation's table, its test scores: reported here, copied when the runs are scored)."""
     trial = arm_trial(config)
     key = run_key(trial_config(trial, kwargs["base"]), kwargs["max_epochs"], kwargs["data"].fingerprint)
     done = (reuse or {}).get(key)
+    if done is not None and "scores" in done and tune.get_checkpoint() is None:
+        tune.report(
+            {"epoch": kwargs["max_epochs"], "fd_feat": done["scores"]["fd_feat"], "reused_from": done["source"]}
+        )
+        return
     if done is not None and tune.get_checkpoint() is None:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(Path(done["checkpoint"]) / CHECKPOINT_FILE, Path(tmp) / CHECKPOINT_FILE)
@@ -97,6 +103,23 @@ def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
                 "metrics": last,
                 "source": last.get("reused_from") or f"{study.name}/{run.name}/{params.parent.name}",
             }
+    return found
+
+
+def scored_runs(table: Path, samples: int) -> dict[str, dict]:
+    """The runs an earlier evaluation's table (final_evaluation.csv, kept when its folder is not) scored with
+    `samples` synthetic patients: run key -> {"scores": its test scores, "source": where they came from}."""
+    try:
+        runs = pd.read_csv(table)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--reuse {table}: not readable as an evaluation table ({e})") from None
+    if not {"run_key", "samples", "arm", "seed", "error"} <= set(runs.columns):
+        raise ConfigError(f"--reuse {table}: no run_key column (not a final_evaluation.csv, or one written before "
+                          "run keys were recorded)")  # fmt: skip
+    found = {}
+    for _, r in runs[~runs["error"].astype(bool) & (runs["samples"] == samples)].iterrows():
+        scores = {k: float(v) for k, v in r.items() if k in METRIC_INFO and pd.notna(v)}
+        found[str(r["run_key"])] = {"scores": scores, "source": f"{table.name}:{r['arm']}/{int(r['seed'])}"}
     return found
 
 
@@ -165,8 +188,12 @@ def run_final(
     """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients.
     None when Tune stopped before every run finished (interrupted): `--resume` continues it."""
     base = study_base(record)
+    n = args.samples or 2 * len(data.split.test)
     reuse: dict[str, dict] = {}
     for folder in [run.parent, *map(Path, plan.get("reuse", []))]:  # the study's own earlier evaluations first
+        if folder.suffix == ".csv":  # an earlier evaluation's table: its scores, where its folder is gone
+            reuse.update({k: v for k, v in scored_runs(folder, n).items() if k not in reuse})
+            continue
         if not (folder / STUDY_FILE).is_file():
             print(f"note: --reuse {folder} is no longer a study folder; its runs are not searched", flush=True)
             continue
@@ -211,14 +238,18 @@ def run_final(
     results = tuner.fit()
     if not all(r.config is not None and (r.error is not None or run_ended(r.metrics, plan["epochs"])) for r in results):
         return None  # Tune stopped before every run ended (Ctrl-C): nothing to score yet
-    n = args.samples or 2 * len(data.split.test)
     rows = []
     for r in results:
         arm, seed = r.config["arm"], r.config["seed"]
         last = r.metrics or {}
         row = {**arm, "seed": seed, "epochs": int(last.get("epoch", 0)), "error": r.error is not None}
         row["reused_from"] = last.get("reused_from", "")
-        if r.checkpoint is not None and r.error is None:
+        row["run_key"] = run_key(trial_config(arm_trial(r.config), base), plan["epochs"], data.fingerprint)
+        row["samples"] = n
+        scored = reuse.get(row["run_key"], {}).get("scores")
+        if scored is not None and r.checkpoint is None and r.error is None:
+            row.update(scored)
+        elif r.checkpoint is not None and r.error is None:
             with r.checkpoint.as_directory() as d:
                 row.update(score_checkpoint(Path(d), data, n, seed))
         rows.append(row)

@@ -100,8 +100,6 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path)
 
     # Another copy of the study, evaluated with a third seed: the four runs the first evaluation made are taken
     # over exactly (same options, seeds, epochs and data), only seed 1002 trains.
-    import shutil
-
     other = shutil.copytree(finished_study, tmp_path / "other" / "critic")
     code, out, err = evaluate(other, "--top", 1, "--seeds", 3, "--epochs", 1, "--reuse", folder, "--no-dashboard")
     assert code == 0, err[-3000:]
@@ -116,6 +114,27 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path)
         again[reused].sort_values(key)[metrics].reset_index(drop=True),
         runs.sort_values(key)[metrics].reset_index(drop=True),
     )
+
+    # Only the first evaluation's table, its folder gone (a fresh clone keeps the CSV, not the folder): the same four
+    # runs' test scores are taken over, nothing re-scored
+    third = shutil.copytree(finished_study, tmp_path / "third" / "critic")
+    table = tmp_path / "kept.final_evaluation.csv"
+    shutil.copy(folder / "final_evaluation.csv", table)
+    code, out, err = evaluate(third, "--top", 1, "--seeds", 3, "--epochs", 1, "--reuse", table, "--no-dashboard")
+    assert code == 0, err[-3000:]
+    assert "4 of 6 runs were run before exactly so" in out + err
+    kept = pd.read_parquet(third / "final_evaluation.parquet")
+    from_table = kept["reused_from"].str.startswith("kept.final_evaluation.csv:")
+    assert (from_table == (kept["seed"] < 1002)).all() and kept.loc[~from_table, "fd_feat"].notna().all()
+    pd.testing.assert_frame_equal(
+        kept[from_table].sort_values(key)[metrics].reset_index(drop=True),
+        runs.sort_values(key)[metrics].reset_index(drop=True),
+        check_exact=False, rtol=1e-12,
+    )  # fmt: skip
+    old_table = tmp_path / "old.csv"
+    pd.read_csv(table).drop(columns="run_key").to_csv(old_table, index=False)
+    code, _, err = evaluate(third, "--reuse", old_table, "--no-dashboard", timeout=60)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--reuse" in err and "run_key" in err
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_study(tmp_path):
