@@ -11,8 +11,9 @@
 #
 # About 45 minutes per study and 16-36 minutes per evaluation run (36 epochs at a median 27 s, two at a time, slower
 # when the machine is shared) on the 2-core machine; 72 minutes per 8-trial signal batch (36 epochs at 30 s, two at
-# a time). Evaluations take the upstream and base runs over from the curriculum study's when its folder is here
-# (study/evaluate.py --reuse), so each further space re-trains only its best configuration's 5 seeds.
+# a time). Evaluations take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse:
+# its folder when here, else its committed table's test scores), so each further space re-trains only its best
+# configuration's 5 seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -37,6 +38,8 @@ evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configura
     if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
     if [ "$1" != curriculum ] && ls experiments/curriculum/final-*/evaluation.json > /dev/null 2>&1; then
         reuse=(--reuse experiments/curriculum)
+    elif [ "$1" != curriculum ] && [ -f docs/results/curriculum.final_evaluation.csv ]; then
+        reuse=(--reuse docs/results/curriculum.final_evaluation.csv)  # its scores, where its folder is gone
     fi
     echo "== evaluate $1"
     if [ -n "$plan" ]; then
