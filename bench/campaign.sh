@@ -10,8 +10,8 @@
 # A step interrupted on the same machine resumes from its folder (--resume).
 #
 # About 45 minutes per study and 16-36 minutes per evaluation run (36 epochs at a median 27 s, two at a time, slower
-# when the machine is shared) on the 2-core machine; 72 minutes per 8-trial signal batch (36 epochs at 30 s, two at
-# a time). Evaluations take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse:
+# when the machine is shared) on the 2-core machine; a signal batch took 76 minutes for 8 trials (batch 1) and 49 for 4 (batch 2,
+# beside the test suite), test scoring included. Evaluations take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse:
 # its folder when here, else its committed table's test scores), so each further space re-trains only its best
 # configuration's 5 seeds.
 set -euo pipefail
@@ -68,8 +68,8 @@ space() {  # space NAME [SEEDS] [STUDY ARGS...]: study and evaluation, their tab
 main() {  # the whole campaign; bash reads all of it before running, so the file may be edited meanwhile
     space curriculum 5 --space curriculum
     # Issue 14, before the other spaces because its tables set the pruning defaults they use: every trial to the
-    # full budget, then which signal at which rung predicts the final test quality. In batches (72 minutes per 8
-    # trials) whose records are committed, so that the study spans sessions.
+    # full budget, then which signal at which rung predicts the final test quality. In batches (76 minutes for the
+    # first 8 trials) whose records are committed, so that the study spans sessions.
     mkdir -p bench/signals
     for spec in $BATCHES; do
         IFS=: read -r batch seed trials <<< "$spec"
