@@ -49,12 +49,12 @@ def train_arm(config: dict, *, reuse: dict[str, dict] | None = None, **kwargs) -
     trial = arm_trial(config)
     key = run_key(trial_config(trial, kwargs["base"]), kwargs["max_epochs"], kwargs["data"].fingerprint)
     done = (reuse or {}).get(key)
-    if done is not None and "scores" in done and tune.get_checkpoint() is None:
-        tune.report(
-            {"epoch": kwargs["max_epochs"], "fd_feat": done["scores"]["fd_feat"], "reused_from": done["source"]}
-        )
-        return
     if done is not None and tune.get_checkpoint() is None:
+        if "scores" in done:  # from a table: no checkpoint, the scores are copied into the row at scoring time
+            tune.report(
+                {"epoch": kwargs["max_epochs"], "fd_feat": done["scores"]["fd_feat"], "reused_from": done["source"]}
+            )
+            return
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(Path(done["checkpoint"]) / CHECKPOINT_FILE, Path(tmp) / CHECKPOINT_FILE)
             report = {k: v for k, v in done["metrics"].items() if k not in TUNE_KEYS}
