@@ -17,7 +17,9 @@ and be read as one. The trials of all SOURCEs are read together, in the order gi
    result goes through `on_trial_result`. It reports the trial-epochs ASHA would have run (as a share of the
    no-pruning study's) and the trial the leaderboard would have ranked first, with its test quality against the
    no-pruning winner's. The proposals are the ones the no-pruning study made: a real ASHA study's TPE would have
-   seen other results, and a pruned trial's freed slot would have gone to a new proposal.
+   seen other results, and a pruned trial's freed slot would have gone to a new proposal. ASHA never stops the
+   first trial a study starts, so the replay is repeated with the trials started in `--orders` random orders: the
+   mean share spent and how often the winner stays within two seed sds of the no-pruning winner.
 """
 
 from __future__ import annotations
@@ -161,6 +163,16 @@ class Trials:
     scores: pd.DataFrame  # index trial id, columns QUALITIES
     max_t: int
 
+    def __post_init__(self) -> None:
+        self._rows: dict[tuple[str, int], dict] = {}
+
+    def row(self, t: str, epochs: int) -> dict:
+        """Trial t's leaderboard row had it stopped after `epochs` epochs (cached: replays ask for the same ones)."""
+        if (t, epochs) not in self._rows:
+            h = self.histories[t]
+            self._rows[t, epochs] = trial_row(t, self.configs[t], self.factors, h[h["epoch"] <= epochs], self.max_t)
+        return self._rows[t, epochs]
+
     def record(self) -> pd.DataFrame:
         """One row per trial and epoch: the trial, its configuration, its final test quality, its signals."""
         parts = []
@@ -246,14 +258,40 @@ def _plain(value):
 
 def replay_winner(trials: Trials, ran: dict[str, int]) -> str | None:
     """The trial the leaderboard would rank first had each trial stopped after `ran[trial]` epochs."""
-    rows = []
-    for t in trials.order:
-        if t not in ran:
-            continue
-        h = trials.histories[t]
-        rows.append(trial_row(t, trials.configs[t], trials.factors, h[h["epoch"] <= ran[t]], trials.max_t))
+    rows = [trials.row(t, ran[t]) for t in trials.order if t in ran]
     done = completed_by_rank(pd.DataFrame(rows))
     return str(done["trial_id"].iloc[0]) if len(done) else None
+
+
+def shuffled_replays(
+    trials: Trials,
+    series: dict[str, pd.Series],
+    grace: int,
+    rf: int,
+    concurrency: int,
+    orders: int,
+    seed_sd: float,
+    best: float,
+) -> dict[str, float]:
+    """ASHA replayed with the trials started in `orders` random orders (the same orders for every setting): the
+    mean share of the no-pruning trial-epochs, the mean gap of the winner's test quality to the no-pruning
+    winner's, and the share of orders whose winner is within two seed sds of it."""
+    rng = np.random.default_rng(0)
+    total = len(trials.order) * trials.max_t
+    shares, gaps = [], []
+    for _ in range(orders):
+        shuffled = {t: series[t] for t in rng.permutation(trials.order)}
+        ran = replay_asha(shuffled, trials.max_t, grace, rf, concurrency)
+        winner = replay_winner(trials, ran)
+        shares.append(sum(ran.values()) / total)
+        gaps.append(float(trials.scores.loc[winner, RANK_METRIC] - best) if winner else np.inf)
+    gaps = np.array(gaps)
+    return {
+        "orders": orders,
+        "share_mean": float(np.mean(shares)),
+        "gap_mean": float(np.mean(gaps)),
+        "orders_within_seed_spread": float(np.mean(gaps <= 2 * seed_sd)) if math.isfinite(seed_sd) else np.nan,
+    }
 
 
 def seed_spread(summary: Path) -> float:
@@ -273,6 +311,13 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=2, help="trials at once in the ASHA replay")
     p.add_argument("--graces", default="1,2,3,4,6,8,12", help="first rungs to replay")
     p.add_argument("--factors", default="2,3,4", help="reduction factors to replay")
+    p.add_argument(
+        "--orders",
+        type=int,
+        default=50,
+        help="also replay ASHA with the trials started in this many random orders (the study's order favours its "
+        "first trial, which ASHA never stops)",
+    )
     p.add_argument(
         "--seed-spread",
         type=Path,
@@ -319,19 +364,29 @@ def main() -> int:
                 ran = replay_asha(series, max_t, grace, rf, args.concurrency)
                 winner = replay_winner(trials, ran)
                 gap = float(scores.loc[winner, RANK_METRIC] - scores.loc[best_all, RANK_METRIC]) if winner else np.nan
-                replays.append(
-                    {
-                        "signal": signal,
-                        "grace": grace,
-                        "rf": rf,
-                        "trial_epochs": sum(ran.values()),
-                        "share": sum(ran.values()) / total,
-                        "winner": winner,
-                        f"winner_test_{RANK_METRIC}": float(scores.loc[winner, RANK_METRIC]) if winner else np.nan,
-                        "gap_to_no_pruning": gap,
-                        "within_seed_spread": bool(gap <= 2 * seed_sd) if math.isfinite(seed_sd) else None,
-                    }
-                )
+                row = {
+                    "signal": signal,
+                    "grace": grace,
+                    "rf": rf,
+                    "trial_epochs": sum(ran.values()),
+                    "share": sum(ran.values()) / total,
+                    "winner": winner,
+                    f"winner_test_{RANK_METRIC}": float(scores.loc[winner, RANK_METRIC]) if winner else np.nan,
+                    "gap_to_no_pruning": gap,
+                    "within_seed_spread": bool(gap <= 2 * seed_sd) if math.isfinite(seed_sd) else None,
+                }
+                if args.orders:
+                    row |= shuffled_replays(
+                        trials,
+                        series,
+                        grace,
+                        rf,
+                        args.concurrency,
+                        args.orders,
+                        seed_sd,
+                        scores.loc[best_all, RANK_METRIC],
+                    )
+                replays.append(row)
     replay = pd.DataFrame(replays)
 
     print(

@@ -111,3 +111,26 @@ def test_an_exported_record_reads_back_as_the_same_trials(tmp_path):
     pd.DataFrame({"epoch": [1]}).to_csv(tmp_path / "not.csv", index=False)
     with pytest.raises(ps.ConfigError, match="not.csv: not a signal record"):
         ps.Trials.from_record(tmp_path / "not.csv")
+
+
+def test_shuffled_replays_keep_the_winner_only_when_the_signal_predicts_it():
+    # Four trials, one at a time, rungs at epoch 1 (grace 1, factor 2, max 2). "good" ranks the trials at epoch 1
+    # as they end; "bad" ranks the best trial last, so ASHA stops it unless it starts first (1 order in 4).
+    order = ["w", "x", "y", "z"]
+    final = {"w": 1.0, "x": 2.0, "y": 3.0, "z": 4.0}  # validation emd_feat at epoch 2: w wins, as on test
+    trials = ps.Trials(
+        order=order,
+        configs={t: {"n_critic": i + 1, "seed": i, "reference": ""} for i, t in enumerate(order)},
+        factors=["n_critic"],
+        histories={t: pd.DataFrame({"epoch": [1, 2], "emd_feat": [final[t], final[t]]}) for t in order},
+        scores=pd.DataFrame({q: [final[t] for t in order] for q in ps.QUALITIES}, index=order),
+        max_t=2,
+    )
+    good = {t: pd.Series([final[t], final[t]], index=[1, 2]) for t in order}
+    bad = {t: pd.Series([-final[t], -final[t]], index=[1, 2]) for t in order}
+    kept = ps.shuffled_replays(trials, good, 1, 2, 1, orders=40, seed_sd=0.1, best=1.0)
+    assert kept["orders_within_seed_spread"] == 1.0 and kept["gap_mean"] == 0.0
+    assert 0.5 < kept["share_mean"] < 1.0  # some trials stopped at the rung
+    lost = ps.shuffled_replays(trials, bad, 1, 2, 1, orders=40, seed_sd=0.1, best=1.0)
+    assert 0.1 <= lost["orders_within_seed_spread"] <= 0.45
+    assert lost["gap_mean"] >= 0.5
