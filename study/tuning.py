@@ -216,6 +216,15 @@ def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace)
     )
 
 
+def checkpoint_config(args: argparse.Namespace) -> tune.CheckpointConfig:
+    """Which checkpoints a trial keeps: its best three by the pruning signal (the leaderboard and export read the
+    last, which Tune always keeps). PBT keeps every one: a trial that exploits another is paused and restores from
+    that trial's checkpoint only when a slot frees, possibly epochs later, and a pruned checkpoint fails it."""
+    if args.scheduler == "pbt":
+        return tune.CheckpointConfig(num_to_keep=None)
+    return tune.CheckpointConfig(num_to_keep=3, checkpoint_score_attribute=args.metric, checkpoint_score_order="min")
+
+
 def tune_param_space(args: argparse.Namespace, space: SearchSpace, num_samples: int) -> dict:
     """What Tune samples itself: PBT's factors and seed; the baseline's seeds (a grid); nothing under Optuna, whose
     define-by-run space proposes every value."""
@@ -306,11 +315,7 @@ def run_study(
                 storage_path=storage,
                 callbacks=[LastStep()],
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=3,
-                    checkpoint_score_attribute=pbt_metric(args) if args.scheduler == "pbt" else args.metric,
-                    checkpoint_score_order="min",
-                ),
+                checkpoint_config=checkpoint_config(args),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 verbose=1,
             ),

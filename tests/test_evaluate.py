@@ -228,6 +228,7 @@ def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_
     shutil.rmtree(folder)
     from_record = tmp_path / "from_record.json"
     cmd[2] = str(record)
+    cmd += ["--seed-spread", str(spread)]
     r = subprocess.run([*cmd, "--json", str(from_record)], capture_output=True, text=True, env=env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     again = json.loads(from_record.read_text())

@@ -137,5 +137,14 @@ def test_a_pbt_study_perturbs_exploits_records_lineage_and_resumes(tmp_path):
     for trial, events in logged.items():
         for _, donor, _ in events:
             assert f"from trial {donor}" in lineages[trial], (trial, donor, lineages[trial])
+    # No checkpoint is removed: a paused trial restores from its donor's checkpoint only when a slot frees, and
+    # keeping each trial's best three once removed it before then. A trial that never exploited keeps one per epoch;
+    # one that did numbers its own on from the donor's, with no gaps either.
+    own = {t for t, line in lineages.items() if "from trial" not in line}
+    for tdir in folder.glob("train_healthgym_*"):
+        kept = sorted(int(c.name.split("_")[1]) for c in tdir.glob("checkpoint_*"))
+        assert kept == list(range(len(kept))), (tdir.name, kept)
+        if any(f"_{t}_" in tdir.name for t in own):
+            assert len(kept) == 4, (tdir.name, kept)
     # PBT ranked on a comparable metric
     assert RANK_METRIC in r.stdout and "PopulationBasedTraining" in r.stdout + r.stderr  # Tune's configuration box
