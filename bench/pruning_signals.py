@@ -309,7 +309,7 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=0, help="synthetic patients per trial (default: 2x the test set)")
     p.add_argument("--seed", type=int, default=1000, help="the sampling seed for the test scores")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once in the ASHA replay")
-    p.add_argument("--graces", default="1,2,3,4,6,8,12", help="first rungs to replay")
+    p.add_argument("--graces", default="1,2,3,4,5,6,8,12", help="first rungs to replay")
     p.add_argument("--factors", default="2,3,4", help="reduction factors to replay")
     p.add_argument(
         "--orders",
