@@ -294,6 +294,23 @@ def shuffled_replays(
     }
 
 
+def base_vs_upstream(trials: Trials, signal: str) -> pd.DataFrame:
+    """Per study (source) and epoch, how far the base (a study's first trial) is ahead of the upstream reference on
+    `signal` (> 0: ahead). A first rung where the base is behind lets ASHA stop the base for a collapsed reference."""
+    studies: dict[str, list[str]] = {}
+    for t in trials.order:
+        studies.setdefault(t.rsplit("/", 1)[0] if "/" in t else "", []).append(t)
+    rows = []
+    for study, ids in studies.items():
+        upstream = [t for t in ids if trials.configs[t].get("reference") == "upstream"]
+        if not upstream or upstream[0] == ids[0]:
+            continue
+        b, u = (trials.histories[t].set_index("epoch")[signal] for t in (ids[0], upstream[0]))
+        ahead = -orient(signal) * (b - u)
+        rows += [{"study": study, "epoch": int(e), "ahead": float(v)} for e, v in ahead.dropna().items()]
+    return pd.DataFrame(rows, columns=["study", "epoch", "ahead"])
+
+
 def seed_spread(summary: Path) -> float:
     """The seed sd of the test ranking metric for one configuration: the base arm's in an evaluation's summary."""
     try:
@@ -398,6 +415,13 @@ def main() -> int:
         wide = t.assign(cell=t.apply(lambda r: f"{r.rho:+.2f} [{r.lo:+.2f},{r.hi:+.2f}]", axis=1))
         keep = [e for e in sorted(t["epoch"].unique()) if e in (1, 2, 3, 4, 6, 8, 12, 18, 24, max_t)]
         print(wide[wide["epoch"].isin(keep)].pivot(index="signal", columns="epoch", values="cell").to_string())
+    margins = base_vs_upstream(trials, RANK_METRIC)
+    if len(margins):
+        by_epoch = margins[margins["epoch"] <= 12].groupby("epoch")["ahead"]
+        print(
+            f"\nthe base ahead of the upstream reference on {RANK_METRIC} (epoch: studies where it is ahead / studies, its smallest lead):"
+        )
+        print("  ".join(f"{e}: {(g > 0).sum()}/{len(g)} {g.min():+.2f}" for e, g in by_epoch))
     print("\nASHA replayed on the recorded curves:")
     print(replay.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.json:
@@ -412,6 +436,7 @@ def main() -> int:
                     "test_scores": scores.reset_index().to_dict(orient="records"),
                     "correlations": corr.to_dict(orient="records"),
                     "asha_replay": replay.to_dict(orient="records"),
+                    "base_vs_upstream": margins.to_dict(orient="records"),
                 },
                 indent=1,
                 default=float,

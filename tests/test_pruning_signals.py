@@ -134,3 +134,32 @@ def test_shuffled_replays_keep_the_winner_only_when_the_signal_predicts_it():
     lost = ps.shuffled_replays(trials, bad, 1, 2, 1, orders=40, seed_sd=0.1, best=1.0)
     assert 0.1 <= lost["orders_within_seed_spread"] <= 0.45
     assert lost["gap_mean"] >= 0.5
+
+
+def test_base_vs_upstream_per_study():
+    # two batches, each a base (first) and an upstream reference; emd_feat lower is better. In batch a the base is
+    # behind at epoch 1 and ahead at 2; in batch b ahead at both. A batch without a reference is left out.
+    def batch(name, base, upstream):
+        ids = [f"{name}/base", f"{name}/up"]
+        return (
+            ids,
+            {ids[0]: {"reference": None}, ids[1]: {"reference": "upstream"}},
+            {
+                ids[0]: pd.DataFrame({"epoch": [1, 2], "emd_feat": base}),
+                ids[1]: pd.DataFrame({"epoch": [1, 2], "emd_feat": upstream}),
+            },
+        )
+
+    a, b = batch("a", [6.0, 4.0], [5.0, 5.0]), batch("b", [4.0, 3.0], [5.0, 5.5])
+    alone = ["c/base"], {"c/base": {"reference": None}}, {"c/base": pd.DataFrame({"epoch": [1], "emd_feat": [1.0]})}
+    parts = (a, b, alone)
+    trials = ps.Trials(
+        order=[t for p in parts for t in p[0]],
+        configs={k: v for p in parts for k, v in p[1].items()},
+        factors=[],
+        histories={k: v for p in parts for k, v in p[2].items()},
+        scores=pd.DataFrame(),
+        max_t=2,
+    )
+    m = ps.base_vs_upstream(trials, "emd_feat").set_index(["study", "epoch"])["ahead"]
+    assert m.to_dict() == {("a", 1): -1.0, ("a", 2): 1.0, ("b", 1): 1.0, ("b", 2): 2.5}
