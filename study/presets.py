@@ -72,7 +72,7 @@ PRESETS = {
         reduction_factor=3,
         note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 4 trials (the "
         "base, the upstream reference and 2 proposals) x up to 36 epochs on a base that leaves collapse but misses "
-        "fd_feat's target, as every setting measured does (docs/learning_curves.md); 45 minutes measured on a "
+        "fd_feat's target, as every setting measured does (docs/learning_curves.md); 28 minutes measured on a "
         "2-core machine; a laptop study, not the paper size (--preset gpu, or --hidden/--batch-size/--patients)",
         base=CPU_BASE,
     ),
