@@ -9,12 +9,13 @@
 # does not outlive the machine it ran on, and a later session on a fresh clone continues from the committed results.
 # A step interrupted on the same machine resumes from its folder (--resume).
 #
-# About 45 minutes per study and 16-36 minutes per evaluation run (36 epochs at a median 27 s, two at a time, slower
-# when the machine is shared) on the 2-core machine. A signal batch took 76 minutes for 8 trials (batch 1), 49 for 4
-# (batch 2, beside the test suite), 26 for 4 (batch 3) and about 135 for 8 (batch 4, resumed once, partly beside
-# the test suite), test scoring included. Evaluations take the upstream and
-# base runs over from the curriculum study's (study/evaluate.py --reuse: its folder when here, else its committed
-# table's test scores), so each further space re-trains only its best configuration's 5 seeds.
+# On the 2-core machine the default study took 45 minutes with its first rung at epoch 12 and 28 with it at 8 (the
+# preset's now); an evaluation run 16-36 minutes (36 epochs at a median 27 s, two at a time, slower when the machine
+# is shared). A signal batch took 76 minutes for 8 trials (batch 1), 49 for 4 (batch 2, beside the test suite), 26
+# for 4 (batch 3) and about 135 for 8 (batch 4, resumed once, partly beside the test suite), test scoring included.
+# Evaluations take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse: its folder
+# when here, else its committed table's test scores), so each further space re-trains only its best configuration's
+# 5 seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

@@ -68,7 +68,7 @@ PRESETS = {
         eval_samples=1000,
         num_samples=4,
         max_epochs=36,
-        grace_period=8,  # bench/README.md, pruning_signals.py: after the base leaves collapse, before 50% of the epochs
+        grace_period=8,  # the base led upstream in all 4 signal batches from epoch 6; 8 leaves a margin (bench/README.md)
         reduction_factor=3,
         note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 4 trials (the "
         "base, the upstream reference and 2 proposals) x up to 36 epochs on a base that leaves collapse but misses "
