@@ -23,6 +23,9 @@ SPACES=${SPACES:-"critic correlation optimizer quirks full all"}
 # The signal study: batches NAME:SEED:TRIALS, training seeds SEED..SEED+TRIALS-1, 0-23 in all; each batch starts with
 # the base and the upstream reference, as every study does.
 BATCHES=${BATCHES:-"1:0:8 2:8:4 3:12:4 4:16:8"}
+# The report's figures (study/report.py --figures) kept for each space in docs/results/SPACE/.
+FIGURES="emd_feat_per_epoch_for_every_trial factors_against_the_final_metric optuna_parameter_importances
+final_evaluation_on_test_patients_every_seed real_vs_synthetic_marginal_distributions"
 
 study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it, until its leaderboard exists
     local name=$1
@@ -60,11 +63,18 @@ space() {  # space NAME [SEEDS] [STUDY ARGS...]: study and evaluation, their tab
     cp "experiments/$name/final_summary.csv" "docs/results/$name.final_summary.csv"
     cp "experiments/$name/final_evaluation.csv" "docs/results/$name.final_evaluation.csv"
     cp "experiments/$name/leaderboard.csv" "docs/results/$name.leaderboard.csv"
+    # the report's pictures that docs/results.md shows: the search, the factors, the 5 seeds on test patients
+    $PY study/report.py "experiments/$name" --figures "experiments/$name/figures" > /dev/null
+    mkdir -p "docs/results/$name"
+    for figure in $FIGURES; do
+        figure=experiments/$name/figures/$figure.png
+        if [ -f "$figure" ]; then cp "$figure" "docs/results/$name/"; fi
+    done
     if [[ $name == sched-* ]]; then  # the scheduler table's row, read later without the folder
         mkdir -p bench/schedulers
         $PY bench/schedulers.py "experiments/$name" --json "bench/schedulers/$name.json" > /dev/null
     fi
-    echo "== $name done: commit docs/results/$name.* bench/schedulers/"
+    echo "== $name done: commit docs/results/$name.* docs/results/$name/ bench/schedulers/"
 }
 
 main() {  # the whole campaign; bash reads all of it before running, so the file may be edited meanwhile

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
-from study.experiment import STUDY_FILE, read_study_record, study_data  # noqa: E402
+from study.experiment import RUNS_TABLE, STUDY_FILE, SUMMARY_TABLE, read_study_record, study_data  # noqa: E402
 from study.leaderboard import completed_by_rank  # noqa: E402
 
 SEED_BASE = 1000  # evaluation seeds differ from every study seed
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scored_runs(Path(given), 0)  # readable, with run keys
             continue
         if not (Path(other) / STUDY_FILE).is_file():
-            raise ConfigError(f"--reuse {given}: not a study folder (no {STUDY_FILE}) nor a final_evaluation.csv")
+            raise ConfigError(f"--reuse {given}: not a study folder (no {STUDY_FILE}) nor a {RUNS_TABLE}.csv")
         read_study_record(Path(other))
     if args.resume:
         run, plan = last_plan(folder)
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     runs, floor, info = done
     summary = summarise(runs, floor, info)
-    for name, table in (("final_evaluation", runs), ("final_summary", summary)):
+    for name, table in ((RUNS_TABLE, runs), (SUMMARY_TABLE, summary)):
         write_table(table, folder / f"{name}.parquet")
         write_table(table, folder / f"{name}.csv")
     show = summary[
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\narms: "
         + "; ".join(f"{a['arm']}: " + ", ".join(f"{k}={v}" for k, v in a.items() if k != "arm") for a in arms)
     )
-    print(f"wrote {folder / 'final_summary.csv'} and {folder / 'final_evaluation.csv'}")
+    print(f"wrote {folder / f'{SUMMARY_TABLE}.csv'} and {folder / f'{RUNS_TABLE}.csv'}")
     return 0
 
 

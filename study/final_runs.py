@@ -22,7 +22,7 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
 from study.driver import base_config
-from study.experiment import CHECKPOINT_FILE, STUDY_FILE, read_study_record
+from study.experiment import CHECKPOINT_FILE, RUNS_TABLE, STUDY_FILE, read_study_record
 from study.presets import Preset, gpus_per_trial
 from study.spaces import load_space
 from study.trainable import train_healthgym, trial_config
@@ -114,7 +114,7 @@ def scored_runs(table: Path, samples: int) -> dict[str, dict]:
     except (OSError, ValueError) as e:
         raise ConfigError(f"--reuse {table}: not readable as an evaluation table ({e})") from None
     if not {"run_key", "samples", "arm", "seed", "error"} <= set(runs.columns):
-        raise ConfigError(f"--reuse {table}: no run_key column (not a final_evaluation.csv, or one written before "
+        raise ConfigError(f"--reuse {table}: no run_key column (not a {RUNS_TABLE}.csv, or one written before "
                           "run keys were recorded)")  # fmt: skip
     found = {}
     for _, r in runs[~runs["error"].astype(bool) & (runs["samples"] == samples)].iterrows():

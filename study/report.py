@@ -1,4 +1,4 @@
-"""python study/report.py EXPERIMENT [--out FILE]: one self-contained HTML report of a finished study.
+"""python study/report.py EXPERIMENT [--out FILE] [--figures DIR]: one self-contained HTML report of a finished study.
 
 The report (EXPERIMENT/report.html by default) embeds every figure as a base64 PNG and its CSS and a few lines of
 JavaScript inline, so it opens offline and can be mailed as one file. Sections: where the data came from, the
@@ -11,6 +11,9 @@ live in `study/reporting/`.
 from __future__ import annotations
 
 import argparse
+import base64
+import html
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +35,33 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("experiment", help="the experiment folder (the one with study.json, e.g. experiments/curriculum)")
     p.add_argument("--out", default=None, help="the HTML file to write (default: EXPERIMENT/report.html)")
+    p.add_argument(
+        "--figures",
+        default=None,
+        metavar="DIR",
+        help="also write every figure of the report as DIR/NAME.png, NAME from its description "
+        "(for pages such as docs/results.md)",
+    )
     return p
+
+
+FIGURE = re.compile(r'<img class="fig" alt="([^"]*)" src="data:image/png;base64,([^"]*)"')
+
+
+def save_figures(page: str, folder: Path) -> list[Path]:
+    """Every figure embedded in `page` as folder/NAME.png, NAME the figure's alt text as a file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for alt, data in FIGURE.findall(page):
+        name = re.sub(r"[^a-z0-9]+", "_", html.unescape(alt).lower()).strip("_") or "figure"
+        path = folder / f"{name}.png"
+        n = 2
+        while path in written:  # two figures with one description
+            path, n = folder / f"{name}_{n}.png", n + 1
+        png = base64.b64decode(data)
+        atomic_write(path, lambda p, png=png: p.write_bytes(png))
+        written.append(path)
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     atomic_write(out, lambda p: p.write_text(page, encoding="utf-8"))
     log(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
+    if args.figures:
+        figures = save_figures(page, Path(args.figures).expanduser())
+        log(f"wrote {len(figures)} figures to {args.figures}")
     print(out)
     return 0
 

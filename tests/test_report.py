@@ -23,9 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 
 from healthgym_core.evaluation import dependence
+from healthgym_core.evaluation.collapse import FAITHFUL
 from study import report as report_mod
+from study.experiment import RUNS_TABLE, SUMMARY_TABLE
+from study.reporting.final import PANELS, final_figure, final_html
 from study.reporting.search import dynamics_windows
 from tests.browser import CHROMIUM, Browser, Session
 from tests.study_helpers import ROOT, env, study
@@ -137,7 +141,10 @@ def experiment(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def written(experiment) -> tuple[Path, subprocess.CompletedProcess]:
-    r = subprocess.run([*REPORT, str(experiment)], capture_output=True, text=True, timeout=600, env=env())
+    figures = experiment.parent / "figures"
+    r = subprocess.run(
+        [*REPORT, str(experiment), "--figures", str(figures)], capture_output=True, text=True, timeout=600, env=env()
+    )
     return experiment / "report.html", r
 
 
@@ -169,6 +176,11 @@ def test_report_is_one_self_contained_file(experiment, written):
     assert ("upstream" in text) and re.search(r'<tr class="status-\w+ upstream">', text)
     final = text[text.index('id="final"') :]
     assert "mmd2" in final and "1.235" in final and "<table" in final
+    # --figures: every embedded figure once more as a PNG file, byte for byte, named from its description
+    files = sorted((experiment.parent / "figures").glob("*.png"))
+    assert len(files) == len(images)
+    assert sorted(f.read_bytes() for f in files) == sorted(base64.b64decode(d) for d in images)
+    assert (experiment.parent / "figures" / "best_emd_feat_so_far.png").is_file()
 
 
 @pytest.mark.slow
@@ -235,6 +247,31 @@ def test_script_error_path(tmp_path):
     r = subprocess.run([*REPORT, str(tmp_path)], capture_output=True, text=True, timeout=120, env=env())
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_final_evaluation_draws_every_run(tmp_path):
+    """The final evaluation's picture from the committed curriculum tables: one dot per run and panel, the
+    references first, the real floor and the targets drawn."""
+    for table in (RUNS_TABLE, SUMMARY_TABLE):
+        shutil.copy(ROOT / "docs" / "results" / f"curriculum.{table}.csv", tmp_path / f"{table}.csv")
+    runs = pd.read_csv(tmp_path / f"{RUNS_TABLE}.csv")
+    summary = pd.read_csv(tmp_path / f"{SUMMARY_TABLE}.csv")
+    fig = final_figure(runs, summary)
+    axes = fig.axes
+    assert [a.get_title().splitlines()[0] for a in axes] == list(PANELS)
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["upstream", "base", "rank1"]
+    emd = axes[0]
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in emd.collections if isinstance(c, PathCollection)])
+    assert sorted(np.round(dots, 6)) == sorted(np.round(runs["emd_feat"].dropna(), 6)) and len(dots) == 15
+    floor = summary.set_index("metric").at["emd_feat", "real_floor"]
+    assert any(np.allclose(line.get_ydata(), floor) for line in emd.get_lines())
+    coverage = axes[PANELS.index("coverage")]
+    assert any(np.allclose(line.get_ydata(), FAITHFUL["coverage"][1]) for line in coverage.get_lines())
+    page = final_html(tmp_path)
+    assert len(DATA_IMG.findall(page)) == 1 and "<table" in page
+    (tmp_path / f"{RUNS_TABLE}.csv").unlink()  # the summary alone: the table, no figure
+    page = final_html(tmp_path)
+    assert not DATA_IMG.findall(page) and "<table" in page
 
 
 def test_dynamic_correlations_follow_the_health_gym_recipe():

@@ -17,9 +17,6 @@ from study.presets import setting
 from study.reporting.html import log
 from study.spaces import Factor
 
-FINAL_SUMMARY = "final_summary.csv"
-
-
 STATUS_ORDER = ("completed", "pruned", "diverged", "error")
 
 

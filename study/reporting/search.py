@@ -231,9 +231,12 @@ def importance_html(exp: Experiment) -> str:
         ax.set_xlim(0, 1.05)
         ax.set_xlabel("importance (sums to 1)")
         ax.set_title(title, fontsize=10)
+    values = "; ".join(
+        f"{title.splitlines()[0]}: " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()) for title, imp in results
+    )
     cap = (
-        "Optuna records the last value each trial reported for the pruning metric (pruned trials: an earlier "
-        "epoch's)." + (" With one factor the importance is 1 by construction." if len(exp.factors) == 1 else "")
+        f"{esc(values)}. Optuna records the last value each trial reported for the pruning metric (pruned trials: an "
+        "earlier epoch's)." + (" With one factor the importance is 1 by construction." if len(exp.factors) == 1 else "")
     )
     return "<h3>Parameter importances</h3>" + figure_html(fig, "Optuna parameter importances", cap) + text
 

@@ -1,0 +1,113 @@
+"""A space's evaluation as the Markdown table docs/results.md shows, from its committed summary.
+
+    python bench/results_table.py docs/results/critic.final_summary.csv [--figure PNG]
+
+Rows: the ranking metric and what a user reads off a cohort; columns: the real-vs-real floor, each arm's mean ± sd
+over its seeds, and how the best arm compares with upstream and the found configuration with the base ("beyond"
+when the difference of the means exceeds the sum of the two sds, as study/evaluate.py decides it). --figure also
+draws the report's picture of every run (from the final_evaluation.csv beside the summary) where no study folder is
+left to draw it from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from healthgym_core.atomic import atomic_write  # noqa: E402
+from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: E402
+from study.experiment import RUNS_TABLE, SUMMARY_TABLE  # noqa: E402
+from study.reporting.final import final_figure  # noqa: E402
+from study.reporting.html import DPI  # noqa: E402
+
+ROWS = {  # metric -> its name on the page
+    RANK_METRIC: f"**{RANK_METRIC}** (ranking metric)",
+    "fd_feat": "fd_feat",
+    "coverage": "category coverage",
+    "joint_tvd": "Gender x Ethnic TVD",
+    "joint_cell_coverage": "joint cell coverage",
+    "diversity_ratio": "diversity ratio",
+    "ks_mean": "mean KS",
+    "tvd_mean": "mean TVD",
+    "corr_l1": "static correlation L1",
+    "detect_auc": "detection AUC",
+}
+
+
+def decimals(x: float) -> int:
+    """Decimals that show `x` to about three significant figures (0 from 100 up)."""
+    a = abs(x)
+    return 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3
+
+
+def cell(mean: float, sd: float, bold: bool) -> str:
+    d = decimals(mean)
+    text = f"{mean:.{d}f} ± {sd:.{d}f}" if pd.notna(sd) else f"{mean:.{d}f}"
+    return f"**{text}**" if bold else text
+
+
+def compare(better: str, worse: str, advantage: float, beyond: object) -> str:
+    """'base 0.47 better, beyond the spread' (a negative advantage: the other one is better)."""
+    who = better if advantage > 0 else worse if advantage < 0 else "equal"
+    size = f" {abs(advantage):.{decimals(advantage)}f} better" if advantage else ""
+    return f"{who}{size}, {'beyond' if str(beyond) == 'True' else 'within'} the spread"
+
+
+def table(summary: pd.DataFrame) -> str:
+    s = summary.set_index("metric")
+    arms = [c[: -len("_mean")] for c in s.columns if c.endswith("_mean")]
+    found = [a for a in arms if a not in ("upstream", "base")]
+    head = ["metric (test patients)", "real floor", *arms, "best vs upstream"]
+    if found and "base" in arms:
+        head.append(f"{found[0]} vs base")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, name in ROWS.items():
+        if m not in s.index:
+            continue
+        r = s.loc[m]
+        means = {a: r[f"{a}_mean"] for a in arms}
+        best = (min if r["lower_is_better"] else max)(means.values())
+        floor = r["real_floor"]
+        row = [name, f"{floor:.{decimals(floor)}f}"] + [
+            cell(means[a], r.get(f"{a}_sd"), means[a] == best) for a in arms
+        ]
+        row.append(compare(r["best_arm"], "upstream", r["advantage"], r["beyond_seed_spread"]))
+        if len(head) > len(row):
+            row.append(compare(found[0], "base", r["advantage_over_base"], r["beyond_seed_spread_over_base"]))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python bench/results_table.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("summary", type=Path, help="a final_summary.csv (study/evaluate.py's, or docs/results/SPACE.*)")
+    p.add_argument("--figure", type=Path, default=None, help="also draw every run of the evaluation into this PNG")
+    args = p.parse_args(argv)
+    try:
+        summary = pd.read_csv(args.summary)
+    except (OSError, ValueError) as e:
+        print(f"error: {args.summary}: not readable as a final summary ({e})", file=sys.stderr)
+        return 2
+    missing = {"metric", "lower_is_better", "real_floor", "best_arm", "advantage"} - set(summary.columns)
+    if missing:
+        print(f"error: {args.summary}: not a final summary (no column {sorted(missing)[0]})", file=sys.stderr)
+        return 2
+    runs_path = args.summary.with_name(args.summary.name.replace(SUMMARY_TABLE, RUNS_TABLE))
+    if args.figure and (runs_path == args.summary or not runs_path.is_file()):
+        print(f"error: --figure needs {runs_path.name} beside {args.summary}", file=sys.stderr)
+        return 2
+    print(table(summary))
+    if args.figure:
+        fig = final_figure(pd.read_csv(runs_path), summary)
+        atomic_write(args.figure, lambda p: fig.savefig(p, format="png", dpi=DPI, bbox_inches="tight"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""bench/results_table.py: a space's committed evaluation summary as the table docs/results.md shows."""
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from tests.study_helpers import ROOT
+
+SCRIPT = str(ROOT / "bench" / "results_table.py")
+CURRICULUM = ROOT / "docs" / "results" / "curriculum.final_summary.csv"
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_the_curriculum_table_from_its_summary():
+    r = run(CURRICULUM)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == (
+        "| metric (test patients) | real floor | upstream | base | rank1 | best vs upstream | rank1 vs base |"
+    )
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    # the numbers of the summary, the best arm in bold, the comparisons as study/evaluate.py judged them
+    assert rows["**emd_feat** (ranking metric)"] == (
+        "| **emd_feat** (ranking metric) | 1.87 | 5.16 ± 1.38 | 3.33 ± 0.24 | **3.11 ± 0.17** | "
+        "rank1 2.05 better, beyond the spread | rank1 0.213 better, within the spread |"
+    )
+    assert "| **0.800 ± 0.117** | 0.790 ± 0.065 | base 0.470 better, beyond the spread |" in rows["category coverage"]
+    # a metric on which upstream is ahead says so
+    assert "upstream 0.013 better, within the spread" in rows["static correlation L1"]
+
+
+def test_an_arm_ahead_on_a_lower_is_better_metric_is_bold(tmp_path):
+    s = pd.read_csv(CURRICULUM)
+    s.loc[s["metric"] == "emd_feat", ["upstream_mean", "advantage", "beyond_seed_spread"]] = [2.0, -1.11, True]
+    s.to_csv(tmp_path / "s.csv", index=False)
+    row = next(line for line in run(tmp_path / "s.csv").stdout.splitlines() if "emd_feat" in line)
+    assert "| **2.00 ± 1.38** | 3.33 ± 0.24 | 3.11 ± 0.17 | upstream 1.11 better, beyond the spread |" in row
+
+
+def test_not_a_summary_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "leaderboard.csv"
+    bad.write_text("trial_id,emd_feat\na,1\n")
+    r = run(bad)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "leaderboard.csv" in r.stderr
+    r = run(tmp_path / "missing.csv")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.csv" in r.stderr
+
+
+def test_figure_of_every_run_needs_the_runs_table(tmp_path):
+    for table in ("final_summary", "final_evaluation"):
+        (tmp_path / f"curriculum.{table}.csv").write_bytes((CURRICULUM.parent / f"curriculum.{table}.csv").read_bytes())
+    png = tmp_path / "every_run.png"
+    r = run(tmp_path / "curriculum.final_summary.csv", "--figure", png)
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    (tmp_path / "curriculum.final_evaluation.csv").unlink()
+    png.unlink()
+    r = run(tmp_path / "curriculum.final_summary.csv", "--figure", png)
+    assert r.returncode == 2 and "curriculum.final_evaluation.csv" in r.stderr and r.stdout == "" and not png.exists()
