@@ -85,7 +85,7 @@ def test_scores(exp, n: int, seed: int) -> pd.DataFrame:
     return out
 
 
-def _spearman_rows(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+def spearman_rows(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Spearman correlation of each row of x with the same row of q ([B, n] each; average ranks for ties)."""
     rx, rq = rankdata(x, axis=1), rankdata(q, axis=1)
     rx, rq = rx - rx.mean(1, keepdims=True), rq - rq.mean(1, keepdims=True)
@@ -110,8 +110,8 @@ def rank_correlations(curves: dict[str, pd.DataFrame], quality: pd.Series, seed:
             x = orient(signal) * np.array([float(by_epoch[t].at[e, signal]) for t in trials])
             if not np.isfinite(x).all():
                 continue
-            rho = float(_spearman_rows(x[None], q[None])[0])
-            draws = _spearman_rows(x[boot], q[boot])
+            rho = float(spearman_rows(x[None], q[None])[0])
+            draws = spearman_rows(x[boot], q[boot])
             lo, hi = np.nanpercentile(draws, [2.5, 97.5])
             rows.append({"signal": signal, "epoch": e, "n": len(trials), "rho": rho, "lo": lo, "hi": hi})
     return pd.DataFrame(rows)
