@@ -2,6 +2,9 @@
 
     python bench/results_table.py docs/results/critic.final_summary.csv [--figure PNG]
 
+With the study's leaderboard beside it (docs/results/critic.leaderboard.csv, as bench/campaign.sh keeps it), the
+study's trials come first, one row each.
+
 Rows: the ranking metric and what a user reads off a cohort; columns: the real-vs-real floor, each arm's mean ± sd
 over its seeds, and how the best arm compares with upstream and the found configuration with the base ("beyond"
 when the difference of the means exceeds the sum of the two sds, as study/evaluate.py decides it). --figure also
@@ -25,6 +28,7 @@ from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: E402
 from study.experiment import RUNS_TABLE, SUMMARY_TABLE  # noqa: E402
 from study.reporting.final import final_figure  # noqa: E402
 from study.reporting.html import DPI  # noqa: E402
+from study.spaces import load_space  # noqa: E402
 
 ROWS = {  # metric -> its name on the page
     RANK_METRIC: f"**{RANK_METRIC}** (ranking metric)",
@@ -57,6 +61,33 @@ def compare(better: str, worse: str, advantage: float, beyond: object) -> str:
     who = better if advantage > 0 else worse if advantage < 0 else "equal"
     size = f" {abs(advantage):.{decimals(advantage)}f} better" if advantage else ""
     return f"{who}{size}, {'beyond' if str(beyond) == 'True' else 'within'} the spread"
+
+
+BOARD_COLUMNS = {  # leaderboard column -> its name on the page (final-epoch values on validation patients)
+    f"last_{RANK_METRIC}": RANK_METRIC,
+    "last_fd_feat": "fd_feat",
+    "last_coverage": "coverage",
+    "last_joint_tvd": "Gender x Ethnic TVD",
+    "last_diversity_ratio": "diversity",
+    "last_ks_mean": "mean KS",
+    "last_tvd_mean": "mean TVD",
+}
+
+
+def trials_table(board: pd.DataFrame) -> str:
+    """The study's trials in leaderboard order: their factors, role, verdict and final-epoch validation metrics."""
+    factors = [f.name for f in load_space("all").factors if f.name in board and board[f.name].notna().any()]
+    head = ["trial", *factors, "seed", "role", "verdict", *BOARD_COLUMNS.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in board.iterrows():
+        role = r.get("role") if isinstance(r.get("role"), str) else ""
+        if r["status"] != "completed":
+            role = f"{role}, {r['status']} at {int(r['epochs'])}".lstrip(", ")
+        values = [r[f] for f in factors] + [int(r["seed"]) if pd.notna(r.get("seed")) else ""]
+        values = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in values]
+        metrics = [f"{r[c]:.{decimals(r[c])}f}" if pd.notna(r.get(c)) else "" for c in BOARD_COLUMNS]
+        lines.append("| " + " | ".join([str(r["trial_id"]), *values, role, str(r["collapse"]), *metrics]) + " |")
+    return "\n".join(lines)
 
 
 def table(summary: pd.DataFrame) -> str:
@@ -102,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.figure and (runs_path == args.summary or not runs_path.is_file()):
         print(f"error: --figure needs {runs_path.name} beside {args.summary}", file=sys.stderr)
         return 2
+    board_path = args.summary.with_name(args.summary.name.replace(SUMMARY_TABLE, "leaderboard"))
+    if board_path != args.summary and board_path.is_file():
+        print(f"The study's trials ({board_path.name}; final epoch, validation patients):\n")
+        print(trials_table(pd.read_csv(board_path)) + "\n\nThe evaluation (test patients):\n")
     print(table(summary))
     if args.figure:
         fig = final_figure(pd.read_csv(runs_path), summary)

@@ -61,3 +61,24 @@ def test_figure_of_every_run_needs_the_runs_table(tmp_path):
     png.unlink()
     r = run(tmp_path / "curriculum.final_summary.csv", "--figure", png)
     assert r.returncode == 2 and "curriculum.final_evaluation.csv" in r.stderr and r.stdout == "" and not png.exists()
+
+
+def test_the_studys_trials_come_first_when_its_leaderboard_is_beside(tmp_path):
+    summary = tmp_path / "critic.final_summary.csv"
+    summary.write_bytes(CURRICULUM.read_bytes())
+    pd.DataFrame(
+        {
+            "trial_id": ["aa", "bb"], "status": ["completed", "pruned"], "epochs": [36, 8],
+            "n_critic": [5, 9], "gp_weight": [10.0, 0.123456], "seed": [0, 3], "role": ["base", None],
+            "collapse": ["partial", "collapsed"], "last_emd_feat": [2.98123, 4.4], "last_coverage": [0.65, 0.25],
+        }
+    ).to_csv(tmp_path / "critic.leaderboard.csv", index=False)  # fmt: skip
+    r = run(summary)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[2].startswith(
+        "| trial | n_critic | gp_weight | seed | role | verdict | emd_feat | fd_feat | coverage |"
+    )
+    assert lines[4] == "| aa | 5 | 10 | 0 | base | partial | 2.98 |  | 0.650 |  |  |  |  |"
+    assert lines[5] == "| bb | 9 | 0.123 | 3 | pruned at 8 | collapsed | 4.40 |  | 0.250 |  |  |  |  |"
+    assert "| **emd_feat** (ranking metric) | 1.87 |" in r.stdout  # the evaluation follows
