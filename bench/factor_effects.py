@@ -7,10 +7,11 @@ A study's own importances come from its few trials (4 at the CPU preset); the si
 `all` space to the full budget and scored each on test patients, so it is the better sample for this question. Per
 factor: for a range, the Spearman correlation of its value with the final test ranking metric, with a bootstrap
 95% interval over trials (+: larger values, worse cohorts); for a choice, each choice's trials and their median.
-The numbers are over TPE's proposals only; each study's base and upstream reference are drawn but left out: each
+The numbers are over the proposals only; each study's base and upstream reference are drawn but left out: each
 is one configuration repeated with new seeds, which differs from the others in most factors at once, so it would
-make every one of those factors look decisive. The proposals are TPE's, not a random design, and one seed each
-(the seed sd is about 0.25 in emd_feat): read the numbers as where to look, not as causes.
+make every one of those factors look decisive. Optuna's TPE samples at random until a study has 10 trials, and each
+signal batch ran at most 8, so the proposals are independent random draws from the space (a random design), each
+with one seed (the seed sd is about 0.25 in emd_feat): read the numbers as where to look, not as causes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from study.experiment import RANK_METRIC  # noqa: E402
 from study.spaces import Factor, load_space  # noqa: E402
 
 ROLES = {  # how each kind of trial is drawn
-    "proposal": {"color": "tab:blue", "marker": "o", "label": "TPE's proposals (the numbers)"},
+    "proposal": {"color": "tab:blue", "marker": "o", "label": "proposals (the numbers)"},
     "base": {"color": "tab:green", "marker": "^", "label": "the base (a new seed per study)"},
     "upstream": {"color": "tab:orange", "marker": "x", "label": "upstream reference"},
 }

@@ -75,19 +75,46 @@ class DefineByRun:
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch that survives a driver killed at an unlucky moment.
+    """OptunaSearch that survives a driver killed at an unlucky moment, and keeps the upstream reference trial out
+    of the sampler's model.
 
     Optuna's SQLite storage is written at once, Tune's experiment state only every few seconds. A driver killed in
     between leaves a trial that Optuna already counts as finished but that Tune restores and re-runs from its last
     checkpoint; stock OptunaSearch then fails the whole study with UpdateFinishedTrialError on the re-run's first
     result (seen in the kill tests). Optuna keeps the value it already has; Tune and the leaderboard record the rest.
+
+    The upstream reference trial carries placeholder factor values (the base's, or upstream's own) but runs the
+    whole upstream configuration, which lies outside the space. Told to Optuna as it ran, its (collapsed) score would
+    teach TPE and the importances that those factor values are poor. Optuna hears none of its results; it is told
+    as FAIL, the state its samplers and importances ignore, with user attributes saying why and what it scored.
     """
 
+    def _is_reference(self, trial_id: str) -> bool:
+        number = getattr(self._space, "reference_number", None)
+        return number is not None and trial_id in self._ot_trials and self._ot_trials[trial_id].number == number
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._is_reference(trial_id):
+            return
         try:
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not self._is_reference(trial_id) or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)
+            return
+        trial = self._ot_trials[trial_id]
+        trial.set_user_attr("reference", f"{UPSTREAM_REFERENCE}: the whole upstream configuration, outside the space")
+        value = (result or {}).get(self.metric)
+        if value is not None:
+            trial.set_user_attr(str(self.metric), float(value))
+        try:
+            self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # told before a driver was killed
+            pass
+        self._completed_trials.add(trial_id)
 
 
 class BudgetedOptunaSearch(ResumableOptunaSearch):

@@ -163,3 +163,39 @@ def test_quick_runs_the_cpu_base_against_upstream_without_pruning():
     assert quick.num_samples == 2 and quick.grace_period == quick.max_epochs == 12
     assert quick.base == PRESETS["cpu"].base and quick.hidden == PRESETS["cpu"].hidden
     assert choose_preset(parser().parse_args([]), cluster_gpus=0).name == "cpu"
+
+
+def test_the_upstream_reference_is_kept_out_of_the_samplers_model(tmp_path):
+    """The reference trial carries the base's factor values but runs upstream's configuration: Optuna hears none of
+    its results (no intermediate values, state FAIL, which TPE and the importances skip) and records why and what it
+    scored; the other trials are told as usual."""
+    import optuna
+
+    from study.presets import PRESETS
+    from study.spaces import load_space
+    from study.tuning import DefineByRun, ResumableOptunaSearch, first_points
+
+    space = load_space("critic")
+    base = study_base(None, None, [f.name for f in space.factors], {"name": "cpu", "base": PRESETS["cpu"].base})
+    points, reference = first_points(space, base["config"], base, quiet=True)
+    assert reference == 1 and points[1] == points[0]  # upstream's critic settings are the base's
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = optuna.storages.RDBStorage(url)
+    search = ResumableOptunaSearch(
+        space=DefineByRun(space, 0, reference), metric=RANK_METRIC, mode="min",
+        sampler=optuna.samplers.TPESampler(seed=0), storage=storage, study_name="s", points_to_evaluate=points,
+    )  # fmt: skip
+    configs = {t: search.suggest(t) for t in ("base", "ref", "other")}
+    assert "reference" not in configs["base"] and configs["ref"]["reference"] == "upstream"
+    scores = {"base": [3.5, 3.0], "ref": [6.0, 5.0], "other": [4.0, 3.8]}
+    for t, values in scores.items():
+        for epoch, v in enumerate(values, 1):
+            search.on_trial_result(t, {RANK_METRIC: v, "training_iteration": epoch})
+        search.on_trial_complete(t, {RANK_METRIC: values[-1], "training_iteration": len(values)})
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert [t.value for t in trials] == [3.0, None, 3.8]
+    assert trials[1].intermediate_values == {} and trials[0].intermediate_values == {1: 3.5, 2: 3.0}
+    assert trials[1].user_attrs[RANK_METRIC] == 5.0 and "outside the space" in trials[1].user_attrs["reference"]
+    search.on_trial_complete("ref", {RANK_METRIC: 5.0})  # told again after a restore: no error, no change
+    assert optuna.load_study(study_name="s", storage=url).trials[1].state.name == "FAIL"
