@@ -26,6 +26,7 @@ from study.experiment import CHECKPOINT_FILE, RUNS_TABLE, STUDY_FILE, read_study
 from study.presets import Preset, gpus_per_trial
 from study.spaces import load_space
 from study.trainable import train_healthgym, trial_config
+from study.tuning import latest_checkpoints
 
 PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
 TUNE_KEYS = {*AUTO_RESULT_KEYS, "done", "should_checkpoint", "trial_id", "experiment_tag"}  # Tune's, not ours
@@ -231,7 +232,7 @@ def run_final(
                 name=run.name,
                 storage_path=str(run.parent),
                 failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                checkpoint_config=latest_checkpoints(),
                 verbose=1,
             ),
         )

@@ -243,13 +243,27 @@ def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace)
     )
 
 
+KEEP_LATEST = 3  # checkpoints a trial keeps (Tune always keeps the last, which the leaderboard and export read)
+
+
+def latest_checkpoints() -> tune.CheckpointConfig:
+    """Keep a trial's latest KEEP_LATEST checkpoints, by epoch. Tune saves its experiment state (which names each
+    trial's latest checkpoint, the one --resume restores) every 10 s or more, while checkpoints come and go with the
+    epochs: a driver killed after a checkpoint named in the last saved state was removed leaves a trial that cannot
+    resume ("does not exist on storage anymore"). Keeping the best three by score removed a trial's latest one as
+    soon as a better-scoring one came; keeping the latest three keeps it three epochs (90 s at the CPU preset)."""
+    return tune.CheckpointConfig(
+        num_to_keep=KEEP_LATEST, checkpoint_score_attribute="training_iteration", checkpoint_score_order="max"
+    )
+
+
 def checkpoint_config(args: argparse.Namespace) -> tune.CheckpointConfig:
-    """Which checkpoints a trial keeps: its best three by the pruning signal (the leaderboard and export read the
-    last, which Tune always keeps). PBT keeps every one: a trial that exploits another is paused and restores from
-    that trial's checkpoint only when a slot frees, possibly epochs later, and a pruned checkpoint fails it."""
+    """Which checkpoints a trial keeps: its latest three (`latest_checkpoints`). PBT keeps every one: a trial that
+    exploits another is paused and restores from that trial's checkpoint only when a slot frees, possibly epochs
+    later, and a removed checkpoint fails it."""
     if args.scheduler == "pbt":
         return tune.CheckpointConfig(num_to_keep=None)
-    return tune.CheckpointConfig(num_to_keep=3, checkpoint_score_attribute=args.metric, checkpoint_score_order="min")
+    return latest_checkpoints()
 
 
 def tune_param_space(args: argparse.Namespace, space: SearchSpace, num_samples: int) -> dict:

@@ -143,7 +143,11 @@ def test_spaces_run(tmp_path, space):
         assert all(up[f] == UPSTREAM[f] for f in factors)
 
 
-def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path):
+def test_driver_killed_then_resumed_finishes_every_trial_once(tmp_path, monkeypatch):
+    # Tune saves its experiment state every 10 s, longer than three smoke epochs (about a second each); the presets'
+    # epochs take 30 s and more, three of them far longer than that period, which is what keeping a trial's latest
+    # three checkpoints relies on (study/tuning.py, latest_checkpoints). A 1 s period keeps that ratio here.
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
     args = (
         "--space",
         "critic",
