@@ -106,11 +106,13 @@ class ResumableOptunaSearch(OptunaSearch):
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         trial = self._ot_trials[trial_id]
-        trial.set_user_attr("reference", f"{UPSTREAM_REFERENCE}: the whole upstream configuration, outside the space")
         value = (result or {}).get(self.metric)
-        if value is not None:
-            trial.set_user_attr(str(self.metric), float(value))
         try:
+            trial.set_user_attr(
+                "reference", f"{UPSTREAM_REFERENCE}: the whole upstream configuration, outside the space"
+            )
+            if value is not None:
+                trial.set_user_attr(str(self.metric), float(value))
             self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # told before a driver was killed
             pass
