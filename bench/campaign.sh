@@ -13,9 +13,10 @@
 # preset's now); an evaluation run 16-36 minutes (36 epochs at a median 27 s, two at a time, slower when the machine
 # is shared). A signal batch took 76 minutes for 8 trials (batch 1), 49 for 4 (batch 2, beside the test suite), 26
 # for 4 (batch 3) and about 135 for 8 (batch 4, resumed once, partly beside the test suite), test scoring included.
-# Evaluations take the upstream and base runs over from the curriculum study's (study/evaluate.py --reuse: its folder
-# when here, else its committed table's test scores), so each further space re-trains only its best configuration's
-# 5 seeds.
+# Evaluations take over the runs earlier evaluations made exactly so (study/evaluate.py --reuse, by run key: their
+# folders when here, else their committed tables' test scores). The curriculum table's runs were made by earlier code
+# (their keys match no run today, and a base run re-trained now scores differently), so the critic evaluation
+# re-trains the upstream and base arms, and later spaces take those over from it and train only their own winner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -41,11 +42,17 @@ evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configura
     local folder=experiments/$1 seeds=${2:-5} plan reuse=()
     plan=$(ls -t "$folder"/final-*/evaluation.json 2>/dev/null | head -1 || true)
     if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
-    if [ "$1" != curriculum ] && ls experiments/curriculum/final-*/evaluation.json > /dev/null 2>&1; then
-        reuse=(--reuse experiments/curriculum)
-    elif [ "$1" != curriculum ] && [ -f docs/results/curriculum.final_evaluation.csv ]; then
-        reuse=(--reuse docs/results/curriculum.final_evaluation.csv)  # its scores, where its folder is gone
-    fi
+    # Runs another evaluation made exactly so (same options, seed, epochs, data: the run key) are taken over, not
+    # re-trained: from evaluations whose folders are still here, and from the committed tables of the others.
+    for other in experiments/*/; do
+        other=${other%/}
+        if [ "$other" != "$folder" ] && ls "$other"/final-*/evaluation.json > /dev/null 2>&1; then
+            reuse+=(--reuse "$other")
+        fi
+    done
+    for table in docs/results/*.final_evaluation.csv; do
+        if [ -f "$table" ] && [ "$table" != "docs/results/$1.final_evaluation.csv" ]; then reuse+=(--reuse "$table"); fi
+    done
     echo "== evaluate $1"
     if [ -n "$plan" ]; then
         $PY study/evaluate.py "$folder" --resume --no-dashboard "${reuse[@]}"
