@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.pruning_signals import BOOTSTRAP, Trials, spearman_rows  # noqa: E402
 from healthgym_core.atomic import atomic_write  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from study.base import UPSTREAM_REFERENCE  # noqa: E402
 from study.experiment import RANK_METRIC  # noqa: E402
 from study.spaces import Factor, load_space  # noqa: E402
 
@@ -47,11 +48,11 @@ ROLES = {  # how each kind of trial is drawn
 def trial_table(trials: Trials, factors: list[Factor]) -> pd.DataFrame:
     """One row per trial: its factors, its role (the study's base, its upstream reference, or a proposal), its
     final test ranking metric. A study's first trial is its base (each record: one study)."""
-    firsts = {t.rsplit("/", 1)[0]: t for t in reversed(trials.order)}.values()
+    firsts = {ids[0] for ids in trials.by_study().values()}
     rows = []
     for t in trials.order:
         c = trials.configs[t]
-        role = "upstream" if c.get("reference") == "upstream" else "base" if t in firsts else "proposal"
+        role = "upstream" if c.get("reference") == UPSTREAM_REFERENCE else "base" if t in firsts else "proposal"
         quality = float(trials.scores.at[t, RANK_METRIC])
         rows.append({f.name: c.get(f.name) for f in factors} | {"role": role, "quality": quality})
     return pd.DataFrame(rows, index=trials.order)

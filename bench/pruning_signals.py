@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from study.base import UPSTREAM_REFERENCE  # noqa: E402
 from study.experiment import RANK_METRIC, study_data  # noqa: E402
 from study.leaderboard import COLLAPSE, LOWER_IS_BETTER, completed_by_rank, trial_row  # noqa: E402
 from study.reporting.loading import checkpoint_file, load_experiment  # noqa: E402
@@ -173,6 +174,14 @@ class Trials:
             self._rows[t, epochs] = trial_row(t, self.configs[t], self.factors, h[h["epoch"] <= epochs], self.max_t)
         return self._rows[t, epochs]
 
+    def by_study(self) -> dict[str, list[str]]:
+        """Trial ids per source study, in start order (a study's first trial is its base). Ids read from records
+        are "RECORD/ID"; a study folder's are plain (one study, "")."""
+        studies: dict[str, list[str]] = {}
+        for t in self.order:
+            studies.setdefault(t.rsplit("/", 1)[0] if "/" in t else "", []).append(t)
+        return studies
+
     def record(self) -> pd.DataFrame:
         """One row per trial and epoch: the trial, its configuration, its final test quality, its signals."""
         parts = []
@@ -297,12 +306,9 @@ def shuffled_replays(
 def base_vs_upstream(trials: Trials, signal: str) -> pd.DataFrame:
     """Per study (source) and epoch, how far the base (a study's first trial) is ahead of the upstream reference on
     `signal` (> 0: ahead). A first rung where the base is behind lets ASHA stop the base for a collapsed reference."""
-    studies: dict[str, list[str]] = {}
-    for t in trials.order:
-        studies.setdefault(t.rsplit("/", 1)[0] if "/" in t else "", []).append(t)
     rows = []
-    for study, ids in studies.items():
-        upstream = [t for t in ids if trials.configs[t].get("reference") == "upstream"]
+    for study, ids in trials.by_study().items():
+        upstream = [t for t in ids if trials.configs[t].get("reference") == UPSTREAM_REFERENCE]
         if not upstream or upstream[0] == ids[0]:
             continue
         b, u = (trials.histories[t].set_index("epoch")[signal] for t in (ids[0], upstream[0]))
