@@ -5,7 +5,8 @@
 #     nohup bash bench/campaign.sh > campaign.log 2>&1 &
 #
 # A step is done when its small result is in the repository (docs/results/SPACE.final_summary.csv, a signal batch's
-# bench/signals/signals-N.csv, bench/schedulers.cpu.md): commit those as they appear, because an experiment folder
+# bench/signals/signals-N.csv, bench/schedulers.cpu.md; while an evaluation runs, docs/results/SPACE.runs_so_far.csv
+# holds its finished runs): commit those as they appear, because an experiment folder
 # does not outlive the machine it ran on, and a later session on a fresh clone continues from the committed results.
 # A step interrupted on the same machine resumes from its folder (--resume).
 #
@@ -50,15 +51,20 @@ evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configura
             reuse+=(--reuse "$other")
         fi
     done
-    for table in docs/results/*.final_evaluation.csv; do
+    for table in docs/results/*.final_evaluation.csv docs/results/*.runs_so_far.csv; do
         if [ -f "$table" ] && [ "$table" != "docs/results/$1.final_evaluation.csv" ]; then reuse+=(--reuse "$table"); fi
     done
     echo "== evaluate $1"
+    # Its finished runs, scored, kept every 10 minutes in docs/results/NAME.runs_so_far.csv: commit it, and a fresh
+    # clone's evaluation takes them over (an evaluation can outlast the machine: 15 runs of up to 36 minutes).
+    (while sleep 600; do $PY study/evaluate.py "$folder" --keep-done "docs/results/$1.runs_so_far.csv" || true; done) &
+    local keeper=$!
     if [ -n "$plan" ]; then
         $PY study/evaluate.py "$folder" --resume --no-dashboard "${reuse[@]}"
     else
         $PY study/evaluate.py "$folder" --top 1 --seeds "$seeds" --no-dashboard "${reuse[@]}"
     fi
+    kill "$keeper" 2> /dev/null || true
 }
 
 space() {  # space NAME [SEEDS] [STUDY ARGS...]: study and evaluation, their tables kept in docs/results/NAME.*
@@ -70,6 +76,7 @@ space() {  # space NAME [SEEDS] [STUDY ARGS...]: study and evaluation, their tab
     cp "experiments/$name/final_summary.csv" "docs/results/$name.final_summary.csv"
     cp "experiments/$name/final_evaluation.csv" "docs/results/$name.final_evaluation.csv"
     cp "experiments/$name/leaderboard.csv" "docs/results/$name.leaderboard.csv"
+    rm -f "docs/results/$name.runs_so_far.csv"  # the full table holds them now
     # the report's pictures that docs/results.md shows: the search, the factors, the 5 seeds on test patients
     $PY study/report.py "experiments/$name" --figures "experiments/$name/figures" > /dev/null
     mkdir -p "docs/results/$name"

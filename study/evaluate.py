@@ -81,6 +81,14 @@ def parser() -> argparse.ArgumentParser:
         help="show how far the study's newest evaluation is (each run's epochs and last validation metrics), "
         "also while it runs; trains nothing",
     )
+    p.add_argument(
+        "--keep-done",
+        default=None,
+        metavar="CSV",
+        help="score the runs the study's evaluations have finished so far on the test patients, exactly as the "
+        "evaluation will, and add them to CSV, an evaluation table that --reuse takes over: how an evaluation "
+        "longer than one machine's life keeps its finished runs; trains nothing",
+    )
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None)
@@ -175,6 +183,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = plan_status(run, plan)
         print(f"{run}: {(table['state'].isin(['done', 'reused'])).sum()} of {len(table)} runs done")
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
+        return 0
+    if args.keep_done is not None:
+        from study.final_runs import keep_done, samples_scored, scored_runs
+
+        table = Path(args.keep_done)
+        if table.suffix != ".csv":
+            raise ConfigError(f"--keep-done {table}: must name a .csv file")
+        if table.exists():
+            scored_runs(table, 0)  # an evaluation table with run keys, or a clear error before any scoring
+        data = study_data(record)
+        added, total = keep_done(folder, data, samples_scored(args, data), table)
+        print(f"{table}: {added} finished runs scored and added, {total} in all")
         return 0
     study_args = record["args"]
     from study.spaces import load_space

@@ -14,7 +14,7 @@ import pandas as pd
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from healthgym_core.atomic import atomic_write
+from healthgym_core.atomic import atomic_write, write_table
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
@@ -82,7 +82,7 @@ def _last_report(trial: Path) -> dict | None:
 
 def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
     """Every run of the study's evaluations (final-* folders but `skip`) that trained all its epochs: run key ->
-    its last report, its final checkpoint folder and where it came from."""
+    its arm and seed, its last report, its final checkpoint folder and where it came from."""
     record = read_study_record(study)
     base, fingerprint = study_base(record), record.get("data", {}).get("fingerprint")
     found = {}
@@ -98,8 +98,10 @@ def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
             ckpt = params.parent / str(last.get("checkpoint_dir_name") or "")
             if not (ckpt / CHECKPOINT_FILE).is_file():
                 continue
-            key = run_key(trial_config(arm_trial(json.loads(params.read_text())), base), epochs, fingerprint)
+            config = json.loads(params.read_text())
+            key = run_key(trial_config(arm_trial(config), base), epochs, fingerprint)
             found[key] = {
+                "config": {"arm": config["arm"], "seed": config["seed"]},
                 "checkpoint": str(ckpt),
                 "metrics": last,
                 "source": last.get("reused_from") or f"{study.name}/{run.name}/{params.parent.name}",
@@ -122,6 +124,42 @@ def scored_runs(table: Path, samples: int) -> dict[str, dict]:
         scores = {k: float(v) for k, v in r.items() if k in METRIC_INFO and pd.notna(v)}
         found[str(r["run_key"])] = {"scores": scores, "source": f"{table.name}:{r['arm']}/{int(r['seed'])}"}
     return found
+
+
+def samples_scored(args: argparse.Namespace, data: PreparedData) -> int:
+    """Synthetic patients scored per run: --samples, else twice the test patients."""
+    return args.samples or 2 * len(data.split.test)
+
+
+def run_row(config: dict, last: dict, key: str, samples: int, error: bool = False) -> dict:
+    """One run's row of the evaluation table (RUNS_TABLE), before its test scores."""
+    return {
+        **config["arm"],
+        "seed": config["seed"],
+        "epochs": int(last.get("epoch", 0)),
+        "error": error,
+        "reused_from": last.get("reused_from", ""),
+        "run_key": key,
+        "samples": samples,
+    }
+
+
+def keep_done(study: Path, data: PreparedData, samples: int, table: Path) -> tuple[int, int]:
+    """Score every finished run of the study's evaluations on the test patients, exactly as the evaluation will,
+    and add those `table` lacks to it (an evaluation table that `--reuse` takes over, so that an evaluation longer
+    than a machine's life loses none of its finished runs). Returns (runs added, runs in the table)."""
+    kept = pd.read_csv(table) if table.is_file() else pd.DataFrame()
+    known = set(kept["run_key"]) if "run_key" in kept else set()
+    rows = []
+    for key, done in finished_runs(study).items():
+        if key in known:
+            continue
+        row = run_row(done["config"], done["metrics"], key, samples)
+        rows.append(row | score_checkpoint(Path(done["checkpoint"]), data, samples, row["seed"]))
+    if rows:
+        both = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True) if len(kept) else pd.DataFrame(rows)
+        write_table(both.sort_values(["arm", "seed"], kind="stable"), table)
+    return len(rows), len(kept) + len(rows)
 
 
 STATUS_METRICS = ("emd_feat", "fd_feat", "coverage", "joint_tvd", "diversity_ratio", "ks_mean")
@@ -189,7 +227,7 @@ def run_final(
     """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients.
     None when Tune stopped before every run finished (interrupted): `--resume` continues it."""
     base = study_base(record)
-    n = args.samples or 2 * len(data.split.test)
+    n = samples_scored(args, data)
     reuse: dict[str, dict] = {}
     for folder in [run.parent, *map(Path, plan.get("reuse", []))]:  # the study's own earlier evaluations first
         if folder.suffix == ".csv":  # an earlier evaluation's table: its scores, where its folder is gone
@@ -241,12 +279,9 @@ def run_final(
         return None  # Tune stopped before every run ended (Ctrl-C): nothing to score yet
     rows = []
     for r in results:
-        arm, seed = r.config["arm"], r.config["seed"]
-        last = r.metrics or {}
-        row = {**arm, "seed": seed, "epochs": int(last.get("epoch", 0)), "error": r.error is not None}
-        row["reused_from"] = last.get("reused_from", "")
-        row["run_key"] = run_key(trial_config(arm_trial(r.config), base), plan["epochs"], data.fingerprint)
-        row["samples"] = n
+        seed = r.config["seed"]
+        key = run_key(trial_config(arm_trial(r.config), base), plan["epochs"], data.fingerprint)
+        row = run_row(r.config, r.metrics or {}, key, n, error=r.error is not None)
         scored = reuse.get(row["run_key"], {}).get("scores")
         if scored is not None and r.checkpoint is None and r.error is None:
             row.update(scored)

@@ -98,6 +98,17 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path)
     assert "real_floor" in out or "fd_feat" in out
     assert (runs["reused_from"] == "").all()
 
+    # --keep-done scores the finished runs as the evaluation did: the same table, and a second call scores nothing
+    kept_done = tmp_path / "critic.runs_so_far.csv"
+    code, out, err = evaluate(folder, "--keep-done", kept_done, timeout=200)
+    assert code == 0 and "4 finished runs scored and added, 4 in all" in out, err[-2000:]
+    final = pd.read_csv(folder / "final_evaluation.csv").sort_values(["arm", "seed"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(pd.read_csv(kept_done).reset_index(drop=True), final[list(pd.read_csv(kept_done))])
+    code, out, _ = evaluate(folder, "--keep-done", kept_done, timeout=200)
+    assert code == 0 and "0 finished runs scored and added, 4 in all" in out
+    code, _, err = evaluate(folder, "--keep-done", tmp_path / "runs.txt", timeout=60)
+    assert code == 2 and "--keep-done" in err and len(err.strip().splitlines()) == 1
+
     # Another copy of the study, evaluated with a third seed: the four runs the first evaluation made are taken
     # over exactly (same options, seeds, epochs and data), only seed 1002 trains.
     other = shutil.copytree(finished_study, tmp_path / "other" / "critic")
@@ -173,6 +184,8 @@ def test_an_interrupted_evaluation_resumes_with_its_own_plan(finished_study, tmp
         kill_session(p.pid)
     assert "nothing written. Continue with: python study/evaluate.py" in log.read_text()
     assert not (folder / "final_evaluation.parquet").exists() and not (folder / "final_summary.csv").exists()
+    code, out, _ = evaluate(folder, "--keep-done", tmp_path / "kept.csv", timeout=120)  # no run finished yet
+    assert code == 0 and "0 finished runs scored and added, 0 in all" in out and not (tmp_path / "kept.csv").exists()
     code, out, _ = evaluate(folder, "--status", timeout=120)  # how far it got, from its files alone
     assert code == 0 and "runs done" in out and "running or paused" in out and f"/{EPOCHS}" in out
     code, out, err = evaluate(folder, "--resume", "--seeds", "5", "--no-dashboard")  # the plan's 1 seed, not 5
@@ -184,6 +197,8 @@ def test_an_interrupted_evaluation_resumes_with_its_own_plan(finished_study, tmp
     assert (runs["epochs"] == EPOCHS).all() and runs["fd_feat"].notna().all()
     code, out, _ = evaluate(folder, "--status", timeout=120)
     assert code == 0 and "2 of 2 runs done" in out and out.count(f"{EPOCHS}/{EPOCHS}") == 2
+    code, out, _ = evaluate(folder, "--keep-done", tmp_path / "kept.csv", timeout=120)  # the resumed runs count
+    assert code == 0 and "2 finished runs scored and added, 2 in all" in out
 
 
 def test_pruning_signals_scores_the_trials_and_replays_asha(finished_study, tmp_path):
