@@ -15,8 +15,8 @@
 # is shared). A signal batch took 76 minutes for 8 trials (batch 1), 49 for 4 (batch 2, beside the test suite), 26
 # for 4 (batch 3) and about 135 for 8 (batch 4, resumed once, partly beside the test suite), test scoring included.
 # Evaluations take over the runs earlier evaluations made exactly so (study/evaluate.py --reuse, by run key: their
-# folders when here, else their committed tables' test scores). The curriculum table's runs were made by earlier code
-# (their keys match no run today, and a base run re-trained now scores differently), so the critic evaluation
+# folders when here, else their committed tables' test scores); a key includes the code that trained the run. The
+# curriculum table's keys hold no code (they were added after its runs) and match nothing, so the critic evaluation
 # re-trains the upstream and base arms, and later spaces take those over from it and train only their own winner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configura
     local folder=experiments/$1 seeds=${2:-5} plan reuse=()
     plan=$(ls -t "$folder"/final-*/evaluation.json 2>/dev/null | head -1 || true)
     if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
-    # Runs another evaluation made exactly so (same options, seed, epochs, data: the run key) are taken over, not
+    # Runs another evaluation made exactly so (same options, seed, epochs, data, code: the run key) are taken over, not
     # re-trained: from evaluations whose folders are still here, and from the committed tables of the others.
     for other in experiments/*/; do
         other=${other%/}

@@ -71,9 +71,9 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="EXPERIMENT_OR_CSV",
-        help="another study whose evaluations may hold some of these runs exactly (the same options, seed, epochs "
-        "and data), or the final_evaluation.csv of one (kept when its folder is not): their results are taken over "
-        "instead of re-training (the study's own earlier evaluations always are); may be given more than once",
+        help="another study whose evaluations may hold some of these runs exactly (the same options, seed, epochs, "
+        "data and code), or the final_evaluation.csv of one (kept when its folder is not): their results are taken "
+        "over instead of re-training (the study's own earlier evaluations always are); may be given more than once",
     )
     p.add_argument(
         "--status",

@@ -18,6 +18,7 @@ STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incom
 OPTUNA_FILE = "optuna.db"  # Optuna's SQLite storage (study name = experiment name)
 CHECKPOINT_FILE = "state.pt"  # inside each Tune checkpoint folder
 STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder
+CODE_KEY = "code_version"  # in every trial report and leaderboard row: the fingerprint of the code that trained it
 RUNS_TABLE = "final_evaluation"  # study/evaluate.py's tables (.csv and .parquet): one row per run
 SUMMARY_TABLE = "final_summary"  # and mean and spread per arm, next to the real-vs-real floor
 PBT_LOG = "pbt_global.txt"  # Ray's PBT: one JSON line per exploit, written by the driver as it happens

@@ -22,10 +22,10 @@ from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
 from study.driver import base_config
-from study.experiment import CHECKPOINT_FILE, RUNS_TABLE, STUDY_FILE, read_study_record
+from study.experiment import CHECKPOINT_FILE, CODE_KEY, RUNS_TABLE, STUDY_FILE, read_study_record
 from study.presets import Preset, gpus_per_trial
 from study.spaces import load_space
-from study.trainable import train_healthgym, trial_config
+from study.trainable import train_healthgym, training_code, trial_config
 from study.tuning import latest_checkpoints
 
 PLAN_FILE = "evaluation.json"  # in each final-* run folder: its arms, seeds and epochs, for --resume
@@ -37,10 +37,12 @@ def arm_trial(config: dict) -> dict:
     return {**{k: v for k, v in config["arm"].items() if k != "arm"}, "seed": config["seed"]}
 
 
-def run_key(config: TrainConfig, epochs: int, fingerprint: str) -> str:
-    """What makes two evaluation runs the same run: every training option (the seed too), the epochs, the data."""
-    text = json.dumps({"config": config.to_dict(), "epochs": epochs, "data": fingerprint}, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+def run_key(config: TrainConfig, epochs: int, fingerprint: str, code: str | None = None) -> str:
+    """What makes two evaluation runs the same run: every training option (the seed too), the epochs, the data and
+    the code that trained it (`code`, as its reports recorded it; default this code). Without the code, keys
+    computed from today's options matched runs that earlier code had made, with other scores."""
+    key = {"config": config.to_dict(), "epochs": epochs, "data": fingerprint, "code": code or training_code()}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def train_arm(config: dict, *, reuse: dict[str, dict] | None = None, **kwargs) -> None:
@@ -81,8 +83,9 @@ def _last_report(trial: Path) -> dict | None:
 
 
 def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
-    """Every run of the study's evaluations (final-* folders but `skip`) that trained all its epochs: run key ->
-    its arm and seed, its last report, its final checkpoint folder and where it came from."""
+    """Every run of the study's evaluations (final-* folders but `skip`) that trained all its epochs: run key (with
+    the code its reports recorded, so that a run made by other code matches no run of this code) -> its arm and
+    seed, its last report, its final checkpoint folder and where it came from."""
     record = read_study_record(study)
     base, fingerprint = study_base(record), record.get("data", {}).get("fingerprint")
     found = {}
@@ -98,8 +101,10 @@ def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
             ckpt = params.parent / str(last.get("checkpoint_dir_name") or "")
             if not (ckpt / CHECKPOINT_FILE).is_file():
                 continue
+            if CODE_KEY not in last:
+                continue  # made before runs recorded their code: which code made it is unknown
             config = json.loads(params.read_text())
-            key = run_key(trial_config(arm_trial(config), base), epochs, fingerprint)
+            key = run_key(trial_config(arm_trial(config), base), epochs, fingerprint, last[CODE_KEY])
             found[key] = {
                 "config": {"arm": config["arm"], "seed": config["seed"]},
                 "checkpoint": str(ckpt),
@@ -280,7 +285,8 @@ def run_final(
     rows = []
     for r in results:
         seed = r.config["seed"]
-        key = run_key(trial_config(arm_trial(r.config), base), plan["epochs"], data.fingerprint)
+        code = (r.metrics or {}).get(CODE_KEY)  # the code that trained it; none for scores taken from a table
+        key = run_key(trial_config(arm_trial(r.config), base), plan["epochs"], data.fingerprint, code)
         row = run_row(r.config, r.metrics or {}, key, n, error=r.error is not None)
         scored = reuse.get(row["run_key"], {}).get("scores")
         if scored is not None and r.checkpoint is None and r.error is None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.evaluation.collapse import FAITHFUL, missed_targets, targets_text, verdict
-from study.experiment import METRICS, PBT_LOG, RANK_METRIC, TRIAL_DIR
+from study.experiment import CODE_KEY, METRICS, PBT_LOG, RANK_METRIC, TRIAL_DIR
 
 COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
@@ -66,6 +66,7 @@ def trial_row(
     row["collapse"], _ = verdict(last) if math.isfinite(row["last_diversity_ratio"]) else ("", "")
     row["checkpoint"] = checkpoint
     row["path"] = path
+    row[CODE_KEY] = str(good[CODE_KEY].iloc[-1]) if CODE_KEY in good and len(good) else ""
     return row
 
 

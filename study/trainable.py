@@ -19,9 +19,10 @@ from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import NonFiniteLossError
+from healthgym_core.provenance import PACKAGE, source_fingerprint
 from healthgym_core.state import build_state
 from study.base import UPSTREAM_REFERENCE, upstream_options
-from study.experiment import CHECKPOINT_FILE, STEPS_FILE
+from study.experiment import CHECKPOINT_FILE, CODE_KEY, STEPS_FILE
 
 DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)
 
@@ -32,6 +33,11 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
     if config.pop("reference", None) == UPSTREAM_REFERENCE:
         config = {**upstream_options(), "seed": config["seed"]}
     return TrainConfig.from_dict({**base, **config}).validate()
+
+
+def training_code() -> str:
+    """The fingerprint of the code that trains and scores a trial: the core and this trainable."""
+    return source_fingerprint(PACKAGE, Path(__file__).resolve())
 
 
 def train_healthgym(
@@ -72,6 +78,7 @@ def train_healthgym(
         pd.DataFrame(records).to_csv(steps_log, mode="a", header=not steps_log.exists(), index=False)
         metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         metrics["diverged"] = 0
+        metrics[CODE_KEY] = training_code()
         if parent is not None:  # the first report after PBT copied another trial's weights into this one
             metrics["exploited_from"], parent = parent, None
         last = {k: v for k, v in metrics.items() if k != "exploited_from"}

@@ -110,7 +110,7 @@ def test_evaluate_retrains_top_and_upstream_with_seeds(finished_study, tmp_path)
     assert code == 2 and "--keep-done" in err and len(err.strip().splitlines()) == 1
 
     # Another copy of the study, evaluated with a third seed: the four runs the first evaluation made are taken
-    # over exactly (same options, seeds, epochs and data), only seed 1002 trains.
+    # over exactly (same options, seeds, epochs, data and code), only seed 1002 trains.
     other = shutil.copytree(finished_study, tmp_path / "other" / "critic")
     code, out, err = evaluate(other, "--top", 1, "--seeds", 3, "--epochs", 1, "--reuse", folder, "--no-dashboard")
     assert code == 0, err[-3000:]

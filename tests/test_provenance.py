@@ -1,0 +1,25 @@
+"""The code fingerprint in an evaluation run's key: code changes change it, comments and docstrings do not."""
+
+from healthgym_core.provenance import source_fingerprint
+
+
+def write(folder, text):
+    (folder / "pkg").mkdir(exist_ok=True)
+    (folder / "pkg" / "step.py").write_text(text)
+    return folder / "pkg"
+
+
+def test_the_fingerprint_follows_code_not_comments(tmp_path):
+    base = 'def lr():\n    """The rate."""\n    return 2e-4\n'
+    fingerprints = {}
+    for name, text in {
+        "base": base,
+        "comment": "# a comment\n" + base.replace("return", "return  ").replace("The rate.", "The learning rate."),
+        "code": base.replace("2e-4", "1e-4"),
+    }.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        fingerprints[name] = source_fingerprint(write(folder, text))
+    assert fingerprints["base"] == fingerprints["comment"] != fingerprints["code"]
+    (tmp_path / "base" / "pkg" / "kernel.cpp").write_text("int x = 1;")
+    assert source_fingerprint.__wrapped__(tmp_path / "base" / "pkg") != fingerprints["base"]  # other sources count
