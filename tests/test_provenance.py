@@ -23,3 +23,14 @@ def test_the_fingerprint_follows_code_not_comments(tmp_path):
     assert fingerprints["base"] == fingerprints["comment"] != fingerprints["code"]
     (tmp_path / "base" / "pkg" / "kernel.cpp").write_text("int x = 1;")
     assert source_fingerprint.__wrapped__(tmp_path / "base" / "pkg") != fingerprints["base"]  # other sources count
+
+
+def test_a_run_key_holds_the_code_that_trained_the_run():
+    from healthgym_core.config import TrainConfig
+    from study.final_runs import run_key
+    from study.trainable import training_code
+
+    config = TrainConfig()
+    today = run_key(config, 36, "data")
+    assert today == run_key(config, 36, "data", training_code()) != run_key(config, 36, "data", "other code")
+    assert today != run_key(config, 35, "data") and today != run_key(config, 36, "other data")
