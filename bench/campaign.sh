@@ -30,9 +30,15 @@ FIGURES="emd_feat_per_epoch_for_every_trial factors_against_the_final_metric opt
 final_evaluation_on_test_patients_every_seed real_vs_synthetic_marginal_distributions"
 
 study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it, until its leaderboard exists
-    local name=$1
+    local name=$1 record=docs/results/$1
     shift
     if [ -f "experiments/$name/leaderboard.parquet" ]; then return; fi
+    if [ -f "$record/study.json" ] && [ -f "$record/leaderboard.parquet" ]; then  # a finished study, committed
+        echo "== study $name: its committed record ($record/study.json, leaderboard.parquet), not trained again"
+        mkdir -p "experiments/$name"
+        cp "$record/study.json" "$record/leaderboard.parquet" "experiments/$name/"
+        return
+    fi
     local resume=()
     if [ -f "experiments/$name/study.json" ]; then resume=(--resume); fi
     echo "== study $name $* ${resume[*]}"
@@ -72,6 +78,11 @@ space() {  # space NAME [SEEDS] [STUDY ARGS...]: study and evaluation, their tab
     shift 2
     if [ -f "docs/results/$name.final_summary.csv" ]; then return; fi
     study "$name" "$@"
+    # The study's record and leaderboard (40 KB), all an evaluation needs of it: a fresh clone evaluates the study
+    # from them instead of running it again (40 minutes).
+    mkdir -p "docs/results/$name"
+    cp "experiments/$name/study.json" "experiments/$name/leaderboard.parquet" "docs/results/$name/"
+    echo "== study $name done: commit docs/results/$name/study.json docs/results/$name/leaderboard.parquet"
     evaluate "$name" "$seeds"
     cp "experiments/$name/final_summary.csv" "docs/results/$name.final_summary.csv"
     cp "experiments/$name/final_evaluation.csv" "docs/results/$name.final_evaluation.csv"
