@@ -22,6 +22,8 @@ CODE_KEY = "code_version"  # in every trial report and leaderboard row: the fing
 RUNS_TABLE = "final_evaluation"  # study/evaluate.py's tables (.csv and .parquet): one row per run
 SUMMARY_TABLE = "final_summary"  # and mean and spread per arm, next to the real-vs-real floor
 PBT_LOG = "pbt_global.txt"  # Ray's PBT: one JSON line per exploit, written by the driver as it happens
+# PBT_LOG's lines from before each --resume: a resumed driver starts Ray's log afresh and its sync overwrites it
+PBT_LOG_KEPT = "pbt_global.before_resume.txt"
 # Tune's trial folders: train_healthgym_<id>_<number>_<params>_<date>; ids are 8 hex digits (searchers) or
 # 5 hex digits and a 5-digit count (Tune's own variant generator, as under PBT).
 TRIAL_ID = r"[0-9a-f]{8}|[0-9a-f]{5}_\d{5}"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.evaluation.collapse import FAITHFUL, missed_targets, targets_text, verdict
-from study.experiment import CODE_KEY, METRICS, PBT_LOG, RANK_METRIC, TRIAL_DIR
+from study.experiment import CODE_KEY, METRICS, PBT_LOG, PBT_LOG_KEPT, RANK_METRIC, TRIAL_DIR
 
 COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
@@ -77,11 +77,29 @@ def _short(v: object) -> str:
 Exploit = tuple[int, str, dict]  # (first epoch on the donor's weights, the donor's trial id, the configuration after)
 
 
+def pbt_log_lines(folder: Path) -> list[str]:
+    """Ray's PBT log lines in the experiment folder: those kept before each resume (`keep_pbt_log`), then the current
+    driver's, each once."""
+    files = [folder / PBT_LOG_KEPT, folder / PBT_LOG]
+    lines = [line for f in files if f.is_file() for line in f.read_text().splitlines() if line.strip()]
+    return list(dict.fromkeys(lines))
+
+
+def keep_pbt_log(folder: Path) -> None:
+    """Before a study resumes: add PBT's log lines to PBT_LOG_KEPT. Ray writes the log in the driver's staging folder
+    and syncs it over the experiment folder's copy; a resumed driver starts with an empty one, so without this the
+    exploits made before the resume vanish from the log (and, where their first report was lost with the killed
+    driver, from the lineage)."""
+    lines = pbt_log_lines(folder)
+    if lines:
+        (folder / PBT_LOG_KEPT).write_text("\n".join(lines) + "\n")
+
+
 def pbt_exploits(folder: Path) -> dict[str, list[Exploit]]:
     """Every exploit Ray's PBT logged in the experiment folder, by exploiting trial. The driver writes the log as each
     exploit happens, so it keeps exploits whose first report was lost with a killed driver."""
-    log = folder / PBT_LOG
-    if not log.is_file():
+    lines = pbt_log_lines(folder)
+    if not lines:
         return {}
     ids = {}  # a trial tag's leading experiment index ("3_gp_weight=...") -> the trial's id
     for d in folder.iterdir():
@@ -89,7 +107,7 @@ def pbt_exploits(folder: Path) -> dict[str, list[Exploit]]:
         if found and d.is_dir():
             ids[found.group(2)] = found.group(1)
     out: dict[str, list[Exploit]] = {}
-    for line in log.read_text().splitlines():
+    for line in lines:
         try:  # [trial tag, donor tag, trial iteration, donor iteration, donor config, new config]
             tag, donor_tag, _, donor_epoch, _, config = json.loads(line)
             first, config = int(donor_epoch) + 1, dict(config)

@@ -32,7 +32,7 @@ from study.experiment import (
     exploit_metric,
     spent_text,
 )
-from study.leaderboard import collapse_summary, format_board, mark_roles, pbt_exploits, rank, trial_row
+from study.leaderboard import collapse_summary, format_board, keep_pbt_log, mark_roles, pbt_exploits, rank, trial_row
 from study.presets import Preset, gpus_per_trial
 from study.spaces import Factor, SearchSpace
 from study.trainable import train_healthgym
@@ -319,6 +319,7 @@ def run_study(
     exp_path = f"{storage.rstrip('/')}/{args.name}"
     param_space = tune_param_space(args, space, num_samples)
     if args.resume and tune.Tuner.can_restore(exp_path):
+        keep_pbt_log(folder)
         try:
             # The parameter space again: Tune does not keep it in tuner.pkl, and a driver killed after writing that
             # file but before its first experiment state would otherwise restart with an empty space (one trial).

@@ -10,8 +10,8 @@ import signal
 import pandas as pd
 import pytest
 
-from study.experiment import RANK_METRIC
-from study.leaderboard import lineage, pbt_exploits
+from study.experiment import PBT_LOG, RANK_METRIC
+from study.leaderboard import keep_pbt_log, lineage, pbt_exploits, pbt_log_lines
 from study.spaces import load_space
 from study.tuning import ClampToSpace, pbt_metric
 from tests.study_helpers import kill_session, results, start_study, study, wait_for
@@ -85,6 +85,31 @@ def test_lineage_takes_exploits_from_pbt_s_log_when_their_report_is_missing(tmp_
     assert lineage(named, factors) == lineage(history, factors, logged["6344f_00003"])
 
 
+def test_exploits_logged_before_a_resume_stay_in_the_log(tmp_path):
+    # Ray writes its PBT log in the driver's staging folder and syncs it over the experiment's copy: a resumed driver
+    # starts with an empty log, so a study keeps the old lines before it resumes (seen: a killed study lost trial
+    # 3's exploit of trial 1, whose first report went with the driver, and its lineage showed none).
+    for name in (
+        "train_healthgym_ef090_00001_1_x_2026-12-05_08-14-46",
+        "train_healthgym_ef090_00002_2_x_2026",
+        "train_healthgym_ef090_00003_3_x_2026-12-05_08-14-57",
+    ):
+        (tmp_path / name).mkdir()
+    before = ["3_gp_weight=54.7", "1_gp_weight=0.64", 1, 1, {"n_critic": 7}, {"n_critic": 6, "gp_weight": 0.77}]
+    after = ["2_gp_weight=0.11", "3_gp_weight=54.7@perturbed[gp_weight=0.77]", 3, 3, {}, {"n_critic": 1}]
+    log = tmp_path / PBT_LOG
+    log.write_text(json.dumps(before) + "\n")
+    keep_pbt_log(tmp_path)
+    log.write_text(json.dumps(after) + "\n")  # the resumed driver's log, synced over the first one
+    expected = {"ef090_00003": [(2, "ef090_00001", before[5])], "ef090_00002": [(4, "ef090_00003", after[5])]}
+    assert pbt_exploits(tmp_path) == expected
+    keep_pbt_log(tmp_path)  # resumed again, before the next driver logged anything: no line twice
+    keep_pbt_log(tmp_path)
+    assert pbt_exploits(tmp_path) == expected
+    log.unlink()
+    assert pbt_exploits(tmp_path) == expected
+
+
 @pytest.mark.slow
 def test_a_pbt_study_perturbs_exploits_records_lineage_and_resumes(tmp_path):
     args = (
@@ -113,6 +138,7 @@ def test_a_pbt_study_perturbs_exploits_records_lineage_and_resumes(tmp_path):
         p.wait(timeout=30)
     finally:
         kill_session(p.pid)
+    logged_before = pbt_log_lines(folder)  # the killed driver's exploits, as far as Ray synced its log
     assert not (folder / "leaderboard.parquet").exists()
     r = study(*args, "--resume", timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -133,6 +159,7 @@ def test_a_pbt_study_perturbs_exploits_records_lineage_and_resumes(tmp_path):
     # after it was lost with the killed driver.
     logged = pbt_exploits(folder)
     assert logged, "PBT logged no exploit"
+    assert set(logged_before) <= set(pbt_log_lines(folder)), "exploits logged before the resume were lost"
     lineages = dict(zip(board["trial_id"], board["lineage"]))
     for trial, events in logged.items():
         for _, donor, _ in events:

@@ -16,6 +16,7 @@ from healthgym_core.errors import ConfigError
 from study.experiment import (
     CHECKPOINT_FILE,
     PBT_LOG,
+    PBT_LOG_KEPT,
     RANK_METRIC,
     STUDY_FILE,
     TRIAL_DIR,
@@ -131,8 +132,9 @@ def read_live(folder: Path) -> LiveStudy:
         config = _json(tdir / "params.json") or {}
         status = _status(raw, stat.st_mtime, max_epochs)
         trials[m.group(1)] = LiveTrial(m.group(1), int(m.group(2)), tdir, config, raw, status, _checkpoints(tdir))
-    if (folder / PBT_LOG).is_file():
-        stamp.append(f"pbt:{(folder / PBT_LOG).stat().st_size}")
+    for log in (PBT_LOG, PBT_LOG_KEPT):
+        if (folder / log).is_file():
+            stamp.append(f"{log}:{(folder / log).stat().st_size}")
     board_file = folder / "leaderboard.parquet"
     finished = board_file.is_file()
     board = None
