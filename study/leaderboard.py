@@ -49,7 +49,7 @@ def trial_row(
     for f in factors:
         row[f] = config.get(f)
     row["seed"] = config.get("seed")
-    row["lineage"] = lineage(good, factors, exploits)
+    row["lineage"] = lineage(good, factors, exploits, max_epochs)
     row["reference"] = config.get("reference") or ""
     for m in REPORTED:
         if m in good and len(good):
@@ -119,50 +119,64 @@ def pbt_exploits(folder: Path) -> dict[str, list[Exploit]]:
     return out
 
 
-def lineage(history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit] = ()) -> str:
+def lineage(
+    history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit] = (), max_epochs: int | None = None
+) -> str:
     """Which configuration a trial ran in which epochs and whose weights it took (population-based training):
     "1-4: lr_g=0.0002 | 5-8 from trial ab12 (its epoch-4 weights): lr_g=0.00024". Empty when it never changed.
-    `exploits` (from PBT's log) name donors whose first report after the exploit is missing from `history`."""
-    history = _with_exploits(history, factors, exploits)
+    `exploits` (from PBT's log) name donors whose first report after the exploit is missing from `history`. A row
+    marked `cloned` (or an exploit of a donor at `max_epochs`) is a copy of a finished trial: nothing trained after."""
+    history = _with_exploits(history, factors, exploits, max_epochs)
     cols = [f"config/{f}" for f in factors if f"config/{f}" in history]
     if not len(history) or "epoch" not in history or (not cols and "exploited_from" not in history):
         return ""
     h = history.sort_values("epoch", kind="stable")
     parents = h["exploited_from"] if "exploited_from" in h else pd.Series([None] * len(h), index=h.index)
+    clones = h["cloned"].fillna(False).astype(bool) if "cloned" in h else pd.Series(False, index=h.index)
     segments: list[list] = []
-    for (_, r), parent in zip(h.iterrows(), parents):
+    for (_, r), parent, cloned in zip(h.iterrows(), parents, clones):
         values = tuple(r[c] for c in cols)
         took = parent if isinstance(parent, str) and parent else None
         if not segments or took or values != segments[-1][2]:
-            segments.append([int(r["epoch"]), int(r["epoch"]), values, took])
+            segments.append([int(r["epoch"]), int(r["epoch"]), values, took, bool(took and cloned)])
         else:
             segments[-1][1] = int(r["epoch"])
     if len(segments) == 1 and not segments[0][3]:
         return ""
     parts = []
-    for first, last, values, took in segments:
+    for first, last, values, took, cloned in segments:
         span = f"{first}-{last}" if last > first else f"{first}"
         origin = f" from trial {took} (its epoch-{first - 1} weights)" if took else ""
+        if cloned:
+            origin = f" a copy of trial {took} (its final epoch-{first} weights, not trained further)"
         setting = ", ".join(f"{c[7:]}={_short(v)}" for c, v in zip(cols, values))
         parts.append(f"{span}{origin}: {setting}")
     return " | ".join(parts)
 
 
-def _with_exploits(history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit]) -> pd.DataFrame:
-    """The history with each logged exploit marked at its first epoch (a row added where that report is missing)."""
+def _with_exploits(
+    history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit], max_epochs: int | None = None
+) -> pd.DataFrame:
+    """The history with each logged exploit marked at its first epoch (a row added where that report is missing).
+    An exploit of a donor that had finished (its first epoch past `max_epochs`) marks the last epoch as a copy."""
     if not exploits or "epoch" not in history:
         return history
-    h = history.copy()
+    h = history.reset_index(drop=True)
     if "exploited_from" not in h:
         h["exploited_from"] = None
     h["exploited_from"] = h["exploited_from"].astype(object)
+    h["cloned"] = h["cloned"].fillna(False).astype(bool) if "cloned" in h else False
     extra = []
     for epoch, donor, config in exploits:
+        cloned = max_epochs is not None and epoch > max_epochs
+        epoch = epoch - 1 if cloned else epoch
         at = h.index[h["epoch"] == epoch]
         if len(at):
             h.loc[at[0], "exploited_from"] = donor
+            h.loc[at[0], "cloned"] = bool(h.loc[at[0], "cloned"]) or cloned
         else:
-            extra.append({"epoch": epoch, "exploited_from": donor, **{f"config/{f}": config.get(f) for f in factors}})
+            config_cols = {f"config/{f}": config.get(f) for f in factors}
+            extra.append({"epoch": epoch, "exploited_from": donor, "cloned": cloned, **config_cols})
     return pd.concat([h, pd.DataFrame(extra)], ignore_index=True) if extra else h
 
 

@@ -422,7 +422,7 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
             # be a copy: PBT cloned a trial that had already finished into this one, which ends in its final state.
             extra = {**last, **{f"config/{k}": v for k, v in r.config.items()}}
             if last.get("trial_id") not in (None, trial_id):
-                extra["exploited_from"] = last["trial_id"]
+                extra["exploited_from"], extra["cloned"] = last["trial_id"], True
             history = pd.concat([history, pd.DataFrame([extra])], ignore_index=True)
         rows.append(
             trial_row(

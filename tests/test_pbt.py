@@ -85,6 +85,27 @@ def test_lineage_takes_exploits_from_pbt_s_log_when_their_report_is_missing(tmp_
     assert lineage(named, factors) == lineage(history, factors, logged["6344f_00003"])
 
 
+def test_a_trial_that_copies_a_finished_trial_says_so():
+    # PBT may exploit a donor that has reached the last epoch: the trial restores the donor's final weights and stops
+    # without training (seen in the smoke PBT study: two leaderboard rows with the same emd_feat). Its lineage said
+    # "4 from trial X (its epoch-3 weights) | 5 from trial X (its epoch-4 weights)" for a 4-epoch study.
+    factors = ["n_critic"]
+    history = pd.DataFrame({"epoch": [1, 2, 3], "config/n_critic": [5, 5, 5]})
+    logged = [(5, "21a23_00002", {"n_critic": 2})]  # the donor at epoch 4 of 4
+    expected = (
+        "1-3: n_critic=5 | 4 a copy of trial 21a23_00002 (its final epoch-4 weights, not trained further): n_critic=2"
+    )
+    assert lineage(history, factors, logged, max_epochs=4) == expected
+    # the leaderboard's row for the copy (the trial's last metrics are the donor's) is the same event
+    copy = pd.DataFrame([{"epoch": 4, "config/n_critic": 2, "exploited_from": "21a23_00002", "cloned": True}])
+    assert lineage(pd.concat([history, copy]), factors, logged, max_epochs=4) == expected
+    assert lineage(pd.concat([history, copy]), factors) == expected
+    # an exploit before the end is not a copy
+    assert lineage(history, factors, [(3, "21a23_00002", {"n_critic": 2})], max_epochs=4) == (
+        "1-2: n_critic=5 | 3 from trial 21a23_00002 (its epoch-2 weights): n_critic=5"
+    )
+
+
 def test_exploits_logged_before_a_resume_stay_in_the_log(tmp_path):
     # Ray writes its PBT log in the driver's staging folder and syncs it over the experiment's copy: a resumed driver
     # starts with an empty log, so a study keeps the old lines before it resumes (seen: a killed study lost trial
