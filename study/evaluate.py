@@ -106,7 +106,11 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
 
 def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | None = None) -> list[dict]:
     """The upstream configuration, the study's base when that is not upstream, then the top distinct configurations
-    among completed trials in the leaderboard's order (collapsed trials last, then by the ranking metric)."""
+    among completed trials in the leaderboard's order (collapsed trials last, then by the ranking metric).
+
+    The upstream reference trial is never a candidate: it ran the whole upstream configuration, so its factor values
+    on the study's base would be a configuration the study never trained (the correlation study's "rank1" was once
+    upstream's correlation weight 10 on the base, taken from that trial)."""
     from study.base import UPSTREAM_REFERENCE, is_upstream
     from study.spaces import UPSTREAM
 
@@ -122,7 +126,7 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
     fixed = len(arms)
     for _, row in done.iterrows():
         key = tuple(row[f] for f in factors)
-        if key in seen:
+        if row.get("reference") == UPSTREAM_REFERENCE or key in seen:
             continue
         seen.add(key)
         arms.append(

@@ -40,6 +40,34 @@ def test_arms_are_upstream_base_then_the_study_s_own_best():
     assert [a["arm"] for a in up] == ["upstream", "rank1"] and up[1]["schedule"] == "ladder:60-50-40-30-20-10"
 
 
+def test_the_upstream_reference_trial_is_never_a_ranked_arm():
+    """Its factor values on a non-upstream base were never trained; a study whose only completed trials are the
+    base and the reference has nothing to re-train besides them."""
+    from study.base import UPSTREAM_REFERENCE
+
+    base = {"config": {**upstream_options(), "corr_weight": 1.0, "lr_g": 2e-4}}
+    rows = [  # the reference (corr_weight 10) ranks above a proposal, which ranks above a repeat of the base
+        ("ref", 10.0, 3.0, UPSTREAM_REFERENCE),
+        ("p", 3.0, 3.5, ""),
+        ("b", 1.0, 4.0, ""),
+    ]
+    board = pd.DataFrame(
+        [
+            {"trial_id": t, "status": "completed", "corr_weight": w, f"last_{RANK_METRIC}": v, "collapse": "partial",
+             "reference": r, "upstream": bool(r)}
+            for t, w, v, r in rows
+        ]
+    )  # fmt: skip
+    arms = choose_arms(board, ["corr_weight"], 2, base)
+    assert [(a["arm"], a.get("corr_weight")) for a in arms] == [
+        ("upstream", None),
+        ("base", 1.0),
+        ("rank1", 3.0),
+    ]
+    only_base = choose_arms(board[board["trial_id"] != "p"], ["corr_weight"], 1, base)
+    assert [a["arm"] for a in only_base] == ["upstream", "base"]
+
+
 def test_summary_says_whether_the_winner_beats_upstream_and_base_beyond_seed_spread():
     runs = pd.DataFrame(
         [{"arm": "upstream", "seed": s, "fd_feat": 70.0 + s} for s in (0, 1, 2)]
