@@ -56,11 +56,18 @@ def cell(mean: float, sd: float, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def compare(better: str, worse: str, advantage: float, beyond: object) -> str:
-    """'base 0.47 better, beyond the spread' (a negative advantage: the other one is better)."""
+def compare(better: str, worse: str, advantage: float, spread: float) -> str:
+    """'base 0.47 better, beyond the spread' (a negative advantage: the other one is better). Beyond the spread: the
+    difference of the means exceeds `spread`, the sum of the two arms' seed sds, whichever arm is ahead (the summary's
+    own flags say only whether the first arm is ahead beyond it)."""
     who = better if advantage > 0 else worse if advantage < 0 else "equal"
     size = f" {abs(advantage):.{decimals(advantage)}f} better" if advantage else ""
-    return f"{who}{size}, {'beyond' if str(beyond) == 'True' else 'within'} the spread"
+    return f"{who}{size}, {'beyond' if abs(advantage) > spread else 'within'} the spread"
+
+
+def spread(row: pd.Series, *arms: str) -> float:
+    """The sum of the arms' seed sds on one metric's summary row (a missing sd counts 0)."""
+    return sum(float(row[f"{a}_sd"]) for a in arms if pd.notna(row.get(f"{a}_sd")))
 
 
 BOARD_COLUMNS = {  # leaderboard column -> its name on the page (final-epoch values on validation patients)
@@ -108,9 +115,9 @@ def table(summary: pd.DataFrame) -> str:
         row = [name, f"{floor:.{decimals(floor)}f}"] + [
             cell(means[a], r.get(f"{a}_sd"), means[a] == best) for a in arms
         ]
-        row.append(compare(r["best_arm"], "upstream", r["advantage"], r["beyond_seed_spread"]))
+        row.append(compare(r["best_arm"], "upstream", r["advantage"], spread(r, r["best_arm"], "upstream")))
         if len(head) > len(row):
-            row.append(compare(found[0], "base", r["advantage_over_base"], r["beyond_seed_spread_over_base"]))
+            row.append(compare(found[0], "base", r["advantage_over_base"], spread(r, found[0], "base")))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

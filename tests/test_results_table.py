@@ -35,10 +35,22 @@ def test_the_curriculum_table_from_its_summary():
 
 def test_an_arm_ahead_on_a_lower_is_better_metric_is_bold(tmp_path):
     s = pd.read_csv(CURRICULUM)
-    s.loc[s["metric"] == "emd_feat", ["upstream_mean", "advantage", "beyond_seed_spread"]] = [2.0, -1.11, True]
+    s.loc[s["metric"] == "emd_feat", ["upstream_mean", "advantage", "beyond_seed_spread"]] = [1.0, -2.11, False]
     s.to_csv(tmp_path / "s.csv", index=False)
     row = next(line for line in run(tmp_path / "s.csv").stdout.splitlines() if "emd_feat" in line)
-    assert "| **2.00 ± 1.38** | 3.33 ± 0.24 | 3.11 ± 0.17 | upstream 1.11 better, beyond the spread |" in row
+    # 2.11 ahead against sds 1.38 + 0.17: beyond, although the summary's flag only asks whether rank1 is ahead
+    assert "| **1.00 ± 1.38** | 3.33 ± 0.24 | 3.11 ± 0.17 | upstream 2.11 better, beyond the spread |" in row
+
+
+def test_a_base_ahead_of_the_study_s_pick_beyond_the_spread_says_so():
+    """The correlation evaluation's rank1 (upstream's weight 10 on the base) collapsed: the base leads by 1.52 on
+    emd_feat against sds 0.24 + 0.36, and by 0.55 in coverage against 0.12 + 0.00."""
+    r = run(CURRICULUM.parent / "correlation.final_summary.csv")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in r.stdout.splitlines() if line.startswith("| ")}
+    assert rows["**emd_feat** (ranking metric)"].endswith("| base 1.52 better, beyond the spread |")
+    assert rows["category coverage"].endswith("| base 0.550 better, beyond the spread |")
+    assert rows["static correlation L1"].endswith("| rank1 0.001 better, within the spread |")
 
 
 def test_not_a_summary_is_one_line_and_exit_2(tmp_path):
