@@ -270,6 +270,14 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
     return saved
 
 
+def default_scheduler(space: SearchSpace, preset_prunes: bool, rungs_given: bool) -> str:
+    """ASHA where the preset prunes or rungs are given, else every trial to the end. A space without factors runs one
+    configuration with one trial per seed: pruning there would keep the lucky seeds, not measure their spread."""
+    if not space.factors:
+        return "none"
+    return "asha" if preset_prunes or rungs_given else "none"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.no_pruning:
@@ -302,8 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cluster_gpus = float(torch.cuda.device_count())
     preset = choose_preset(args, cluster_gpus)
-    if args.scheduler is None:  # a preset without pruning runs every trial to the end unless rungs are given
-        args.scheduler = "asha" if (preset.pruning or args.grace_period) and not args.no_pruning else "none"
+    if args.scheduler is None:
+        args.scheduler = default_scheduler(space, preset.pruning, bool(args.grace_period))
     grace, max_t = args.grace_period or preset.grace_period, args.max_epochs or preset.max_epochs
     if args.scheduler == "asha" and grace > max_t:
         raise ConfigError(

@@ -33,3 +33,16 @@ def test_the_all_space_holds_every_factor_of_the_others():
     every = {f.name for name in BUILTIN for f in load_space(name).factors}
     assert every == {f.name for f in load_space("all").factors}
     assert {f.name for f in load_space("all").factors} >= {"lr_g", "beta1", "fresh_real_batch", "noise_prior"}
+
+
+def test_a_seeds_only_space_is_never_pruned_by_default():
+    from study.driver import default_scheduler
+
+    cpu = PRESETS["cpu"]
+    assert cpu.pruning
+    # baseline: one configuration, one trial per seed; ASHA would stop the unlucky seeds and hide the spread
+    assert default_scheduler(load_space("baseline"), cpu.pruning, rungs_given=False) == "none"
+    assert default_scheduler(load_space("baseline"), cpu.pruning, rungs_given=True) == "none"
+    assert default_scheduler(load_space("critic"), cpu.pruning, rungs_given=False) == "asha"
+    assert default_scheduler(load_space("critic"), False, rungs_given=False) == "none"
+    assert default_scheduler(load_space("critic"), False, rungs_given=True) == "asha"
