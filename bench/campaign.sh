@@ -126,8 +126,9 @@ main() {  # the whole campaign; bash reads all of it before running, so the file
         space "$name" 5 --space "$name"
     done
     # The signal study's best trial (one seed there) re-trained with 5 seeds on test patients; its 1-epoch study only
-    # records the configuration for study/evaluate.py, which trains each run the preset's 36 epochs.
-    EVAL_EPOCHS=36 space candidate 5 --space bench/candidates/signals_best.toml --num-samples 1 --max-epochs 1 \
+    # records the configuration for study/evaluate.py, which trains each run the CPU preset's epochs.
+    epochs=$($PY -c 'from study.presets import PRESETS; print(PRESETS["cpu"].max_epochs)')
+    EVAL_EPOCHS=$epochs space candidate 5 --space bench/candidates/signals_best.toml --num-samples 1 --max-epochs 1 \
         --scheduler none --seed 20
     # Issue 14: TPE with ASHA, PBT and TPE with no pruning at the same compute (8 full trials' worth), each winner
     # re-trained with 3 seeds on test patients.
