@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,6 +120,17 @@ def pbt_exploits(folder: Path) -> dict[str, list[Exploit]]:
     return out
 
 
+# How a lineage names a trial whose weights this one took: it trained on from them, or (the donor had finished) it
+# is a copy of them.
+TOOK_FROM, COPY_OF = "from trial", "a copy of trial"
+_DONOR = re.compile(rf"(?:{TOOK_FROM}|{COPY_OF}) (\S+) \(its ")
+
+
+def donors(line: str) -> list[str]:
+    """The trials a lineage (see `lineage`) says this trial took weights from, in order; empty when none."""
+    return _DONOR.findall(line)
+
+
 def lineage(
     history: pd.DataFrame, factors: list[str], exploits: Sequence[Exploit] = (), max_epochs: int | None = None
 ) -> str:
@@ -146,9 +158,9 @@ def lineage(
     parts = []
     for first, last, values, took, cloned in segments:
         span = f"{first}-{last}" if last > first else f"{first}"
-        origin = f" from trial {took} (its epoch-{first - 1} weights)" if took else ""
+        origin = f" {TOOK_FROM} {took} (its epoch-{first - 1} weights)" if took else ""
         if cloned:
-            origin = f" a copy of trial {took} (its final epoch-{first} weights, not trained further)"
+            origin = f" {COPY_OF} {took} (its final epoch-{first} weights, not trained further)"
         setting = ", ".join(f"{c[7:]}={_short(v)}" for c, v in zip(cols, values))
         parts.append(f"{span}{origin}: {setting}")
     return " | ".join(parts)
