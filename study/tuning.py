@@ -37,6 +37,12 @@ from study.presets import Preset, gpus_per_trial
 from study.spaces import Factor, SearchSpace
 from study.trainable import train_healthgym
 
+# Every trial's numpy/scipy BLAS on its one thread, as its torch; and one glibc malloc arena per worker. A reused
+# actor runs each new trial in a new thread, and with keep_freed_memory each thread's arena kept up to 1 GiB it had
+# freed: a PBT study's workers grew to 10-11 GB each and Ray killed them (measured in bench/README.md). One arena
+# bounds that and left the epoch time unchanged.
+TRIAL_ENV = {**SINGLE_THREAD_ENV, "MALLOC_ARENA_MAX": "1"}
+
 
 def start_ray(address: str | None, dashboard: bool = True) -> float:
     """Join a cluster (`--address auto`) or start a local Ray whose dashboard listens on 127.0.0.1 only.
@@ -45,7 +51,7 @@ def start_ray(address: str | None, dashboard: bool = True) -> float:
     # (in studies and in evaluate.py's runs alike).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
-        env = {"env_vars": SINGLE_THREAD_ENV}  # every trial's numpy/scipy BLAS on its one thread, as its torch
+        env = {"env_vars": TRIAL_ENV}
         if address:
             ray.init(address=address, log_to_driver=True, runtime_env=env)
         else:
