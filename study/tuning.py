@@ -183,6 +183,22 @@ def first_points(space: SearchSpace, config: dict, base: dict, quiet: bool = Fal
     return points + [reference], len(points)
 
 
+def pbt_first_points(space: SearchSpace, config: dict, base: dict) -> list[dict]:
+    """`first_points` for a PBT population, which runs no upstream reference trial: members trade weights and
+    settings, and the reference's whole upstream configuration lies outside the space. Its placeholder point (upstream's
+    values of the space's factors) joins the population as an ordinary member, and a note says so."""
+    points, reference = first_points(space, config, base)
+    if reference is not None:
+        held = "upstream's values of its factors" if space.upstream_point() else "the base point again"
+        print(
+            "note: PBT runs no upstream reference trial (a population trades weights and settings); its first "
+            f"population holds the base point and {held}, and study/evaluate.py trains the whole upstream "
+            "configuration beside the winner",
+            file=sys.stderr,
+        )
+    return points
+
+
 def make_searcher(
     space: SearchSpace,
     args: argparse.Namespace,
@@ -342,7 +358,7 @@ def run_study(
         )
     else:
         if space.factors and args.scheduler == "pbt":  # PBT: a random first population, the base point in it
-            points, _ = first_points(space, config, base)
+            points = pbt_first_points(space, config, base)
             search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=args.seed)
         elif space.factors:
             search_alg = make_searcher(space, args, folder, max_epochs, *first_points(space, config, base))

@@ -212,3 +212,22 @@ def test_a_pbt_study_perturbs_exploits_records_lineage_and_resumes(tmp_path, mon
             assert len(kept) == 4, (tdir.name, kept)
     # PBT ranked on a comparable metric
     assert RANK_METRIC in r.stdout and "PopulationBasedTraining" in r.stdout + r.stderr  # Tune's configuration box
+
+
+def test_a_pbt_population_holds_upstreams_point_as_a_member_and_says_there_is_no_reference(capsys):
+    from study.base import study_base
+    from study.presets import PRESETS
+    from study.tuning import pbt_first_points
+
+    space = load_space("optimizer")
+    factors = [f.name for f in space.factors]
+    base = study_base(None, None, factors, {"name": "cpu", "base": PRESETS["cpu"].base})
+    points = pbt_first_points(space, base["config"], base)
+    assert points == [
+        {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9},  # the CPU base
+        {"lr_g": 1e-3, "lr_d": 1e-3, "beta1": 0.9, "beta2": 0.99},  # upstream's optimiser, as an ordinary member
+    ]
+    assert "PBT runs no upstream reference trial" in capsys.readouterr().err
+    upstream = study_base(None, None, factors, {"name": "smoke", "base": {}})
+    assert len(pbt_first_points(space, upstream["config"], upstream)) == 1  # the base is upstream: nothing to say
+    assert "reference" not in capsys.readouterr().err
