@@ -115,8 +115,11 @@ def study_data(record: dict):
     data = prepare_data(cohort, split_seed=int(args.get("split_seed") or 0))
     expected = record.get("data", {}).get("fingerprint")
     if data.fingerprint != expected:
-        raise ConfigError(
-            f"the study's data ({expected}) can no longer be rebuilt (now {data.fingerprint}); "
-            "was the cohort file changed?"
+        why = (
+            "it was simulated by an earlier simulator (before 2026-12-06 an AVX-512 CPU gave a8010b92f940d18a "
+            "where others gave today's fb78dc93860e43d3)"
+            if cohort.is_simulated
+            else "was the cohort file changed?"
         )
+        raise ConfigError(f"the study's data ({expected}) can no longer be rebuilt (now {data.fingerprint}); {why}")
     return data

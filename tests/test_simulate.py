@@ -7,7 +7,12 @@ without the intended structure (noise, wrong scale, no failure-switch coupling) 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -271,3 +276,55 @@ def test_ten_thousand_patients_under_30_seconds() -> None:
     elapsed = time.perf_counter() - start
     assert len(df) == 600_000
     assert elapsed < 30.0, f"{elapsed:.1f} s"
+
+
+# -- the same cohort on every CPU ----------------------------------------------------------------------------------
+_FINGERPRINT = """
+from healthgym_core.data.cohort import load_cohort
+print(load_cohort("simulated", "demo7", patients=500, seed=3).fingerprint())
+"""
+
+
+def test_the_cohort_does_not_depend_on_the_cpus_vector_instructions() -> None:
+    # numpy's AVX-512 exp/log/pow differ from libm's in the last bit; with them the cohort came out different.
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+
+    if not features.get("AVX512F"):
+        pytest.skip("needs a CPU with AVX-512, whose numpy kernels differ from the C library's")
+    runs = {}
+    for name, disabled in (("AVX-512", ""), ("without", "X86_V4 AVX512_ICL")):
+        env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+        out = subprocess.run([sys.executable, "-c", _FINGERPRINT], env=env, capture_output=True, text=True, check=True)
+        runs[name] = out.stdout.strip()
+    assert runs["AVX-512"] == runs["without"] and len(runs["without"]) == 16, runs
+
+
+# A record made by the simulator before it used libm, on an AVX-512 CPU; its data cannot be rebuilt.
+EARLIER_AVX512_DATA = "a8010b92f940d18a"
+RECORDS = sorted(Path(__file__).resolve().parents[1].glob("docs/results/*/study.json"))
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=[p.parent.name for p in RECORDS])
+def test_committed_study_records_rebuild_their_data_or_say_why_not(path: Path) -> None:
+    from healthgym_core.errors import ConfigError
+    from study.experiment import read_study_record, study_data
+
+    record = read_study_record(path.parent)
+    if record["data"]["fingerprint"] != EARLIER_AVX512_DATA:
+        assert study_data(record).fingerprint == record["data"]["fingerprint"]
+        return
+    with pytest.raises(ConfigError) as refused:
+        study_data(record)
+    message = str(refused.value)
+    assert "can no longer be rebuilt" in message and EARLIER_AVX512_DATA in message and "fb78dc93860e43d3" in message
+    assert "\n" not in message
+
+
+def test_the_per_space_records_are_on_the_data_a_clone_simulates() -> None:
+    # so that each space's committed study is evaluated and reported anew from a clone (the test above rebuilds them)
+    from study.spaces import BUILTIN
+
+    spaces = {
+        p.parent.name: json.loads(p.read_text())["data"]["fingerprint"] for p in RECORDS if p.parent.name in BUILTIN
+    }
+    assert len(spaces) >= 6 and EARLIER_AVX512_DATA not in spaces.values(), spaces

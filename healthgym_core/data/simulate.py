@@ -31,6 +31,8 @@ The model, one patient-month at a time (vectorised over patients, looped over mo
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -142,10 +144,10 @@ P_SWITCH_FAILING = 0.08  # monthly switch probability once failure is establishe
 HAZARD_SWITCH_OTHER = 0.008  # monthly switch hazard for other reasons
 VL_NOISE_SD = 0.30
 P_BLIP, BLIP_LOW, BLIP_HIGH = 0.03, 0.8, 2.2
-VL_LOG_MIN, VL_LOG_MAX = -1.0, float(np.log10(99_500.0))  # hard limits of the observed VL
+VL_LOG_MIN, VL_LOG_MAX = -1.0, math.log10(99_500.0)  # hard limits of the observed VL
 VL_LOG_CAP, VL_CAP_SHARPNESS = 5.0, 4.0  # soft cap
 
-CD4_PLATEAU_MEAN, CD4_PLATEAU_SD = np.log(690.0), 0.95
+CD4_PLATEAU_MEAN, CD4_PLATEAU_SD = math.log(690.0), 0.95
 CD4_DEFICIT_NAIVE, CD4_DEFICIT_NAIVE_SD = 1.0, 0.5
 CD4_DEFICIT_TREATED, CD4_DEFICIT_TREATED_SD = 0.3, 0.3
 CD4_RECOVERY = 0.06  # share of the gap to the plateau closed per suppressed month
@@ -163,6 +165,33 @@ P_CD4_M_WITH_VL, P_CD4_M_ALONE = 0.62, 0.085
 DRUG_M_BETA = (3.4, 1.0)  # patient-level recording propensity, mean 0.77
 
 
+# The C library's exp, log, log10, log1p and pow, element by element. numpy's AVX-512 builds of these (SVML) can
+# differ from them in the last bit, which made the cohort, and so every study's data fingerprint, depend on the CPU
+# it was simulated on; through libm it is the same cohort on every x86-64 machine.
+def _libm(f, nin: int = 1):
+    ufunc = np.frompyfunc(f, nin, 1)
+    return lambda *x: np.asarray(ufunc(*x), dtype=np.float64)
+
+
+_exp, _log, _log10 = _libm(math.exp), _libm(math.log), _libm(math.log10)
+_pow10 = _libm(lambda x: math.pow(10.0, x))
+
+
+def _logaddexp1(x: float, y: float) -> float:
+    """log(exp(x) + exp(y)) as numpy's own npy_logaddexp computes it, with libm's exp and log1p."""
+    if x == y:
+        return x + math.log(2.0)
+    d = x - y
+    if d > 0:
+        return x + math.log1p(math.exp(-d))
+    if d <= 0:
+        return y + math.log1p(math.exp(d))
+    return d  # NaN
+
+
+_logaddexp = _libm(_logaddexp1, 2)
+
+
 def _choose(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
     """n independent draws of an index with probabilities proportional to `weights` (1-D) or each row (2-D)."""
     w = np.broadcast_to(weights, (n, weights.shape[-1]))
@@ -174,8 +203,8 @@ def _choose(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray
 def _soft_limits(x: np.ndarray, low: float, high: float, sharpness: float = 4.0) -> np.ndarray:
     """Smoothly keep a natural-log value between log(low) and log(high): about x in between, never outside."""
     k = sharpness
-    capped = -np.logaddexp(-k * x, -k * np.log(high)) / k
-    return np.logaddexp(k * capped, k * np.log(low)) / k
+    capped = -_logaddexp(-k * x, -k * math.log(high)) / k
+    return _logaddexp(k * capped, k * math.log(low)) / k
 
 
 def simulate_cohort(n_patients: int, seed: int = DEFAULT_SEED, months: int = DEFAULT_MONTHS) -> pd.DataFrame:
@@ -197,7 +226,7 @@ def simulate_cohort(n_patients: int, seed: int = DEFAULT_SEED, months: int = DEF
     ethnic = (cell % 4 + 1).astype(np.float64)
     setpoint = np.clip(rng.normal(SETPOINT_MEAN, SETPOINT_SD, n), 3.3, 5.8)
     supp = np.clip(rng.normal(SUPP_MEAN, SUPP_SD, n), -0.5, 2.3)
-    adherence = np.exp(rng.normal(-0.5 * ADHERENCE_SD**2, ADHERENCE_SD, n))
+    adherence = _exp(rng.normal(-0.5 * ADHERENCE_SD**2, ADHERENCE_SD, n))
     plateau = rng.normal(CD4_PLATEAU_MEAN, CD4_PLATEAU_SD, n)
     rel_offset = rng.normal(0.0, REL_CD4_PATIENT_SD, n)
     drug_rec = rng.beta(*DRUG_M_BETA, n)
@@ -241,7 +270,7 @@ def simulate_cohort(n_patients: int, seed: int = DEFAULT_SEED, months: int = DEF
             decay = np.where(failing, DECAY_REBOUND, DECAY_SUPPRESS)
             vl = target + (vl - target) * decay
             # CD4 recovers while suppressed, falls in proportion to the VL excess otherwise
-            s = 1.0 / (1.0 + np.exp(3.0 * (vl - 2.5)))
+            s = 1.0 / (1.0 + _exp(3.0 * (vl - 2.5)))
             cd4 = (
                 cd4
                 + s * CD4_RECOVERY * (plateau - cd4)
@@ -253,17 +282,17 @@ def simulate_cohort(n_patients: int, seed: int = DEFAULT_SEED, months: int = DEF
         blip = (vl < 2.5) & (rng.random(n) < P_BLIP)
         v = vl + rng.normal(0.0, VL_NOISE_SD, n) + np.where(blip, rng.uniform(BLIP_LOW, BLIP_HIGH, n), 0.0)
         # soft cap: about v well below the cap, always below 1e5
-        v = VL_LOG_CAP - np.log10(1.0 + 10.0 ** (VL_CAP_SHARPNESS * (VL_LOG_CAP - v))) / VL_CAP_SHARPNESS
-        vl_obs = 10.0 ** np.clip(v, VL_LOG_MIN, VL_LOG_MAX)
+        v = VL_LOG_CAP - _log10(1.0 + _pow10(VL_CAP_SHARPNESS * (VL_LOG_CAP - v))) / VL_CAP_SHARPNESS
+        vl_obs = _pow10(np.clip(v, VL_LOG_MIN, VL_LOG_MAX))
         cd4_log = cd4 + CD4_NOISE_SD * rng.standard_t(CD4_NOISE_DF, n)
-        cd4_obs = np.exp(_soft_limits(cd4_log, CD4_MIN, CD4_MAX))
+        cd4_obs = _exp(_soft_limits(cd4_log, CD4_MIN, CD4_MAX))
         rel_log = (
-            np.log(REL_CD4_AT_466)
-            + REL_CD4_SLOPE * (np.log(cd4_obs) - np.log(466.0))
+            math.log(REL_CD4_AT_466)
+            + REL_CD4_SLOPE * (_log(cd4_obs) - math.log(466.0))
             + rel_offset
             + rng.normal(0.0, REL_CD4_NOISE_SD, n)
         )
-        rel_obs = np.exp(_soft_limits(rel_log, REL_CD4_MIN, REL_CD4_MAX))
+        rel_obs = _exp(_soft_limits(rel_log, REL_CD4_MIN, REL_CD4_MAX))
 
         p_vl_m = P_VL_M_BASE + P_VL_M_AFTER_START * ((t_on >= 1) & (t_on <= 3)) + P_VL_M_HIGH * (vl > 3.0)
         vl_m = rng.random(n) < p_vl_m
