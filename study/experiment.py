@@ -116,8 +116,8 @@ def study_data(record: dict):
     expected = record.get("data", {}).get("fingerprint")
     if data.fingerprint != expected:
         why = (
-            "it was simulated by an earlier simulator (before 2026-12-06 an AVX-512 CPU gave a8010b92f940d18a "
-            "where others gave today's fb78dc93860e43d3)"
+            "it was simulated by an earlier simulator, or before 2026-12-06 on a CPU with AVX-512, whose cohorts "
+            "differed in the last bits (the CPU preset's: a8010b92f940d18a there, fb78dc93860e43d3 elsewhere and now)"
             if cohort.is_simulated
             else "was the cohort file changed?"
         )
