@@ -301,3 +301,18 @@ def test_dynamics_windows():
     assert dynamics_windows(1) == [(1, 1)]
     assert dynamics_windows(4) == [(1, 2), (3, 4)]
     assert dynamics_windows(200) == [(1, 20), (181, 200)]
+
+
+def test_the_trial_legend_marks_pruning_only_where_a_trial_was_pruned():
+    from types import SimpleNamespace
+
+    from study.reporting.plotting import trial_styles
+
+    def labels(statuses: list[str]) -> list[str]:
+        board = pd.DataFrame({"trial_id": [f"t{i}" for i in range(len(statuses))], "status": statuses, "lr_g": 1e-4})
+        exp = SimpleNamespace(board=board, factors=["lr_g", "lr_d"], upstream=lambda: None)
+        return [h.get_label() for h in trial_styles(exp)[1]]
+
+    assert "pruned (x: ASHA stopped it)" in labels(["completed", "pruned"])
+    pbt = labels(["completed", "completed"])  # PBT and no pruning run every trial to the end
+    assert "completed" in pbt and not any("pruned" in label for label in pbt)

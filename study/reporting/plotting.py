@@ -67,10 +67,11 @@ def trial_styles(exp: Experiment) -> tuple[dict[str, TrialStyle], list[Line2D]]:
             styles[row["trial_id"]] = TrialStyle(color, "-", 0.95, 2.6 if is_up else 1.6)
         else:
             styles[row["trial_id"]] = TrialStyle(color, "--", 0.5, 1.0)
-    handles += [
-        Line2D([], [], color="k", ls="-", lw=1.6, label="completed"),
-        Line2D([], [], color="k", ls="--", lw=1.0, alpha=0.5, marker="x", label="pruned (x: ASHA stopped it)"),
-    ]
+    handles.append(Line2D([], [], color="k", ls="-", lw=1.6, label="completed"))
+    if (board["status"] == "pruned").any():  # a PBT study or one without pruning has none to mark
+        handles.append(
+            Line2D([], [], color="k", ls="--", lw=1, alpha=0.5, marker="x", label="pruned (x: ASHA stopped it)")
+        )
     if board["status"].isin(["diverged", "error"]).any():
         handles.append(Line2D([], [], color="tab:red", ls="", marker="X", label="diverged or error"))
     if upstream is not None and exp.factors:
