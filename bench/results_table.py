@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import atomic_write  # noqa: E402
 from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: E402
+from healthgym_core.evaluation.final import NEAREST_REAL  # noqa: E402
+from study.evaluate import beats  # noqa: E402
 from study.experiment import RUNS_TABLE, SUMMARY_TABLE  # noqa: E402
 from study.reporting.final import final_figure  # noqa: E402
 from study.reporting.html import DPI  # noqa: E402
@@ -56,12 +58,12 @@ def cell(mean: float, sd: float, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def compare(better: str, worse: str, advantage: float, spread: float) -> str:
+def compare(better: str, worse: str, advantage: float, spread: float, word: str = "better") -> str:
     """'base 0.47 better, beyond the spread' (a negative advantage: the other one is better). Beyond the spread: the
     difference of the means exceeds `spread`, the sum of the two arms' seed sds, whichever arm is ahead (the summary's
     own flags say only whether the first arm is ahead beyond it)."""
     who = better if advantage > 0 else worse if advantage < 0 else "equal"
-    size = f" {abs(advantage):.{decimals(advantage)}f} better" if advantage else ""
+    size = f" {abs(advantage):.{decimals(advantage)}f} {word}" if advantage else ""
     return f"{who}{size}, {'beyond' if abs(advantage) > spread else 'within'} the spread"
 
 
@@ -110,14 +112,23 @@ def table(summary: pd.DataFrame) -> str:
             continue
         r = s.loc[m]
         means = {a: r[f"{a}_mean"] for a in arms}
-        best = (min if r["lower_is_better"] else max)(means.values())
         floor = r["real_floor"]
+        word, best_arm, advantage, over_base = "better", r["best_arm"], r["advantage"], r.get("advantage_over_base")
+        if m in NEAREST_REAL:  # judged by the distance to real, also in summaries written before it was
+            word, mean, sd = "nearer real", pd.Series(means), pd.Series({a: r.get(f"{a}_sd") for a in arms}).fillna(0)
+            best = min(means.values(), key=lambda v: abs(v - floor))
+            others = [a for a in arms if a != "upstream"]
+            best_arm, advantage, _ = beats(mean, sd, others, "upstream", r["lower_is_better"], floor)
+            if found and "base" in arms:
+                over_base = beats(mean, sd, found[:1], "base", r["lower_is_better"], floor)[1]
+        else:
+            best = (min if r["lower_is_better"] else max)(means.values())
         row = [name, f"{floor:.{decimals(floor)}f}"] + [
             cell(means[a], r.get(f"{a}_sd"), means[a] == best) for a in arms
         ]
-        row.append(compare(r["best_arm"], "upstream", r["advantage"], spread(r, r["best_arm"], "upstream")))
+        row.append(compare(best_arm, "upstream", advantage, spread(r, best_arm, "upstream"), word))
         if len(head) > len(row):
-            row.append(compare(found[0], "base", r["advantage_over_base"], spread(r, found[0], "base")))
+            row.append(compare(found[0], "base", over_base, spread(r, found[0], "base"), word))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from healthgym_core.evaluation.final import NEAREST_REAL  # noqa: E402
 from study.experiment import RUNS_TABLE, STUDY_FILE, SUMMARY_TABLE, read_study_record, study_data  # noqa: E402
 from study.leaderboard import completed_by_rank  # noqa: E402
 
@@ -140,11 +141,20 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
     return arms
 
 
-def _beats(mean: pd.Series, sd: pd.Series, candidates: list[str], reference: str, lower: bool) -> tuple:
+def beats(
+    mean: pd.Series, sd: pd.Series, candidates: list[str], reference: str, lower: bool, target: float | None = None
+) -> tuple:
     """The best candidate arm, its advantage over the reference arm's mean (positive: better), and whether that
-    advantage exceeds the two arms' seed spreads."""
-    best = min(candidates, key=lambda a: mean[a] if lower else -mean[a])
-    diff = mean[reference] - mean[best] if lower else mean[best] - mean[reference]
+    advantage exceeds the two arms' seed spreads. With a `target` (the real value of a NEAREST_REAL metric) the
+    advantage is how much nearer to it the best arm's mean is."""
+
+    def score(arm: str) -> float:  # lower is better
+        if target is not None and np.isfinite(target):
+            return abs(mean[arm] - target)
+        return mean[arm] if lower else -mean[arm]
+
+    best = min(candidates, key=score)
+    diff = score(reference) - score(best)
     return best, diff, bool(diff > sd[best] + sd[reference])
 
 
@@ -158,8 +168,9 @@ def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
     arms = [a for a in ["upstream"] + sorted(a for a in mean.index if a != "upstream") if a in mean.index]
     rows = []
     for m in metrics:
-        lower = info[m][1]
-        row = {"metric": m, "lower_is_better": lower, "description": info[m][0], "real_floor": floor.get(m, np.nan)}
+        lower, target = info[m][1], floor.get(m, np.nan) if m in NEAREST_REAL else None
+        row = {"metric": m, "lower_is_better": lower, "nearest_real": m in NEAREST_REAL}
+        row.update(description=info[m][0], real_floor=floor.get(m, np.nan))
         for a in arms:
             row[f"{a}_mean"], row[f"{a}_sd"] = mean.loc[a, m], sd.loc[a, m]
         for reference, candidates, names in (
@@ -171,7 +182,7 @@ def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
             ),
         ):
             if candidates and reference in arms:
-                row.update(zip(names, _beats(mean[m], sd[m], candidates, reference, lower)))
+                row.update(zip(names, beats(mean[m], sd[m], candidates, reference, lower, target)))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -80,3 +80,19 @@ def test_summary_says_whether_the_winner_beats_upstream_and_base_beyond_seed_spr
     assert bool(row["beyond_seed_spread"])  # 31 against sds 3 + 1
     assert row["best_found_arm"] == "rank1" and row["advantage_over_base"] == pytest.approx(1.0)
     assert not bool(row["beyond_seed_spread_over_base"])  # 1 better than its base, within sds 3 + 1
+
+
+def test_a_diversity_ratio_above_real_is_no_better_than_one_as_far_below():
+    # real patients score 1.0; rank1 overshoots to 1.6, the base falls short at 0.7, upstream is collapsed at 0.05
+    runs = pd.DataFrame(
+        [{"arm": "upstream", "seed": s, "diversity_ratio": 0.05 + 0.01 * s} for s in (0, 1, 2)]
+        + [{"arm": "base", "seed": s, "diversity_ratio": 0.69 + 0.01 * s} for s in (0, 1, 2)]
+        + [{"arm": "rank1", "seed": s, "diversity_ratio": 1.59 + 0.01 * s} for s in (0, 1, 2)]
+    )
+    info = {"diversity_ratio": ("total variance over real", False)}
+    row = summarise(runs, {"diversity_ratio": 1.0}, info).set_index("metric").loc["diversity_ratio"]
+    assert bool(row["nearest_real"])
+    # the base is 0.30 from real, rank1 0.60: the base is the best arm, rank1 0.30 worse than its base
+    assert row["best_arm"] == "base" and row["advantage"] == pytest.approx(0.94 - 0.30)
+    assert row["best_found_arm"] == "rank1" and row["advantage_over_base"] == pytest.approx(0.30 - 0.60)
+    assert not bool(row["beyond_seed_spread_over_base"])

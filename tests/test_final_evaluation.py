@@ -233,6 +233,10 @@ def test_metric_info_covers_every_key(demo_floor, full_floor):
     assert set(METRIC_INFO) == produced
     report = final.format_report(full_floor, full_floor)
     assert all(k in report for k in full_floor)
+    lines = {line.split()[0]: line for line in report.splitlines()}
+    assert (
+        "nearest real" in lines["diversity_ratio"] and " lower " in lines["fd_feat"] and " higher " in lines["coverage"]
+    )
 
 
 @pytest.mark.parametrize("names", [["VL", "CD4"], ["Gender", "Ethnic", "Extra_PI"], ["CD4", "Extra_pk_En"]])

@@ -53,6 +53,18 @@ def test_a_base_ahead_of_the_study_s_pick_beyond_the_spread_says_so():
     assert rows["static correlation L1"].endswith("| rank1 0.001 better, within the spread |")
 
 
+def test_diversity_is_judged_by_its_distance_to_real_also_in_older_summaries():
+    """The PBT evaluation's summary (written when a higher ratio counted as better) called rank1's 1.30 "0.511 better"
+    than the base's 0.789; real patients score 1.01, so rank1 overshoots by 0.29 and the base falls short by 0.22."""
+    r = run(CURRICULUM.parent / "sched-pbt.final_summary.csv")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in r.stdout.splitlines() if line.startswith("| ")}
+    assert rows["diversity ratio"] == (
+        "| diversity ratio | 1.01 | 0.125 ± 0.143 | **0.789 ± 0.230** | 1.30 ± 0.07 | "
+        "base 0.665 nearer real, beyond the spread | base 0.067 nearer real, within the spread |"
+    )
+
+
 def test_not_a_summary_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "leaderboard.csv"
     bad.write_text("trial_id,emd_feat\na,1\n")

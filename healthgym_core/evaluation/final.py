@@ -49,6 +49,10 @@ class _MetricInfo(dict):
             return default
 
 
+# Metrics whose real-vs-real value is the target: a cohort above it is as wrong as one below (a diversity ratio of 1.3
+# overshoots real patients' spread as 0.7 falls short of it). Compare them by their distance to that value.
+NEAREST_REAL = frozenset({"diversity_ratio"})
+
 METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
     {
         # marginals
@@ -228,11 +232,18 @@ def real_floor(data: PreparedData, *, seed: int = 0) -> dict[str, float]:
     return final_metrics(data, data.val_cohort.reals, data.val_cohort.codes, seed=seed)
 
 
+def better(metric: str) -> str:
+    """Which way a metric is better: 'lower', 'higher' or 'nearest real' (NEAREST_REAL)."""
+    if metric in NEAREST_REAL:
+        return "nearest real"
+    return "lower" if METRIC_INFO.get(metric, ("", True))[1] else "higher"
+
+
 def format_report(metrics: dict[str, float], floor: dict[str, float] | None = None) -> str:
     """A plain-text table: metric, value, real floor, which direction is better, description."""
-    lines = [f"{'metric':<30} {'value':>10} {'real floor':>10}  better  description"]
+    lines = [f"{'metric':<30} {'value':>10} {'real floor':>10}  {'better':<12}  description"]
     for k, v in metrics.items():
-        desc, lower = METRIC_INFO.get(k, ("", True))
+        desc = METRIC_INFO.get(k, ("", True))[0]
         fl = floor.get(k, float("nan")) if floor else float("nan")
-        lines.append(f"{k:<30} {v:>10.4g} {fl:>10.4g}  {'lower' if lower else 'higher':<6}  {desc}")
+        lines.append(f"{k:<30} {v:>10.4g} {fl:>10.4g}  {better(k):<12}  {desc}")
     return "\n".join(lines)
