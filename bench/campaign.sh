@@ -14,6 +14,7 @@
 # preset's now); an evaluation run 16-36 minutes (36 epochs at a median 27 s, two at a time, slower when the machine
 # is shared). A signal batch took 76 minutes for 8 trials (batch 1), 49 for 4 (batch 2, beside the test suite), 26
 # for 4 (batch 3) and about 135 for 8 (batch 4, resumed once, partly beside the test suite), test scoring included.
+# The no-pruning scheduler study took 54 minutes and its 3-seed evaluation (9 runs) 58.
 # Evaluations take over the runs earlier evaluations made exactly so (study/evaluate.py --reuse, by run key: their
 # folders when here, else their committed tables' test scores); a key includes the code that trained the run. The
 # curriculum table's keys hold no code (they were added after its runs) and match nothing, so the critic evaluation
