@@ -111,23 +111,19 @@ def table(summary: pd.DataFrame) -> str:
         if m not in s.index:
             continue
         r = s.loc[m]
-        means = {a: r[f"{a}_mean"] for a in arms}
         floor = r["real_floor"]
-        word, best_arm, advantage, over_base = "better", r["best_arm"], r["advantage"], r.get("advantage_over_base")
-        if m in NEAREST_REAL:  # judged by the distance to real, also in summaries written before it was
-            word, mean, sd = "nearer real", pd.Series(means), pd.Series({a: r.get(f"{a}_sd") for a in arms}).fillna(0)
-            best = min(means.values(), key=lambda v: abs(v - floor))
-            others = [a for a in arms if a != "upstream"]
-            best_arm, advantage, _ = beats(mean, sd, others, "upstream", r["lower_is_better"], floor)
-            if found and "base" in arms:
-                over_base = beats(mean, sd, found[:1], "base", r["lower_is_better"], floor)[1]
-        else:
-            best = (min if r["lower_is_better"] else max)(means.values())
-        row = [name, f"{floor:.{decimals(floor)}f}"] + [
-            cell(means[a], r.get(f"{a}_sd"), means[a] == best) for a in arms
-        ]
+        # every verdict judged here as study/evaluate.py judges it now, also in summaries written before
+        # NEAREST_REAL existed (they called a diversity ratio above real better than one as far below it)
+        mean = pd.Series({a: r[f"{a}_mean"] for a in arms})
+        sd = pd.Series({a: r.get(f"{a}_sd") for a in arms}).astype(float).fillna(0.0)
+        judge = dict(lower=bool(r["lower_is_better"]), target=floor if m in NEAREST_REAL else None)
+        word = "nearer real" if m in NEAREST_REAL else "better"
+        best = mean[beats(mean, sd, arms, arms[0], **judge)[0]]
+        row = [name, f"{floor:.{decimals(floor)}f}"] + [cell(mean[a], r.get(f"{a}_sd"), mean[a] == best) for a in arms]
+        best_arm, advantage, _ = beats(mean, sd, [a for a in arms if a != "upstream"], "upstream", **judge)
         row.append(compare(best_arm, "upstream", advantage, spread(r, best_arm, "upstream"), word))
         if len(head) > len(row):
+            over_base = beats(mean, sd, found[:1], "base", **judge)[1]
             row.append(compare(found[0], "base", over_base, spread(r, found[0], "base"), word))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -25,9 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+from bench.driver_load import rss_mb  # noqa: E402
 
 
 def child(trials: int, epochs: int, idle_threads: bool) -> list[dict]:
@@ -67,7 +65,9 @@ def child(trials: int, epochs: int, idle_threads: bool) -> list[dict]:
         if idle_threads:
             idlers.append(threading.Thread(target=idle))
             idlers[-1].start()
-        rows.append({"trial": i + 1, "seconds": round(time.perf_counter() - t0, 2), "rss_mb": round(rss_mb())})
+        rows.append(
+            {"trial": i + 1, "seconds": round(time.perf_counter() - t0, 2), "rss_mb": round(rss_mb(os.getpid()))}
+        )
         print(f"  trial {i + 1}: {rows[-1]['seconds']:.1f} s, resident {rows[-1]['rss_mb']:,} MB", file=sys.stderr)
     hold.set()  # end them before the interpreter does: daemon threads left in torch aborted the process at exit
     for t in idlers:
