@@ -47,7 +47,7 @@ study() {  # study NAME ARGS...: run study/run.py --name NAME ARGS, or resume it
 }
 
 evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configuration, until final_summary.csv
-    # (EVAL_EPOCHS: epochs per run when not the study's own)
+    # (EVAL_EPOCHS: epochs per run when not the study's own; EVAL_ARMS: the arms besides upstream and the base)
     local folder=experiments/$1 seeds=${2:-5} plan reuse=()
     plan=$(ls -t "$folder"/final-*/evaluation.json 2>/dev/null | head -1 || true)
     if [ -n "$plan" ] && [ "$folder/final_summary.csv" -nt "$plan" ]; then return; fi
@@ -70,7 +70,8 @@ evaluate() {  # evaluate NAME [SEEDS]: upstream, the base and the best configura
     if [ -n "$plan" ]; then
         $PY study/evaluate.py "$folder" --resume --no-dashboard "${reuse[@]}"
     else
-        $PY study/evaluate.py "$folder" --top 1 --seeds "$seeds" ${EVAL_EPOCHS:+--epochs "$EVAL_EPOCHS"} \
+        # shellcheck disable=SC2086  # EVAL_ARMS: several words
+        $PY study/evaluate.py "$folder" ${EVAL_ARMS:---top 1} --seeds "$seeds" ${EVAL_EPOCHS:+--epochs "$EVAL_EPOCHS"} \
             --no-dashboard "${reuse[@]}"
     fi
     kill "$keeper" 2> /dev/null || true
@@ -126,11 +127,12 @@ main() {  # the whole campaign; bash reads all of it before running, so the file
     for name in $SPACES; do
         space "$name" 5 --space "$name"
     done
-    # The signal study's best trial (one seed there) re-trained with 5 seeds on test patients; its 1-epoch study only
-    # records the configuration for study/evaluate.py, which trains each run the CPU preset's epochs.
+    # The signal study's best trial (one seed there), the named configuration stronger_critic, re-trained with 5 seeds
+    # on test patients beside upstream and the base; its 1-epoch study (the base alone) only gives study/evaluate.py a
+    # study to evaluate, which trains each run the CPU preset's epochs.
     epochs=$($PY -c 'from study.presets import PRESETS; print(PRESETS["cpu"].max_epochs)')
-    EVAL_EPOCHS=$epochs space candidate 5 --space bench/candidates/signals_best.toml --num-samples 1 --max-epochs 1 \
-        --scheduler none --seed 20
+    EVAL_EPOCHS=$epochs EVAL_ARMS="--top 0 --config stronger_critic" space candidate 5 --space baseline \
+        --num-samples 1 --max-epochs 1 --seed 20
     # Issue 14: TPE with ASHA, PBT and TPE with no pruning at the same compute (8 full trials' worth), each winner
     # re-trained with 3 seeds on test patients.
     for scheduler in asha pbt none; do

@@ -42,9 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from healthgym_core.evaluation.verdicts import badness  # noqa: E402
 from study.base import UPSTREAM_REFERENCE  # noqa: E402
 from study.experiment import RANK_METRIC, study_data  # noqa: E402
-from study.leaderboard import COLLAPSE, LOWER_IS_BETTER, completed_by_rank, trial_row  # noqa: E402
+from study.leaderboard import COLLAPSE, completed_by_rank, trial_row  # noqa: E402
 from study.reporting.loading import checkpoint_file, load_experiment  # noqa: E402
 
 SIGNALS = ("wasserstein_gap", "emd_feat", "critic_gap", "fd_feat", "sliced_w", "coverage", "ks_mean", "tvd_mean")
@@ -54,11 +55,6 @@ SCORES_FILE = "test_scores.csv"
 BOOTSTRAP = 2000
 CONFIG = "config."  # a record's column prefix for a trial's configuration (factors, seed, reference)
 TEST = "test_"  # ... and for its final test quality
-
-
-def orient(metric: str) -> float:
-    """+1 where lower is better, -1 where higher is (coverage, diversity, joint cell coverage)."""
-    return -1.0 if LOWER_IS_BETTER.get(metric) is False else 1.0
 
 
 def test_scores(exp, n: int, seed: int) -> pd.DataFrame:
@@ -108,7 +104,7 @@ def rank_correlations(curves: dict[str, pd.DataFrame], quality: pd.Series, seed:
         if not all(signal in by_epoch[t] for t in trials):
             continue
         for e in epochs:
-            x = orient(signal) * np.array([float(by_epoch[t].at[e, signal]) for t in trials])
+            x = badness(signal, np.array([float(by_epoch[t].at[e, signal]) for t in trials]))
             if not np.isfinite(x).all():
                 continue
             rho = float(spearman_rows(x[None], q[None])[0])
@@ -312,7 +308,7 @@ def base_vs_upstream(trials: Trials, signal: str) -> pd.DataFrame:
         if not upstream or upstream[0] == ids[0]:
             continue
         b, u = (trials.histories[t].set_index("epoch")[signal] for t in (ids[0], upstream[0]))
-        ahead = -orient(signal) * (b - u)
+        ahead = badness(signal, u) - badness(signal, b)
         rows += [{"study": study, "epoch": int(e), "ahead": float(v)} for e, v in ahead.dropna().items()]
     return pd.DataFrame(rows, columns=["study", "epoch", "ahead"])
 
@@ -370,7 +366,7 @@ def main() -> int:
 
     tables = {}
     for quality in QUALITIES:
-        tables[quality] = rank_correlations(curves, orient(quality) * scores[quality])
+        tables[quality] = rank_correlations(curves, badness(quality, scores[quality]))
     corr = pd.concat([t.assign(quality=q) for q, t in tables.items()], ignore_index=True)
     if args.csv:
         corr.to_csv(args.csv, index=False, float_format="%.4f")
@@ -379,7 +375,7 @@ def main() -> int:
     total = len(order) * max_t
     replays = []
     for signal in ("emd_feat", "wasserstein_gap", "critic_gap", "fd_feat", "sliced_w"):
-        series = {t: orient(signal) * curves[t].set_index("epoch")[signal] for t in order}
+        series = {t: badness(signal, curves[t].set_index("epoch")[signal]) for t in order}
         for grace in (int(g) for g in args.graces.split(",")):
             for rf in (int(f) for f in args.factors.split(",")):
                 if grace >= max_t:

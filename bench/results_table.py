@@ -25,8 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import atomic_write  # noqa: E402
 from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: E402
-from healthgym_core.evaluation.final import NEAREST_REAL  # noqa: E402
-from study.evaluate import beats  # noqa: E402
+from healthgym_core.evaluation.verdicts import NEAREST_REAL, beats  # noqa: E402
 from study.experiment import RUNS_TABLE, SUMMARY_TABLE  # noqa: E402
 from study.reporting.final import final_figure  # noqa: E402
 from study.reporting.html import DPI  # noqa: E402
@@ -112,18 +111,17 @@ def table(summary: pd.DataFrame) -> str:
             continue
         r = s.loc[m]
         floor = r["real_floor"]
-        # every verdict judged here as study/evaluate.py judges it now, also in summaries written before
-        # NEAREST_REAL existed (they called a diversity ratio above real better than one as far below it)
+        # every verdict judged by healthgym_core.evaluation.verdicts, also in summaries written before NEAREST_REAL
+        # existed (they called a diversity ratio above real better than one as far below it)
         mean = pd.Series({a: r[f"{a}_mean"] for a in arms})
         sd = pd.Series({a: r.get(f"{a}_sd") for a in arms}).astype(float).fillna(0.0)
-        judge = dict(lower=bool(r["lower_is_better"]), target=floor if m in NEAREST_REAL else None)
         word = "nearer real" if m in NEAREST_REAL else "better"
-        best = mean[beats(mean, sd, arms, arms[0], **judge)[0]]
+        best = mean[beats(m, mean, sd, arms, arms[0], floor)[0]]
         row = [name, f"{floor:.{decimals(floor)}f}"] + [cell(mean[a], r.get(f"{a}_sd"), mean[a] == best) for a in arms]
-        best_arm, advantage, _ = beats(mean, sd, [a for a in arms if a != "upstream"], "upstream", **judge)
+        best_arm, advantage, _ = beats(m, mean, sd, [a for a in arms if a != "upstream"], "upstream", floor)
         row.append(compare(best_arm, "upstream", advantage, spread(r, best_arm, "upstream"), word))
         if len(head) > len(row):
-            over_base = beats(mean, sd, found[:1], "base", **judge)[1]
+            over_base = beats(m, mean, sd, found[:1], "base", floor)[1]
             row.append(compare(found[0], "base", over_base, spread(r, found[0], "base"), word))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -50,14 +50,17 @@ def add_dataclass_options(
     """One flag per documented field of `cls` (its `metadata["help"]`): the field's type, its default (or
     `defaults[name]`), argparse `choices` from `metadata["choices"]`, and `metadata["check"]` applied at parse time
     (a function value -> error text or None, reported as `name=value: text`, as `validate` reports it) at parse
-    time. A bool field is a switch."""
+    time. A bool field is a switch (`--x` / `--no-x`)."""
     wanted = None if names is None else set(names)
     for f in dataclasses.fields(cls):
         if "help" not in f.metadata or (wanted is not None and f.name not in wanted):
             continue
         default = (defaults or {}).get(f.name, f.default)
         if f.type in ("bool", bool):
-            group.add_argument(flag(f.name), action="store_true", default=default, help=f.metadata["help"])
+            # --x / --no-x: a configuration file may have turned it on
+            group.add_argument(
+                flag(f.name), action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"]
+            )
             continue
         convert = {"int": int, "float": float, "str": str}.get(f.type, f.type)
         choices = f.metadata.get("choices")  # argparse's own check, before any other

@@ -1,4 +1,4 @@
-"""Plain trainer (no Ray): python -m healthgym_core.train --data simulated --schema demo7 --epochs N --out DIR
+"""Plain trainer (no Ray): python -m healthgym_core.train --config cpu_base --epochs N --out DIR
 
 Trains one configuration with the same `train_epoch` the study uses, evaluates on validation patients after
 every epoch, and writes into DIR:
@@ -6,7 +6,8 @@ every epoch, and writes into DIR:
     run.json                 the configuration and where the data came from
     steps.parquet            per-step log (epoch, step, L, D_loss, GP, grad_norm, D_real, D_fake, W_gap, G_loss, Corr)
     epochs.csv               per-epoch means, budget counters and validation metrics
-    checkpoints/last.pt      resumable state (also best.pt: lowest emd_feat, the ranking metric)
+    checkpoints/last.pt      resumable state (also best.pt: lowest emd_feat, the ranking metric; epoch_NNNN.pt
+                             every --checkpoint-every N epochs)
     synthetic.csv            a synthetic cohort sampled from the last generator
     learning_dynamics.png    D_loss / G_loss per step coloured by curriculum length
     real_vs_synthetic.png    held-out validation patients vs synthetic ones
@@ -29,6 +30,7 @@ from healthgym_core import cli
 from healthgym_core.atomic import atomic_write, check_creatable_folder, check_table_suffix, plain_name, write_table
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
 from healthgym_core.config import FIELDS, TrainConfig
+from healthgym_core.configs import NAMED, NamedConfig, load_config
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.epoch import run_epoch
@@ -60,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
     )
     t = p.add_argument_group("training")
     t.add_argument(
+        "--config",
+        default=None,
+        metavar="NAME|FILE",
+        help=f"a named configuration ({', '.join(NAMED)}) or a .toml configuration file; the options given here "
+        "override its values (default: upstream's, every option's default)",
+    )
+    t.add_argument(
         "--epochs",
         type=int,
         default=10,
@@ -86,6 +95,14 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--sample-out", default="synthetic.csv", help="file name of the export inside --out (.csv or .parquet)"
     )
+    x.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        action=cli.at_least(0),
+        metavar="N",
+        help="also keep checkpoints/epoch_NNNN.pt every N epochs, to score a long run's checkpoints later (0: no)",
+    )
     x.add_argument("--out", required=True, help="output folder")
     x.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -105,8 +122,20 @@ def write_figures(out: Path, steps: pd.DataFrame, state: TrainState, data: Prepa
     )
 
 
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, NamedConfig | None]:
+    """The flags, over the --config file's values (a flag given on the command line wins)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    given, _ = pre.parse_known_args(argv)
+    p = parser()
+    named = load_config(given.config) if given.config else None
+    if named is not None:
+        p.set_defaults(**named.options)
+    return p.parse_args(argv), named
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args, named = parse_args(argv)
     out = Path(args.out)
     if args.threads is not None:
         if args.threads > (os.cpu_count() or 1):
@@ -162,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "test": len(data.split.test),
             },
         },
+        "named_config": named.name if named else None,
         "argv": list(argv or sys.argv[1:]),
     }
     atomic_write(out / "run.json", lambda p: p.write_text(json.dumps(run_info, indent=2)))
@@ -174,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = pd.concat([steps, pd.DataFrame(records)], ignore_index=True)
         write_table(steps, out / "steps.parquet")
         save_checkpoint(last, state, data)
+        if args.checkpoint_every and state.epoch % args.checkpoint_every == 0:
+            save_checkpoint(out / "checkpoints" / f"epoch_{state.epoch:04d}.pt", state, data)
         if summary[RANK_METRIC] < best:
             best = summary[RANK_METRIC]
             save_checkpoint(out / "checkpoints" / "best.pt", state, data)

@@ -1,9 +1,11 @@
 """The base of a study: the training options every trial shares unless the space searches them.
 
-By default the upstream Health Gym v1 configuration. `--base EXPERIMENT` takes the best completed trial of an
-earlier study (by the ranking metric) instead, and `--set KEY=VALUE` fixes single options on top; sizes (batch,
-hidden, noise) stay the preset's. Every search evaluates its base point first; when the base is not upstream, it
-also runs the upstream configuration as a reference trial (`reference: upstream` in its config). Imports no Ray.
+The preset's named configuration by default (the CPU preset's is `cpu_base`, the GPU preset's `upstream`).
+`--base NAME|FILE` takes a named configuration or a configuration file (`healthgym_core/configs/`), `--base
+EXPERIMENT` the best completed trial of an earlier study (by the ranking metric), and `--set KEY=VALUE` fixes single
+options on top; sizes (batch, hidden, noise) stay the preset's. Every search evaluates its base point first; when the
+base is not upstream, it also runs the upstream configuration as a reference trial (`reference: upstream` in its
+config). Imports no Ray.
 """
 
 from __future__ import annotations
@@ -14,20 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.config import FIELDS, TrainConfig, defaults
+from healthgym_core.configs import NAMED, OPTIONS, SIZES, config_path, load_config, upstream_options
 from healthgym_core.errors import ConfigError
 from study.experiment import RANK_METRIC, read_study_record
 from study.leaderboard import completed_by_rank
 
-# The options a base carries from one study to the next: the training options but the seed and the sizes.
-SIZES = ("batch_size", "hidden", "noise_dim", "eval_samples")
-BASE_OPTIONS = tuple(
-    k for k, f in FIELDS.items() if f.metadata.get("group") == "training" and k not in (*SIZES, "seed")
-)
+# The options a base carries from one study to the next: a named configuration's (the training options but the seed
+# and the sizes).
+BASE_OPTIONS = OPTIONS
 UPSTREAM_REFERENCE = "upstream"  # the `reference` value of the upstream reference trial
-
-
-def upstream_options() -> dict:
-    return {k: v for k, v in defaults().items() if k in BASE_OPTIONS}
 
 
 def parse_set(item: str) -> tuple[str, object]:
@@ -91,17 +88,30 @@ def base_from_study(folder: str | Path) -> tuple[dict, dict]:
     return options, origin
 
 
-def study_base(
-    base_folder: str | None, sets: list[str] | None, searched: list[str], preset: dict | None = None
-) -> dict:
-    """The study's base record: {"from": "upstream", the preset or the earlier study, "set": {...}, "config": options}.
-    An earlier study (--base) replaces the preset's base; --set applies on top of either."""
-    if base_folder:
-        options, origin = base_from_study(base_folder)
-    elif preset and preset.get("base"):
-        options, origin = {**upstream_options(), **preset["base"]}, {"preset": preset["name"], "values": preset["base"]}
+def base_options(base: str) -> tuple[dict, dict]:
+    """(options, where they came from) of `--base NAME|FILE|EXPERIMENT`: a named configuration, a configuration
+    file, or an earlier study's folder."""
+    if base in NAMED or Path(base).suffix.lower() == ".toml":
+        named = load_config(base, "--base")
+        return named.full(), {"config": named.name, "values": named.options}
+    if not Path(base).expanduser().is_dir():
+        config_path(base, "--base")  # an unknown name: say which names there are
+    return base_from_study(base)
+
+
+def study_base(base_arg: str | None, sets: list[str] | None, searched: list[str], preset: dict | None = None) -> dict:
+    """The study's base record: {"from": where (a configuration, the preset's configuration or an earlier study),
+    "set": {...}, "config": options}. `--base` replaces the preset's configuration; --set applies on top of either."""
+    if base_arg:
+        options, origin = base_options(base_arg)
     else:
-        options, origin = upstream_options(), UPSTREAM_REFERENCE
+        name = (preset or {}).get("base") or UPSTREAM_REFERENCE
+        if name == UPSTREAM_REFERENCE:
+            options, origin = upstream_options(), UPSTREAM_REFERENCE
+        else:
+            named = load_config(name)
+            options = named.full()
+            origin = {"preset": preset["name"], "config": named.name, "values": named.options}
     fixed = dict(parse_set(s) for s in sets or [])
     clash = sorted(set(fixed) & set(searched))
     if clash:
@@ -127,8 +137,10 @@ def describe(base: dict) -> str:
     src = base["from"]
     if src == UPSTREAM_REFERENCE:
         text = "the upstream Health Gym v1 configuration"
-    elif "preset" in src:
-        text = f"the {src['preset']} preset's base (" + ", ".join(f"{k}={v}" for k, v in src["values"].items()) + ")"
+    elif "values" in src:
+        named = f"configuration {src['config']}" if "config" in src else "base"
+        owner = f"the {src['preset']} preset's {named}" if "preset" in src else f"the {named}"
+        text = owner + " (" + ", ".join(f"{k}={v}" for k, v in src["values"].items()) + ")"
     else:
         text = f"the best trial {src['trial_id']} of {src['study']} ({RANK_METRIC} {src[RANK_METRIC]:.4g})"
     if base["set"]:

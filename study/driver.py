@@ -13,13 +13,14 @@ from pathlib import Path
 from healthgym_core.atomic import atomic_write, check_creatable_folder, plain_name
 from healthgym_core.cli import add_dataclass_options, at_least
 from healthgym_core.config import TrainConfig
+from healthgym_core.configs import NAMED
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.cohort import load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
 from study.base import describe as describe_base
-from study.base import study_base
+from study.base import parse_set, study_base
 from study.experiment import (
     DEFAULT_METRIC,
     METRICS,
@@ -62,11 +63,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="same as --preset quick: the base against upstream, 12 epochs (7.5 min measured)",
+        help="same as --preset quick: the base against upstream, 12 epochs each",
     )
-    p.add_argument(
-        "--smoke", action="store_true", help="same as --preset smoke: a tiny study for tests (34 s measured)"
-    )
+    p.add_argument("--smoke", action="store_true", help="same as --preset smoke: a tiny study for tests")
     p.add_argument("--num-samples", type=int, default=None, action=at_least(1), help="trials (baseline: seeds)")
     p.add_argument("--max-epochs", type=int, default=None, action=at_least(1), help="epochs per trial (ASHA's max_t)")
     p.add_argument(
@@ -106,12 +105,16 @@ def parser() -> argparse.ArgumentParser:
         action=at_least(0),
         help="seed of the Optuna sampler; trial k trains with seed + k (baseline: seeds seed..seed+N-1)",
     )
-    b = p.add_argument_group("the base every trial shares (upstream unless these say otherwise)")
+    b = p.add_argument_group(
+        "the base every trial shares (the preset's named configuration unless these say otherwise)"
+    )
     b.add_argument(
         "--base",
         default=None,
-        metavar="EXPERIMENT",
-        help="start from the best completed trial of an earlier study's folder (the leaderboard's first)",
+        metavar="NAME|FILE|EXPERIMENT",
+        help=f"start from a named configuration ({', '.join(NAMED)}), a .toml configuration file, or the best "
+        "completed trial of an earlier study's folder (the leaderboard's first); default: the preset's (cpu: "
+        "cpu_base, gpu: upstream)",
     )
     b.add_argument(
         "--set",
@@ -296,9 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = read_study_record(folder)["base"]  # as recorded: the earlier study may have changed since
     elif (folder / STUDY_FILE).exists():
         raise ConfigError(f"{folder} already holds a study; pass --resume to continue it or choose another --name")
-    else:
-        study_base(args.base, args.set, [f.name for f in space.factors])  # bad --base/--set refused before Ray
-        base = None  # with the preset's base, once the preset is known
+    else:  # bad --base/--set refused before Ray; without --base, the base is the preset's (known below)
+        base = study_base(args.base, args.set, [f.name for f in space.factors]) if args.base else None
+        for item in args.set or []:
+            parse_set(item)
 
     # All input is checked before Ray starts (locally) or anything is written.
     if args.address:

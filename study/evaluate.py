@@ -1,9 +1,10 @@
-"""python study/evaluate.py EXPERIMENT [--top K] [--seeds S]: the held-out evaluation of a finished study.
+"""python study/evaluate.py EXPERIMENT [--top K] [--seeds S] [--config NAME]: the held-out evaluation of a study.
 
-Re-trains the top K configurations (in the leaderboard's order, not by the trials' own critic gap)
-and the upstream configuration with S seeds each, at the study's full epoch budget, through Tune (so on the
-cluster when there is one). Scores every resulting generator on the TEST patients, which no trial trained or was
-pruned on, with the final suite, and writes EXPERIMENT/final_evaluation.{parquet,csv} (one row per run) and
+Re-trains the top K configurations (in the leaderboard's order, not by the trials' own critic gap), the upstream
+configuration, the study's base and any named configuration given with --config, with S seeds each, at the study's
+full epoch budget, through Tune (so on the cluster when there is one). Scores every resulting generator on the TEST
+patients, which no trial trained or was pruned on, with the final suite, and writes
+EXPERIMENT/final_evaluation.{parquet,csv} (one row per run) and
 EXPERIMENT/final_summary.{parquet,csv} (mean and spread per configuration, next to the real-vs-real floor).
 Each evaluation keeps its plan and Tune's state in EXPERIMENT/final-TIMESTAMP/; --resume continues the newest.
 """
@@ -23,8 +24,9 @@ import pandas as pd  # noqa: E402
 
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.atomic import write_table  # noqa: E402
+from healthgym_core.configs import NAMED, NamedConfig, load_config  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
-from healthgym_core.evaluation.final import NEAREST_REAL  # noqa: E402
+from healthgym_core.evaluation.verdicts import NEAREST_REAL, beats  # noqa: E402
 from study.experiment import RUNS_TABLE, STUDY_FILE, SUMMARY_TABLE, read_study_record, study_data  # noqa: E402
 from study.leaderboard import completed_by_rank  # noqa: E402
 
@@ -39,7 +41,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("experiment", help="the study's experiment folder (holds study.json and leaderboard.parquet)")
     p.add_argument(
-        "--top", type=int, default=3, action=cli.at_least(1), help="configurations to re-train besides the upstream one"
+        "--top",
+        type=int,
+        default=3,
+        action=cli.at_least(0),
+        help="the leaderboard's best configurations to re-train besides upstream and the base",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME|FILE",
+        help=f"also re-train a named configuration ({', '.join(NAMED)}) or a .toml configuration file at the study's "
+        "sizes, as an arm of its own (repeatable)",
     )
     p.add_argument(
         "--seeds",
@@ -105,23 +119,28 @@ def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
     return read_study_record(folder), pd.read_parquet(folder / "leaderboard.parquet")
 
 
-def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | None = None) -> list[dict]:
-    """The upstream configuration, the study's base when that is not upstream, then the top distinct configurations
-    among completed trials in the leaderboard's order (collapsed trials last, then by the ranking metric).
+def choose_arms(
+    board: pd.DataFrame, factors: list[str], top: int, base: dict | None = None, named: Sequence[NamedConfig] = ()
+) -> list[dict]:
+    """The upstream configuration, the study's base when that is not upstream, the `named` configurations (each
+    whole, an arm named after it, unless it is the base or upstream), then the top distinct configurations among
+    completed trials in the leaderboard's order (collapsed trials last, then by the ranking metric).
 
     The upstream reference trial is never a candidate: it ran the whole upstream configuration, so its factor values
     on the study's base would be a configuration the study never trained (the correlation study's "rank1" was once
     upstream's correlation weight 10 on the base, taken from that trial)."""
     from study.base import UPSTREAM_REFERENCE, is_upstream
-    from study.spaces import UPSTREAM
+    from study.spaces import upstream_point
 
     if base is None or is_upstream(base):
-        arms = [{"arm": "upstream", **{f: UPSTREAM[f] for f in factors if f in UPSTREAM}}]
+        arms = [{"arm": "upstream", **upstream_point(factors)}]
     else:
         arms = [
             {"arm": "upstream", "reference": UPSTREAM_REFERENCE},
             {"arm": "base", **{f: base["config"][f] for f in factors if f in base["config"]}},
         ]
+    same = [(base or {}).get("config"), load_config("upstream").full()]
+    arms += [{"arm": c.name, **c.full()} for c in named if c.full() not in same and c.name not in ("base", "upstream")]
     done = completed_by_rank(board)
     seen = {tuple(a.get(f) for f in factors) for a in arms if "reference" not in a}
     fixed = len(arms)
@@ -138,38 +157,20 @@ def choose_arms(board: pd.DataFrame, factors: list[str], top: int, base: dict | 
         )
         if len(arms) - fixed >= top:
             break
-    return arms
-
-
-def beats(
-    mean: pd.Series, sd: pd.Series, candidates: list[str], reference: str, lower: bool, target: float | None = None
-) -> tuple:
-    """The best candidate arm, its advantage over the reference arm's mean (positive: better), and whether that
-    advantage exceeds the two arms' seed spreads. With a `target` (the real value of a NEAREST_REAL metric) the
-    advantage is how much nearer to it the best arm's mean is."""
-
-    def score(arm: str) -> float:  # lower is better
-        if target is not None and np.isfinite(target):
-            return abs(mean[arm] - target)
-        return mean[arm] if lower else -mean[arm]
-
-    best = min(candidates, key=score)
-    diff = score(reference) - score(best)
-    return best, diff, bool(diff > sd[best] + sd[reference])
+    return arms if top else arms[:fixed]
 
 
 def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
     """Mean and sd per arm for every metric, the real floor, and whether the best arm's advantage over upstream
     exceeds the seed spread (|difference of means| > sd_best + sd_upstream, in the better direction); with a base
-    arm, the same for the best of the study's own configurations against its base."""
+    arm, the same for the best of the other arms (named configurations, the study's own) against its base."""
     metrics = [c for c in runs.columns if c in info and c not in ("seed", "epochs")]
     g = runs.groupby("arm")[metrics]
     mean, sd = g.mean(), g.std(ddof=1).fillna(0.0)
     arms = [a for a in ["upstream"] + sorted(a for a in mean.index if a != "upstream") if a in mean.index]
     rows = []
     for m in metrics:
-        lower, target = info[m][1], floor.get(m, np.nan) if m in NEAREST_REAL else None
-        row = {"metric": m, "lower_is_better": lower, "nearest_real": m in NEAREST_REAL}
+        row = {"metric": m, "lower_is_better": info[m][1], "nearest_real": m in NEAREST_REAL}
         row.update(description=info[m][0], real_floor=floor.get(m, np.nan))
         for a in arms:
             row[f"{a}_mean"], row[f"{a}_sd"] = mean.loc[a, m], sd.loc[a, m]
@@ -177,12 +178,12 @@ def summarise(runs: pd.DataFrame, floor: dict, info: dict) -> pd.DataFrame:
             ("upstream", [a for a in arms if a != "upstream"], ("best_arm", "advantage", "beyond_seed_spread")),
             (
                 "base",
-                [a for a in arms if a.startswith("rank")],
+                [a for a in arms if a not in ("upstream", "base")],
                 ("best_found_arm", "advantage_over_base", "beyond_seed_spread_over_base"),
             ),
         ):
             if candidates and reference in arms:
-                row.update(zip(names, beats(mean[m], sd[m], candidates, reference, lower, target)))
+                row.update(zip(names, beats(m, mean[m], sd[m], candidates, reference, floor.get(m))))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -191,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     folder = Path(args.experiment).resolve()
     record, board = load_study(folder)
+    named = [load_config(c) for c in args.config]  # a bad name or file refused before anything starts
     if args.status:
         from study.final_runs import last_plan, plan_status
 
@@ -240,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     gpus_seen = tuning.start_ray(args.address, dashboard=not args.no_dashboard)
     if not args.resume:
-        arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"))
+        arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"), named)
         seeds = args.seeds or (5 if gpus_seen > 0 else 3)
         epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
         run, plan = new_plan(folder, arms, list(range(SEED_BASE, SEED_BASE + seeds)), epochs, reuse)

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.evaluation.collapse import FAITHFUL, missed_targets, targets_text, verdict
+from healthgym_core.evaluation.verdicts import best_of
 from study.experiment import CODE_KEY, METRICS, PBT_LOG, PBT_LOG_KEPT, RANK_METRIC, TRIAL_DIR
 
 COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
 FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor")
-LOWER_IS_BETTER = {"coverage": False, "diversity_ratio": False, "distinct_share": False, "joint_cell_coverage": False}
 
 
 def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool) -> str:
@@ -56,7 +56,7 @@ def trial_row(
         if m in good and len(good):
             col = good[m].astype(float)
             row[f"last_{m}"] = float(col.iloc[-1])
-            row[f"best_{m}"] = float(col.max() if LOWER_IS_BETTER.get(m) is False else col.min())
+            row[f"best_{m}"] = best_of(m, col)
         else:
             row[f"last_{m}"] = row[f"best_{m}"] = math.nan
     for k in ("g_steps", "d_steps", "sequence_months"):
@@ -241,14 +241,14 @@ def mark_roles(
     """`upstream`: the upstream configuration (its reference trial, or on an upstream base the trials with its factor
     values); `role`: "base" for the base point's trial, "upstream reference" for the reference trial."""
     from study.base import UPSTREAM_REFERENCE
-    from study.spaces import UPSTREAM
+    from study.spaces import upstream_point
 
     def matches(row: dict, point: dict) -> bool:
         return all(row.get(k) == v for k, v in point.items())
 
     rows = board.to_dict("records")
     ref = [r.get("reference") == UPSTREAM_REFERENCE for r in rows]
-    up_point = {k: v for k, v in UPSTREAM.items() if k in factors}
+    up_point = upstream_point(list(factors))
     board = board.copy()
     board["upstream"] = [
         is_ref or (base_is_upstream and (matches(r, up_point) if factors else True)) for r, is_ref in zip(rows, ref)

@@ -1,10 +1,10 @@
-"""Study sizes and bases. The CPU preset is a laptop study whose trials train long enough to leave collapse (its
-measured wall time is in the README); the GPU preset trains at the paper size (HD 128, batch 256) from upstream's
-settings; the smoke preset is for tests (34 s measured with --no-dashboard)."""
+"""Study sizes, each with the named configuration its trials start from. The CPU preset is a laptop study whose trials
+train long enough to leave collapse, from `cpu_base`; the GPU preset trains at the paper size (HD 128, batch 256)
+from `upstream`; the smoke preset is for tests. Their measured wall times are in the README and docs/usage.md."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 # Share of a GPU per trial when the cluster has GPUs. A placeholder (4 trials per GPU) until
 # `bench/trials_per_device.py --device cuda` has measured the throughput curve; see bench/README.md.
@@ -36,28 +36,12 @@ class Preset:
     grace_period: int
     reduction_factor: int
     note: str
-    base: dict = field(default_factory=dict)  # training options every trial starts from (over upstream; --set wins)
+    base: str = "upstream"  # the named configuration every trial starts from (healthgym_core/configs/; --set wins)
     pruning: bool = True  # False: the default scheduler runs every trial to the end (--scheduler still wins)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-# The CPU preset's base, from the learning curves in docs/learning_curves.md: upstream's settings stay collapsed
-# (one patient repeated) for all 1,620 generator steps measured at this size; these leave collapse within about 600
-# and reach category coverage 0.8-0.9 with a Gender x Ethnic TVD near 0.09 by about 1,700-2,200: WGAN-GP practice's
-# optimiser, a fresh real batch per critic step, a standard biLSTM, a weaker correlation loss and Health Gym v2's
-# buffer noise prior, on upstream's ladder curriculum (cheaper per step than full-length sequences, as fast per step).
-CPU_BASE = {
-    "lr_g": 2e-4,
-    "lr_d": 2e-4,
-    "beta1": 0.0,
-    "beta2": 0.9,
-    "corr_weight": 1.0,
-    "fresh_real_batch": True,
-    "align_reverse": True,
-    "noise_prior": "buffer",
-}
 
 PRESETS = {
     "cpu": Preset(
@@ -72,9 +56,9 @@ PRESETS = {
         reduction_factor=3,
         note="CPU preset: hidden 32, batch 140, 2,000 simulated patients (60 generator steps an epoch), 4 trials (the "
         "base, the upstream reference and 2 proposals) x up to 36 epochs on a base that leaves collapse but misses "
-        "fd_feat's target, as every setting measured does (docs/learning_curves.md); 28 minutes measured on a "
-        "2-core machine; a laptop study, not the paper size (--preset gpu, or --hidden/--batch-size/--patients)",
-        base=CPU_BASE,
+        "fd_feat's target, as every setting measured does (docs/learning_curves.md); a laptop study, not the paper "
+        "size (--preset gpu, or --hidden/--batch-size/--patients)",
+        base="cpu_base",  # upstream's settings stay collapsed at this size (docs/learning_curves.md)
     ),
     # The base next to the upstream reference, each to 12 epochs (720 generator steps): in the 5-seed evaluation
     # every base seed had left collapse by then (diversity 0.65-0.82, coverage 0.50-0.65) and every upstream one had
@@ -90,9 +74,9 @@ PRESETS = {
         grace_period=12,
         reduction_factor=3,
         note="quick preset: the CPU preset's base and the upstream reference, 12 epochs each (720 generator steps), "
-        "no proposals and no pruning: does the base leave collapse on this data where upstream does not; "
-        "7.5 minutes measured on a 2-core machine. Drop --quick for the search",
-        base=CPU_BASE,
+        "no proposals and no pruning: does the base leave collapse on this data where upstream does not. "
+        "Drop --quick for the search",
+        base="cpu_base",  # upstream's settings stay collapsed at this size (docs/learning_curves.md)
         pruning=False,
     ),
     "gpu": Preset(

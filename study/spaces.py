@@ -19,17 +19,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 import search_spaces
-from healthgym_core.config import FIELDS, TrainConfig, defaults
+from healthgym_core.config import TrainConfig, defaults
 from healthgym_core.errors import ConfigError, DataError
 
 SPACES_DIR = Path(search_spaces.__file__).parent
 BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline", "optimizer", "quirks", "all")
 # What a space may search or fix: every training option but the seed (set per trial) and how it executes.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32", "graphs"}
-# The upstream Health Gym v1 configuration (the options' defaults): every search evaluates it first.
 # What population-based training perturbs by default (`mutable = true/false` on a factor says otherwise).
 DEFAULT_MUTABLE = ("n_critic", "gp_weight", "corr_weight", "lr_g", "lr_d")
-UPSTREAM = {k: v for k, v in defaults().items() if k in TUNABLE and FIELDS[k].metadata["group"] == "training"}
 
 
 @dataclass(frozen=True)
@@ -115,11 +113,18 @@ class SearchSpace:
         return out
 
     def upstream_point(self) -> dict | None:
-        """The upstream configuration restricted to this space's factors, or None if it lies outside."""
-        point = {f.name: UPSTREAM[f.name] for f in self.factors if f.name in UPSTREAM}
-        if len(point) != len(self.factors) or not all(f.contains(point[f.name]) for f in self.factors):
+        """The upstream configuration (every option's default) restricted to this space's factors, or None if it lies
+        outside."""
+        point = upstream_point([f.name for f in self.factors])
+        if not all(f.contains(point[f.name]) for f in self.factors):
             return None
         return point
+
+
+def upstream_point(names: list[str]) -> dict:
+    """Upstream's values of these options: their defaults (healthgym_core/config.py declares upstream once)."""
+    up = defaults()
+    return {k: up[k] for k in names}
 
 
 def _bad(path: str, problem: str) -> DataError:

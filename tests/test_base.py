@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from healthgym_core import cli
-from study.base import BASE_OPTIONS, base_from_study, parse_set, study_base, upstream_options
+from study.base import BASE_OPTIONS, base_from_study, describe, parse_set, study_base, upstream_options
 from study.experiment import RANK_METRIC
 from tests.study_helpers import study
 
@@ -25,6 +25,9 @@ BAD = {
     "a bad schedule": (["--set", "schedule=zigzag:3", "--space", "critic"], "unknown schedule 'zigzag:3'"),
     "a searched factor": (["--set", "schedule=full"], "the space searches schedule"),
     "base is no study": (["--base", "{dir}"], "not a study folder (no study.json)"),
+    "unknown configuration name": (["--base", "strongest"], "--base 'strongest': unknown configuration; one of"),
+    "configuration file missing": (["--base", "{dir}/nope.toml"], "nope.toml: configuration file not found"),
+    "configuration with a bad value": (["--base", "{dir}/bad.toml"], "[options]: n_critic=0: must be a whole number"),
 }
 
 
@@ -34,6 +37,7 @@ def test_bad_base_and_set_exit_2_with_one_line_and_write_nothing(case, tmp_path,
 
     args, needle = BAD[case]
     args = [a.replace("{dir}", str(tmp_path)) for a in args]
+    (tmp_path / "bad.toml").write_text("[options]\nn_critic = 0\n")
     monkeypatch.chdir(tmp_path)
     code = cli.run(main, ["--smoke", "--no-dashboard", "--storage", str(tmp_path / "store"), *args])
     err = capsys.readouterr().err.strip().splitlines()
@@ -199,3 +203,25 @@ def test_the_upstream_reference_is_kept_out_of_the_samplers_model(tmp_path):
     assert trials[1].user_attrs[RANK_METRIC] == 5.0 and "outside the space" in trials[1].user_attrs["reference"]
     search.on_trial_complete("ref", {RANK_METRIC: 5.0})  # told again after a restore: no error, no change
     assert optuna.load_study(study_name="s", storage=url).trials[1].state.name == "FAIL"
+
+
+def test_base_from_a_named_configuration_and_from_the_preset():
+    strong = study_base("stronger_critic", ["corr_weight=2.0"], ["schedule"])
+    assert strong["config"]["n_critic"] == 10 and strong["config"]["corr_form"] == "2022"
+    assert strong["config"]["corr_weight"] == 2.0 and strong["set"] == {"corr_weight": 2.0}
+    assert strong["from"]["config"] == "stronger_critic"
+    cpu = study_base(None, None, ["schedule"], {"name": "cpu", "base": "cpu_base"})
+    # the CPU preset's base before named configurations existed (its dict in study/presets.py), option for option
+    assert cpu["config"] == {
+        **upstream_options(),
+        "lr_g": 2e-4,
+        "lr_d": 2e-4,
+        "beta1": 0.0,
+        "beta2": 0.9,
+        "corr_weight": 1.0,
+        "fresh_real_batch": True,
+        "align_reverse": True,
+        "noise_prior": "buffer",
+    }
+    assert "cpu preset's configuration cpu_base" in describe(cpu)
+    assert study_base(None, None, [], {"name": "gpu", "base": "upstream"})["from"] == "upstream"

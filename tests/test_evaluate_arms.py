@@ -96,3 +96,13 @@ def test_a_diversity_ratio_above_real_is_no_better_than_one_as_far_below():
     assert row["best_arm"] == "base" and row["advantage"] == pytest.approx(0.94 - 0.30)
     assert row["best_found_arm"] == "rank1" and row["advantage_over_base"] == pytest.approx(0.30 - 0.60)
     assert not bool(row["beyond_seed_spread_over_base"])
+
+
+def test_a_named_configuration_is_an_arm_of_its_own_unless_it_is_the_base():
+    from healthgym_core.configs import load_config
+
+    base = {"config": load_config("cpu_base").full()}
+    named = [load_config("stronger_critic"), load_config("cpu_base"), load_config("upstream")]
+    arms = choose_arms(board(), ["schedule"], 0, base, named)
+    assert [a["arm"] for a in arms] == ["upstream", "base", "stronger_critic"]
+    assert arms[2]["n_critic"] == 10 and arms[2]["corr_form"] == "2022"

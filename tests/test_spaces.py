@@ -4,11 +4,13 @@
 import optuna
 import pytest
 
-from healthgym_core.config import TrainConfig
-from study.base import upstream_options
+from healthgym_core.config import TrainConfig, defaults
+from healthgym_core.configs import load_config
 from study.presets import PRESETS
-from study.spaces import BUILTIN, UPSTREAM, load_space
+from study.spaces import BUILTIN, load_space
 from study.trainable import trial_config
+
+UPSTREAM = defaults()  # upstream: every option at its default
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -21,7 +23,7 @@ def test_every_point_of_a_space_is_a_configuration_a_trial_runs(name):
     study = optuna.create_study(sampler=rng)
     for _ in range(40):
         trial = study.ask(dists)
-        config = trial_config({**trial.params, "seed": 3}, {**upstream_options(), **PRESETS["cpu"].base})
+        config = trial_config({**trial.params, "seed": 3}, load_config(PRESETS["cpu"].base).full())
         assert isinstance(config, TrainConfig) and config.seed == 3
         for f in space.factors:
             assert getattr(config, f.name) == trial.params[f.name]

@@ -7,10 +7,13 @@ import sqlite3
 import pandas as pd
 import pytest
 
+from healthgym_core.config import defaults
 from healthgym_core.data.cohort import read_cohort
 from study.experiment import STUDY_VERSION
-from study.spaces import UPSTREAM, load_space
+from study.spaces import load_space
 from tests.study_helpers import kill_session, results, start_study, study, wait_for
+
+UPSTREAM = defaults()  # upstream: every option at its default
 
 pytestmark = pytest.mark.slow
 

@@ -65,6 +65,14 @@ def summary_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np
     return np.stack([c for _, c in _summary_columns(schema, reals, codes)], axis=1)
 
 
+def detector_features(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """What a detector sees of each patient: `summary_features`, each real variable's min and max (log10(x + 1)) and
+    the first month's category codes. [N, n_features]"""
+    logs = log1p10(reals)
+    extra = [logs.min(axis=1), logs.max(axis=1), codes[:, 0, :].astype(np.float64)]
+    return np.hstack([summary_features(schema, reals, codes), *extra])
+
+
 def feature_names(schema: Schema, months: int) -> list[str]:
     """The names of summary_features' columns, in order."""
     n_codes = len(schema.categoricals)

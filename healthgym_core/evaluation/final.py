@@ -16,15 +16,15 @@ from healthgym_core.evaluation.classifiers import detection, utility
 from healthgym_core.evaluation.collapse import distinct_share, diversity_ratio
 from healthgym_core.evaluation.dependence import dependence, static_corr_l1, variable_series
 from healthgym_core.evaluation.distances import MMD_MAX, emd_feat, fixed_directions, mmd2_rbf, sliced_wasserstein
-from healthgym_core.evaluation.features import FeatureSpace, summary_features
+from healthgym_core.evaluation.features import FeatureSpace, detector_features
 from healthgym_core.evaluation.marginals import marginals
 from healthgym_core.evaluation.privacy import privacy
 from healthgym_core.evaluation.rng import metric_rng
 
 
 class _MetricInfo(dict):
-    """name -> (one-line description, lower_is_better). A per-variable key such as ``ks/VL`` resolves to its
-    family entry ``ks/<variable>`` for indexing, ``in`` and ``get``."""
+    """name -> (one-line description, lower_is_better; readers ask `verdicts.direction`). A per-variable key such
+    as ``ks/VL`` resolves to its family entry ``ks/<variable>`` for indexing, ``in`` and ``get``."""
 
     @staticmethod
     def _family(key: object) -> str | None:
@@ -48,10 +48,6 @@ class _MetricInfo(dict):
         except KeyError:
             return default
 
-
-# Metrics whose real-vs-real value is the target: a cohort above it is as wrong as one below (a diversity ratio of 1.3
-# overshoots real patients' spread as 0.7 falls short of it). Compare them by their distance to that value.
-NEAREST_REAL = frozenset({"diversity_ratio"})
 
 METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
     {
@@ -117,7 +113,8 @@ METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
         "sliced_w": ("sliced Wasserstein on flattened model-space sequences (256 fixed directions)", True),
         # detection
         "detect_accuracy": (
-            "held-out accuracy of a balanced real-vs-synthetic MLP detector (0.5 = indistinguishable)",
+            "held-out accuracy of a balanced real-vs-synthetic gradient-boosting detector on per-patient summaries "
+            "(0.5 = indistinguishable)",
             True,
         ),
         "detect_auc": ("held-out AUC of that detector (0.5 = indistinguishable)", True),
@@ -218,7 +215,7 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
     out["sliced_w"] = sliced_wasserstein(real_model, fake_model, fixed_directions(real_model[0].size))
 
     out.update(
-        detection(summary_features(schema, test.reals, test.codes), summary_features(schema, reals, codes), seed)
+        detection(detector_features(schema, test.reals, test.codes), detector_features(schema, reals, codes), seed)
     )
     out.update(utility(data, reals, codes, seed))
     out.update(privacy(data, fake_model, reals, codes, seed))
@@ -232,18 +229,13 @@ def real_floor(data: PreparedData, *, seed: int = 0) -> dict[str, float]:
     return final_metrics(data, data.val_cohort.reals, data.val_cohort.codes, seed=seed)
 
 
-def better(metric: str) -> str:
-    """Which way a metric is better: 'lower', 'higher' or 'nearest real' (NEAREST_REAL)."""
-    if metric in NEAREST_REAL:
-        return "nearest real"
-    return "lower" if METRIC_INFO.get(metric, ("", True))[1] else "higher"
-
-
 def format_report(metrics: dict[str, float], floor: dict[str, float] | None = None) -> str:
     """A plain-text table: metric, value, real floor, which direction is better, description."""
+    from healthgym_core.evaluation.verdicts import direction
+
     lines = [f"{'metric':<30} {'value':>10} {'real floor':>10}  {'better':<12}  description"]
     for k, v in metrics.items():
         desc = METRIC_INFO.get(k, ("", True))[0]
         fl = floor.get(k, float("nan")) if floor else float("nan")
-        lines.append(f"{k:<30} {v:>10.4g} {fl:>10.4g}  {better(k):<12}  {desc}")
+        lines.append(f"{k:<30} {v:>10.4g} {fl:>10.4g}  {direction(k):<12}  {desc}")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from healthgym_core.evaluation.collapse import FAITHFUL
 from healthgym_core.evaluation.distances import RANK_METRIC
-from healthgym_core.evaluation.final import better
+from healthgym_core.evaluation.verdicts import direction
 from study.experiment import RUNS_TABLE, SUMMARY_TABLE
 from study.reporting.html import esc, figure_html, note, section, table_html
 
@@ -41,7 +41,7 @@ def final_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
             ax.axhline(info.at[m, "real_floor"], color="k", ls="--", lw=1, label="real vs real")
         if m in FAITHFUL:
             ax.axhline(FAITHFUL[m][1], color="tab:red", ls=":", lw=1.2, label="target")
-        ax.set_title(f"{m}\n({better(m)} is better)", fontsize=9)
+        ax.set_title(f"{m}\n({direction(m)} is better)", fontsize=9)
         ax.set_xticks(range(len(arms)), arms, rotation=30, fontsize=8)
         ax.set_xlim(-0.6, len(arms) - 0.4)
         ax.grid(axis="y", alpha=0.3)

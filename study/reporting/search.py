@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from healthgym_core.evaluation.verdicts import direction
 from study.experiment import OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, STEPS_FILE, companion_metric
 from study.reporting.html import esc, figure_html, fmt, guarded, note, section, table_html
 from study.reporting.loading import Experiment, read_steps
@@ -56,7 +57,7 @@ def curves_figure(exp: Experiment) -> str:
         ax.set_xlabel("epoch")
         ax.set_ylabel(m)
         role = "pruning metric" if m == exp.metric else ("ranking metric" if m == RANK_METRIC else "reported")
-        ax.set_title(f"{m} per epoch ({role}, lower is better)")
+        ax.set_title(f"{m} per epoch ({role}, {direction(m)} is better)")
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     rungs = asha_rungs(exp)
