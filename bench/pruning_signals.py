@@ -216,7 +216,7 @@ class Trials:
     @classmethod
     def from_experiment(cls, folder: Path, samples: int, seed: int) -> Trials:
         exp = load_experiment(folder)
-        max_t = int(exp.args.get("max_epochs") or exp.preset.get("max_epochs") or exp.board["epochs"].max())
+        max_t = exp.plan.max_epochs
         done = exp.board[exp.board["status"] == "completed"]
         others = len(exp.board) - len(done)
         print(f"{exp.folder}: {len(done)} trials completed {max_t} epochs ({others} not, left out)", file=sys.stderr)

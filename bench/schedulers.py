@@ -22,7 +22,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from study.experiment import RANK_METRIC, scheduler_of  # noqa: E402
+from study.experiment import RANK_METRIC  # noqa: E402
 from study.leaderboard import completed_by_rank  # noqa: E402
 from study.reporting.loading import load_experiment  # noqa: E402
 
@@ -42,8 +42,8 @@ def summary(folder: Path) -> dict:
     best = completed_by_rank(board).iloc[0]
     row = {
         "study": folder.name,
-        "scheduler": scheduler_of(exp.args),
-        "budget": exp.args.get("budget"),
+        "scheduler": exp.plan.scheduler,
+        "budget": exp.plan.budget,
         "trials": len(board),
         "completed": int((board["status"] == "completed").sum()),
         "trial_epochs": int(board["epochs"].sum()),

@@ -27,10 +27,11 @@ from study.experiment import (
     SCHEDULERS,
     STUDY_FILE,
     STUDY_VERSION,
+    plan_schedule_text,
     read_study_record,
-    study_schedule_text,
 )
-from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset, setting
+from study.plan import StudyPlan, plan_of, resolve
+from study.presets import DEFAULT_GPUS_PER_TRIAL, PRESETS, Preset
 from study.spaces import SearchSpace, load_space
 
 REMOTE = ("s3://", "gs://", "gcs://", "abfs://")
@@ -195,25 +196,9 @@ def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
     return PRESETS[name]
 
 
-def base_config(args: argparse.Namespace, preset: Preset, space: SearchSpace, base: dict | None = None) -> dict:
-    """Everything a trial does not get from the search: the preset's sizes (or their overrides), the study's base
-    (upstream by default, `study/base.py`), the space's fixed values and `--set` on top."""
-    cfg = TrainConfig(
-        **{k: setting(vars(args), preset.to_dict(), k) for k in ("hidden", "batch_size", "eval_samples")},
-        seed=args.seed,
-        device="auto",
-    ).to_dict()
-    if base is not None:
-        cfg.update(base["config"])
-    cfg.update(space.fixed)
-    if base is not None:
-        cfg.update(base["set"])
-    return cfg
-
-
-def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData) -> None:
+def check_space_against_data(space: SearchSpace, trial_base: dict, data: PreparedData) -> None:
     """Refuse up front what no trial could run: schedules longer than the data, a batch larger than the patients."""
-    check_against_data(TrainConfig.from_dict(base).validate(), data)
+    check_against_data(TrainConfig.from_dict(trial_base).validate(), data)
     for f in space.factors:
         if f.name == "schedule":
             for s in f.choices:
@@ -221,11 +206,12 @@ def check_space_against_data(space: SearchSpace, base: dict, data: PreparedData)
 
 
 def save_study(
-    folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace, base: dict
+    folder: Path, args: argparse.Namespace, preset: Preset, data: PreparedData, space: SearchSpace, plan: StudyPlan
 ) -> None:
     record = {
         "version": STUDY_VERSION,
-        "base": base,
+        "plan": plan.to_dict(),
+        "base": plan.base,
         "args": vars(args),
         "preset": preset.to_dict(),
         "space": {
@@ -273,14 +259,6 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
     return saved
 
 
-def default_scheduler(space: SearchSpace, preset_prunes: bool, rungs_given: bool) -> str:
-    """ASHA where the preset prunes or rungs are given, else every trial to the end. A space without factors runs one
-    configuration with one trial per seed: pruning there would keep the lucky seeds, not measure their spread."""
-    if not space.factors:
-        return "none"
-    return "asha" if preset_prunes or rungs_given else "none"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.no_pruning:
@@ -294,9 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         if not (folder / STUDY_FILE).exists():
             raise ConfigError(f"--resume: no study at {folder} (none was started there: run it without --resume)")
+        record = read_study_record(folder)
         args = load_study_args(folder, args)
         space = load_space(args.space)
-        base = read_study_record(folder)["base"]  # as recorded: the earlier study may have changed since
     elif (folder / STUDY_FILE).exists():
         raise ConfigError(f"{folder} already holds a study; pass --resume to continue it or choose another --name")
     else:  # bad --base/--set refused before Ray; without --base, the base is the preset's (known below)
@@ -313,38 +291,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         cluster_gpus = float(torch.cuda.device_count())
-    preset = choose_preset(args, cluster_gpus)
-    if args.scheduler is None:
-        args.scheduler = default_scheduler(space, preset.pruning, bool(args.grace_period))
-    grace, max_t = args.grace_period or preset.grace_period, args.max_epochs or preset.max_epochs
-    if args.scheduler == "asha" and grace > max_t:
-        raise ConfigError(
-            f"grace period {grace} is more than --max-epochs {max_t} (the {preset.name} preset's grace period "
-            f"is {preset.grace_period}); pass --grace-period {max_t} or --no-pruning"
-        )
-    if args.scheduler == "asha" and grace == max_t:  # the first rung is the last epoch: nothing to prune
-        args.scheduler = "none"
-    if args.budget is not None and args.budget < max_t:
-        raise ConfigError(f"--budget {args.budget} is less than one trial's {max_t} epochs (--max-epochs)")
+    preset = (
+        PRESETS[plan_of(record, str(folder / STUDY_FILE)).preset] if args.resume else choose_preset(args, cluster_gpus)
+    )
     if args.address and cluster_gpus == 0 and args.preset is None and not (args.smoke or args.quick):
         print(
             "note: the cluster has no GPUs yet, so the cpu preset is used; on an autoscaling GPU cluster pass "
             f"--preset gpu --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} so that trials ask for GPU workers",
             file=sys.stderr,
         )
-    if base is None:
-        base = study_base(args.base, args.set, [f.name for f in space.factors], preset.to_dict())
-    cohort = load_cohort(args.data, args.schema, patients=args.patients or preset.patients, seed=0)
-    data = prepare_data(cohort, split_seed=args.split_seed)
-    if args.scheduler == "pbt" and not any(f.is_mutable for f in space.factors):
+    if args.resume:  # as recorded: the earlier study, the base's file or the preset may have changed since
+        plan = plan_of(record, str(folder / STUDY_FILE))
+    else:
+        if base is None:
+            base = study_base(None, args.set, [f.name for f in space.factors], preset.to_dict())
+        plan = resolve(vars(args), preset.to_dict(), space, base)
+    if plan.scheduler == "pbt" and not any(f.is_mutable for f in space.factors):
         raise ConfigError(
             f"--scheduler pbt: space {space.name} has no factor PBT may change mid-run "
             "(mutable: n_critic, gp_weight, corr_weight, lr_g, lr_d, or `mutable = true` on a factor)"
         )
-    config = base_config(args, preset, space, base)
-    check_space_against_data(space, config, data)
+    data = prepare_data(load_cohort(plan.data, plan.schema, patients=plan.patients, seed=0), split_seed=plan.split_seed)
+    check_space_against_data(space, plan.trial_base, data)
     if not args.resume:  # before a local Ray starts (seconds): a driver killed from here on leaves a resumable study
-        save_study(folder, args, preset, data, space, base)
+        save_study(folder, args, preset, data, space, plan)
     from study import tuning
 
     if not args.address:
@@ -354,11 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"this study differs from the preset: {overrides}", file=sys.stderr)
     print(f"data: {data.describe()}", file=sys.stderr)
     print(f"space {space.name}: {space.description}", file=sys.stderr)
-    print(f"base: {describe_base(base)}", file=sys.stderr)
-    print(f"scheduler: {study_schedule_text(vars(args), preset.to_dict(), args.metric)}", file=sys.stderr)
+    print(f"base: {describe_base(plan.base)}", file=sys.stderr)
+    print(f"scheduler: {plan_schedule_text(plan)}", file=sys.stderr)
     page = start_live_page(folder, args.live_page) if args.live_page is not None else None
     try:
-        return tuning.run_study(args, space, preset, config, base, data, storage, folder, cluster_gpus)
+        return tuning.run_study(plan, args, space, data, storage, folder, cluster_gpus)
     finally:
         if page is not None:
             page.terminate()

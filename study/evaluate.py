@@ -213,10 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         added, total = keep_done(folder, data, samples_scored(args, data), table)
         print(f"{table}: {added} finished runs scored and added, {total} in all")
         return 0
-    study_args = record["args"]
-    from study.spaces import load_space
+    from study.plan import plan_of, recorded_space
 
-    space = load_space(study_args["space"])
+    plan, space = plan_of(record), recorded_space(record)
     data = study_data(record)
     from study.final_runs import PLAN_FILE, last_plan, new_plan, run_final, scored_runs
 
@@ -244,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.resume:
         arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"), named)
         seeds = args.seeds or (5 if gpus_seen > 0 else 3)
-        epochs = args.epochs or study_args.get("max_epochs") or record["preset"]["max_epochs"]
+        epochs = args.epochs or plan.max_epochs
         run, plan = new_plan(folder, arms, list(range(SEED_BASE, SEED_BASE + seeds)), epochs, reuse)
     arms = plan["arms"]
     print(

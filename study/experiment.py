@@ -11,7 +11,6 @@ from pathlib import Path
 
 from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.distances import RANK_METRIC
-from study.presets import setting
 
 STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
 STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incompatibly (2: factors as data)
@@ -63,21 +62,15 @@ def schedule_text(scheduler: str, metric: str, grace: int, reduction_factor: int
     return text + (f"; a budget of {budget:,} trial-epochs" if budget else "")
 
 
-def study_schedule_text(args: dict, preset: dict, metric: str) -> str:
-    """`schedule_text` for a study from its arguments (a dict, as study.json records them) and its preset's."""
-    rungs = [int(setting(args, preset, k)) for k in ("grace_period", "reduction_factor")]
-    return schedule_text(scheduler_of(args), metric, *rungs, args.get("budget"))
+def plan_schedule_text(plan) -> str:
+    """`schedule_text` for a study's plan (study.plan.StudyPlan)."""
+    return schedule_text(plan.scheduler, plan.metric, plan.grace_period, plan.reduction_factor, plan.budget)
 
 
 def companion_metric(metric: str) -> str:
     """The curve drawn beside the pruning metric's: the ranking metric, or fd_feat (longitudinal fidelity) when the
     two are one."""
     return RANK_METRIC if metric != RANK_METRIC else "fd_feat"
-
-
-def scheduler_of(args: dict) -> str:
-    """The study's scheduler from its recorded arguments (`--no-pruning` is `none`)."""
-    return args.get("scheduler") or ("none" if args.get("no_pruning") else "asha")
 
 
 def spent_text(trial_epochs: int, g_steps: int, budget: int | None) -> str:
@@ -108,11 +101,11 @@ def study_data(record: dict):
     """Rebuild the study's PreparedData from its record; a ConfigError if it is no longer the same data."""
     from healthgym_core.data.cohort import load_cohort
     from healthgym_core.data.prepared import prepare_data
+    from study.plan import plan_of
 
-    args = record["args"]
-    patients = args.get("patients") or record["preset"]["patients"]
-    cohort = load_cohort(args.get("data", "simulated"), args.get("schema", "demo7"), patients=patients, seed=0)
-    data = prepare_data(cohort, split_seed=int(args.get("split_seed") or 0))
+    plan = plan_of(record)
+    cohort = load_cohort(plan.data, plan.schema, patients=plan.patients, seed=0)
+    data = prepare_data(cohort, split_seed=plan.split_seed)
     expected = record.get("data", {}).get("fingerprint")
     if data.fingerprint != expected:
         why = (

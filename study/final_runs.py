@@ -21,10 +21,9 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import generate
-from study.driver import base_config
 from study.experiment import CHECKPOINT_FILE, CODE_KEY, RUNS_TABLE, STUDY_FILE, read_study_record
-from study.presets import Preset, gpus_per_trial
-from study.spaces import load_space
+from study.plan import plan_of
+from study.presets import gpus_per_trial
 from study.trainable import train_healthgym, training_code, trial_config
 from study.tuning import latest_checkpoints
 
@@ -66,10 +65,9 @@ def train_arm(config: dict, *, reuse: dict[str, dict] | None = None, **kwargs) -
     train_healthgym(trial, **kwargs)
 
 
-def study_base(record: dict) -> dict:
+def trial_base(record: dict) -> dict:
     """The options every trial of the study recorded in `record` (study.json) started from."""
-    space = load_space(record["args"]["space"])
-    return base_config(argparse.Namespace(**record["args"]), Preset(**record["preset"]), space, record.get("base"))
+    return plan_of(record).trial_base
 
 
 def _last_report(trial: Path) -> dict | None:
@@ -87,7 +85,7 @@ def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
     the code its reports recorded, so that a run made by other code matches no run of this code) -> its arm and
     seed, its last report, its final checkpoint folder and where it came from."""
     record = read_study_record(study)
-    base, fingerprint = study_base(record), record.get("data", {}).get("fingerprint")
+    base, fingerprint = trial_base(record), record.get("data", {}).get("fingerprint")
     found = {}
     for plan_file in sorted(study.glob(f"final-*/{PLAN_FILE}")):
         run = plan_file.parent
@@ -231,7 +229,7 @@ def run_final(
 ) -> tuple[pd.DataFrame, dict, dict] | None:
     """Train (or, when `run` holds Tune's state, continue) every arm x seed of the plan; score each on test patients.
     None when Tune stopped before every run finished (interrupted): `--resume` continues it."""
-    base = study_base(record)
+    base = trial_base(record)
     n = samples_scored(args, data)
     reuse: dict[str, dict] = {}
     for folder in [run.parent, *map(Path, plan.get("reuse", []))]:  # the study's own earlier evaluations first

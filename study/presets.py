@@ -18,12 +18,6 @@ def gpus_per_trial(requested: float | None, gpus_available: float) -> float:
     return DEFAULT_GPUS_PER_TRIAL if gpus_available > 0 else 0.0
 
 
-def setting(args: dict, preset: dict, key: str):
-    """A study size: the command-line override when one was given, else the preset's value."""
-    v = args.get(key)
-    return v if v is not None else preset.get(key)
-
-
 @dataclass(frozen=True)
 class Preset:
     name: str

@@ -33,7 +33,8 @@ from study.experiment import (
     spent_text,
 )
 from study.leaderboard import collapse_summary, format_board, keep_pbt_log, mark_roles, pbt_exploits, rank, trial_row
-from study.presets import Preset, gpus_per_trial
+from study.plan import StudyPlan
+from study.presets import gpus_per_trial
 from study.spaces import Factor, SearchSpace
 from study.trainable import train_healthgym
 
@@ -200,23 +201,18 @@ def pbt_first_points(space: SearchSpace, config: dict, base: dict) -> list[dict]
 
 
 def make_searcher(
-    space: SearchSpace,
-    args: argparse.Namespace,
-    folder: Path,
-    max_t: int,
-    points: list[dict],
-    reference_number: int | None,
+    space: SearchSpace, plan: StudyPlan, folder: Path, points: list[dict], reference_number: int | None
 ) -> OptunaSearch:
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
-    budget = {"budget": args.budget, "max_t": max_t} if args.budget else {}
+    budget = {"budget": plan.budget, "max_t": plan.max_epochs} if plan.budget else {}
     return (BudgetedOptunaSearch if budget else ResumableOptunaSearch)(
         **budget,
-        space=DefineByRun(space, args.seed, reference_number),
-        metric=args.metric,
+        space=DefineByRun(space, plan.seed, reference_number),
+        metric=plan.metric,
         mode="min",
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
+        sampler=optuna.samplers.TPESampler(seed=plan.seed),
         storage=storage,
-        study_name=args.name,
+        study_name=plan.name,
         points_to_evaluate=points or None,
     )
 
@@ -241,18 +237,14 @@ class ClampToSpace:
         return {k: (self.factors[k].clamp(v) if k in self.factors else v) for k, v in config.items()}
 
 
-def pbt_metric(args: argparse.Namespace) -> str:
-    return exploit_metric(args.metric)
-
-
-def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace):
-    if args.scheduler == "none":
+def make_scheduler(plan: StudyPlan, space: SearchSpace):
+    if plan.scheduler == "none":
         return FIFOScheduler()
-    if args.scheduler == "pbt":
-        random.seed(args.seed)  # PBT draws its perturbations from Python's random module
+    if plan.scheduler == "pbt":
+        random.seed(plan.seed)  # PBT draws its perturbations from Python's random module
         return PopulationBasedTraining(
             time_attr="epoch",
-            perturbation_interval=args.perturbation_interval or preset.grace_period,
+            perturbation_interval=plan.perturbation_interval,
             hyperparam_mutations={f.name: tune_domain(f) for f in space.factors if f.is_mutable},
             custom_explore_fn=ClampToSpace(space),
             quantile_fraction=0.25,
@@ -260,9 +252,9 @@ def make_scheduler(args: argparse.Namespace, preset: Preset, space: SearchSpace)
         )
     return ASHAScheduler(
         time_attr="epoch",
-        max_t=args.max_epochs or preset.max_epochs,
-        grace_period=args.grace_period or preset.grace_period,
-        reduction_factor=args.reduction_factor or preset.reduction_factor,
+        max_t=plan.max_epochs,
+        grace_period=plan.grace_period,
+        reduction_factor=plan.reduction_factor,
         brackets=1,
     )
 
@@ -281,44 +273,39 @@ def latest_checkpoints() -> tune.CheckpointConfig:
     )
 
 
-def checkpoint_config(args: argparse.Namespace) -> tune.CheckpointConfig:
+def checkpoint_config(plan: StudyPlan) -> tune.CheckpointConfig:
     """Which checkpoints a trial keeps: its latest three (`latest_checkpoints`). PBT keeps every one: a trial that
     exploits another is paused and restores from that trial's checkpoint only when a slot frees, possibly epochs
     later, and a removed checkpoint fails it."""
-    if args.scheduler == "pbt":
+    if plan.scheduler == "pbt":
         return tune.CheckpointConfig(num_to_keep=None)
     return latest_checkpoints()
 
 
-def tune_param_space(args: argparse.Namespace, space: SearchSpace, num_samples: int) -> dict:
+def tune_param_space(plan: StudyPlan, space: SearchSpace) -> dict:
     """What Tune samples itself: PBT's factors and seed; the baseline's seeds (a grid); nothing under Optuna, whose
     define-by-run space proposes every value."""
-    if space.factors and args.scheduler == "pbt":
+    if space.factors and plan.scheduler == "pbt":
         return {f.name: tune_domain(f) for f in space.factors} | {
-            "seed": tune.randint(args.seed, args.seed + 1_000_000)
+            "seed": tune.randint(plan.seed, plan.seed + 1_000_000)
         }
     if space.factors:
         return {}
-    return {"seed": tune.grid_search(list(range(args.seed, args.seed + num_samples)))}
+    return {"seed": tune.grid_search(list(range(plan.seed, plan.seed + plan.trials)))}
 
 
 def run_study(
+    plan: StudyPlan,
     args: argparse.Namespace,
     space: SearchSpace,
-    preset: Preset,
-    config: dict,
-    base: dict,
     data: PreparedData,
     storage: str,
     folder: Path,
     cluster_gpus: float,
 ) -> int:
-    max_epochs = args.max_epochs or preset.max_epochs
-    num_samples = args.num_samples or preset.num_samples
-    if args.budget:  # the most trials the budget can start: each runs at least a grace period (ASHA) or to the end
-        shortest = (args.grace_period or preset.grace_period) if args.scheduler == "asha" else max_epochs
-        most = args.budget // shortest if space.factors and args.scheduler != "pbt" else args.budget // max_epochs
-        num_samples = min(args.num_samples, most) if args.num_samples else most
+    """Run (or resume) the study `plan` describes; `args`: this invocation's resources (CPUs and GPUs per trial,
+    the cluster address, concurrency, retries, --resume)."""
+    config, base, max_epochs, num_samples = plan.trial_base, plan.base, plan.max_epochs, plan.trials
     gpus = gpus_per_trial(args.gpus_per_trial, cluster_gpus)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -326,7 +313,7 @@ def run_study(
             data=data,
             base=config,
             max_epochs=max_epochs,
-            metric=args.metric,
+            metric=plan.metric,
             threads=max(1, int(args.cpus_per_trial)),
         ),
         {"cpu": args.cpus_per_trial, "gpu": gpus},
@@ -338,8 +325,8 @@ def run_study(
     if args.address:
         slots = max(slots, 16)
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
-    exp_path = f"{storage.rstrip('/')}/{args.name}"
-    param_space = tune_param_space(args, space, num_samples)
+    exp_path = f"{storage.rstrip('/')}/{plan.name}"
+    param_space = tune_param_space(plan, space)
     if args.resume and tune.Tuner.can_restore(exp_path):
         keep_pbt_log(folder)
         try:
@@ -357,47 +344,47 @@ def run_study(
             "resume is impossible (start a new study with another --name)"
         )
     else:
-        if space.factors and args.scheduler == "pbt":  # PBT: a random first population, the base point in it
+        if space.factors and plan.scheduler == "pbt":  # PBT: a random first population, the base point in it
             points = pbt_first_points(space, config, base)
-            search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=args.seed)
+            search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=plan.seed)
         elif space.factors:
-            search_alg = make_searcher(space, args, folder, max_epochs, *first_points(space, config, base))
+            search_alg = make_searcher(space, plan, folder, *first_points(space, config, base))
         else:
             search_alg = None
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=pbt_metric(args) if args.scheduler == "pbt" else args.metric,
+                metric=exploit_metric(plan.metric) if plan.scheduler == "pbt" else plan.metric,
                 mode="min",
                 search_alg=search_alg,
-                scheduler=make_scheduler(args, preset, space),
+                scheduler=make_scheduler(plan, space),
                 num_samples=num_samples if space.factors else 1,
                 max_concurrent_trials=args.max_concurrent,
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=args.name,
+                name=plan.name,
                 storage_path=storage,
                 callbacks=[LastStep()],
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                checkpoint_config=checkpoint_config(args),
+                checkpoint_config=checkpoint_config(plan),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 verbose=1,
             ),
         )
     LastStep.statuses = None
     results = tuner.fit()
-    if interrupted(results, num_samples if space.factors and not args.budget else None):
+    if interrupted(results, num_samples if space.factors and not plan.budget else None):
         storage_option = "" if args.storage == "experiments" else f" --storage {args.storage}"
         print(
             f"interrupted: {ended_trials(results)} of {len(results)} trials ended; no leaderboard and no cohort "
-            f"written. Continue with: python study/run.py --space {args.space} --name {args.name}{storage_option} "
+            f"written. Continue with: python study/run.py --space {plan.space} --name {plan.name}{storage_option} "
             "--resume",
             file=sys.stderr,
         )
         return 130
-    return finish(results, args, space, max_epochs, folder, config, base)
+    return finish(results, plan, space, folder)
 
 
 class LastStep(tune.Callback):
@@ -462,19 +449,11 @@ def leaderboard(results: tune.ResultGrid, space: SearchSpace, max_epochs: int) -
     return rank(pd.DataFrame(rows))
 
 
-def finish(
-    results: tune.ResultGrid,
-    args: argparse.Namespace,
-    space: SearchSpace,
-    max_epochs: int,
-    folder: Path,
-    config: dict,
-    base: dict,
-) -> int:
-    factors = [f.name for f in space.factors]
-    points, _ = first_points(space, config, base, quiet=True)
+def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder: Path) -> int:
+    factors, base = [f.name for f in space.factors], plan.base
+    points, _ = first_points(space, plan.trial_base, base, quiet=True)
     board = mark_roles(
-        leaderboard(results, space, max_epochs), factors, points[0] if points else None, is_upstream(base)
+        leaderboard(results, space, plan.max_epochs), factors, points[0] if points else None, is_upstream(base)
     )
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
@@ -482,10 +461,10 @@ def finish(
         f"\nLeaderboard (completed trials first, collapsed ones after the others, then by final {RANK_METRIC}; "
         "pruned = stopped early by ASHA):"
     )
-    print(format_board(board, factors + (["seed"] if not factors else []), args.metric))
+    print(format_board(board, factors + (["seed"] if not factors else []), plan.metric))
     counts = board["status"].value_counts().to_dict()
     print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
-    print(f"compute: {spent_text(int(board['epochs'].sum()), int(board['g_steps'].sum()), args.budget)}")
+    print(f"compute: {spent_text(int(board['epochs'].sum()), int(board['g_steps'].sum()), plan.budget)}")
     summary = collapse_summary(board, base)
     if summary:
         print("\n" + summary)
@@ -495,7 +474,7 @@ def finish(
         ckpt_dir = row["checkpoint"]
         out = folder / "synthetic_best.csv"
         with tune.Checkpoint(ckpt_dir).as_directory() as d:
-            sample(Path(d) / CHECKPOINT_FILE, args.export_patients, seed=args.seed, out=out)
+            sample(Path(d) / CHECKPOINT_FILE, plan.export_patients, seed=plan.seed, out=out)
         print(
             f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
             f"floor {row[RANK_FLOOR]:.4g})"

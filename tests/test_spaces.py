@@ -38,7 +38,7 @@ def test_the_all_space_holds_every_factor_of_the_others():
 
 
 def test_a_seeds_only_space_is_never_pruned_by_default():
-    from study.driver import default_scheduler
+    from study.plan import default_scheduler
 
     cpu = PRESETS["cpu"]
     assert cpu.pruning

@@ -205,9 +205,7 @@ def rung_decisions(study: LiveStudy) -> dict | None:
     """ASHA's decisions: at every rung, each trial that reached it, its pruning metric there, and whether it went on."""
     if study.scheduler != "asha":
         return None
-    a, p = study.args, study.record.get("preset", {})
-    grace = a.get("grace_period") or p.get("grace_period")
-    rf = a.get("reduction_factor") or p.get("reduction_factor")
+    grace, rf = study.plan.grace_period, study.plan.reduction_factor
     if not grace or not rf:
         return None
     rungs, r = [], int(grace)

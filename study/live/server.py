@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.errors import HealthGymError
-from study.experiment import RANK_FLOOR, RANK_METRIC, companion_metric, spent_text, study_schedule_text
+from study.experiment import RANK_FLOOR, RANK_METRIC, companion_metric, plan_schedule_text, spent_text
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
 from study.live.state import LiveStudy, LiveTrial, best, read_live
@@ -124,12 +124,11 @@ class Dashboard:
             ("base", esc(describe_base(study.record["base"])) if study.record.get("base") else "upstream"),
             (
                 "scheduler",
-                f"{esc(study_schedule_text(study.args, study.record.get('preset', {}), study.metric))}; "
-                f"ranking metric <code>{RANK_METRIC}</code>",
+                f"{esc(plan_schedule_text(study.plan))}; ranking metric <code>{RANK_METRIC}</code>",
             ),
             (
                 "budget spent",
-                f"{spent_text(epochs, spent, study.args.get('budget'))}; up to {study.max_epochs} epochs a trial",
+                f"{spent_text(epochs, spent, study.plan.budget)}; up to {study.max_epochs} epochs a trial",
             ),
             ("trials", badges),
         ]
@@ -244,7 +243,7 @@ class Dashboard:
         study, t, path, n = self._sample(trial_id, checkpoint, n)
         data = self.data()
         gen, transform, meta = generator_from_checkpoint(load_checkpoint(path), "cpu")
-        fake = transform.decode(generate(gen, n, int(meta["n_months"]), int(study.args.get("seed") or 0)).numpy())
+        fake = transform.decode(generate(gen, n, int(meta["n_months"]), study.plan.seed).numpy())
         comp = Comparison(
             data.schema,
             transform,
@@ -278,7 +277,7 @@ class Dashboard:
         study, t, path, n = self._sample(trial_id, checkpoint, n)
         name = f"synthetic_{trial_id}_{checkpoint}_{n}.csv"
         out = self.folder / EXPORTS / name
-        sample(path, n, seed=int(study.args.get("seed") or 0), out=out)
+        sample(path, n, seed=study.plan.seed, out=out)
         return name, out.read_bytes()
 
     def js(self) -> bytes:

@@ -8,6 +8,7 @@ import json
 import time
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +22,9 @@ from study.experiment import (
     STUDY_FILE,
     TRIAL_DIR,
     read_study_record,
-    scheduler_of,
 )
 from study.leaderboard import REPORTED, Exploit, completed_by_rank, mark_roles, pbt_exploits, rank, trial_row
-from study.presets import setting
+from study.plan import StudyPlan, plan_of
 from study.reporting.loading import _read_history, read_steps
 from study.spaces import Factor
 
@@ -57,9 +57,9 @@ class LiveStudy:
     finished: bool
     version: str  # changes whenever anything the page shows changes
 
-    @property
-    def args(self) -> dict:
-        return self.record.get("args", {})
+    @cached_property
+    def plan(self) -> StudyPlan:
+        return plan_of(self.record, str(self.folder / STUDY_FILE))
 
     @property
     def factors(self) -> list[Factor]:
@@ -67,15 +67,15 @@ class LiveStudy:
 
     @property
     def max_epochs(self) -> int:
-        return int(setting(self.args, self.record.get("preset", {}), "max_epochs") or 0)
+        return self.plan.max_epochs
 
     @property
     def metric(self) -> str:
-        return self.args.get("metric") or "wasserstein_gap"
+        return self.plan.metric
 
     @property
     def scheduler(self) -> str:
-        return scheduler_of(self.args)
+        return self.plan.scheduler
 
 
 def _json(path: Path) -> dict | None:
@@ -118,7 +118,7 @@ def read_live(folder: Path) -> LiveStudy:
         )
     record = read_study_record(folder)
     factors = [f["name"] for f in record.get("space", {}).get("factors", [])]
-    max_epochs = int(setting(record.get("args", {}), record.get("preset", {}), "max_epochs") or 0)
+    max_epochs = plan_of(record, str(folder / STUDY_FILE)).max_epochs
     stamp = []
     trials: dict[str, LiveTrial] = {}
     for tdir in sorted(p for p in folder.iterdir() if p.is_dir()):

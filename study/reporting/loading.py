@@ -6,6 +6,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ import pandas as pd
 from healthgym_core.errors import ConfigError
 from study.experiment import CHECKPOINT_FILE, RANK_METRIC, STEPS_FILE, STUDY_FILE, read_study_record
 from study.leaderboard import rank
-from study.presets import setting
+from study.plan import StudyPlan, plan_of
 from study.reporting.html import log
 from study.spaces import Factor
 
@@ -28,25 +29,18 @@ class Experiment:
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)  # trial_id -> per-epoch metrics (good epochs)
     exported: str | None = None  # the trial synthetic_best.csv was sampled from: the best when the study ended
 
-    @property
-    def args(self) -> dict:
-        return self.record.get("args", {})
-
-    @property
-    def preset(self) -> dict:
-        return self.record.get("preset", {})
+    @cached_property
+    def plan(self) -> StudyPlan:
+        """The study as it was resolved (study/plan.py): sizes, epochs, rungs, scheduler, the trials' base."""
+        return plan_of(self.record, str(self.folder / STUDY_FILE))
 
     @property
     def metric(self) -> str:
-        return self.args.get("metric") or "wasserstein_gap"
+        return self.plan.metric
 
     @property
     def name(self) -> str:
-        return self.args.get("name") or self.folder.name
-
-    def setting(self, key: str):
-        """A study size: the command-line override, else the preset's value."""
-        return setting(self.args, self.preset, key)
+        return self.plan.name or self.folder.name
 
     @property
     def space_factors(self) -> list[Factor]:

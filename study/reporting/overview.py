@@ -7,14 +7,14 @@ import math
 import pandas as pd
 
 from study.base import describe as describe_base
-from study.experiment import RANK_FLOOR, RANK_METRIC, scheduler_of, spent_text, study_schedule_text
+from study.experiment import RANK_FLOOR, RANK_METRIC, plan_schedule_text, spent_text
 from study.leaderboard import collapse_summary
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
 
 
 def header_html(exp: Experiment) -> str:
-    data, space, preset = exp.record.get("data", {}), exp.record.get("space", {}), exp.preset
+    data, space, plan = exp.record.get("data", {}), exp.record.get("space", {}), exp.plan
     source = str(data.get("source", "unknown"))
     simulated = source.lower().startswith("simulated") or "not the health gym dataset" in source.lower()
     counts = exp.board["status"].value_counts()
@@ -26,11 +26,11 @@ def header_html(exp: Experiment) -> str:
         f"x {data.get('months', '?')} months, split seed {data.get('split_seed', '?')}"
     )
     sizes = (
-        f"<code>{esc(preset.get('name', '?'))}</code>: hidden {esc(exp.setting('hidden'))}, "
-        f"batch {esc(exp.setting('batch_size'))}, {esc(exp.setting('patients'))} patients, "
-        f"{len(exp.board)} trials x up to {esc(exp.setting('max_epochs'))} epochs "
-        f"(ASHA grace {esc(exp.setting('grace_period'))}, reduction factor {esc(exp.setting('reduction_factor'))}"
-        f"{', pruning off' if scheduler_of(exp.args) == 'none' else ''})"
+        f"<code>{esc(plan.preset)}</code>: hidden {esc(plan.trial_base['hidden'])}, "
+        f"batch {esc(plan.trial_base['batch_size'])}, {esc(plan.patients)} patients, "
+        f"{len(exp.board)} trials x up to {esc(plan.max_epochs)} epochs "
+        f"(ASHA grace {esc(plan.grace_period)}, reduction factor {esc(plan.reduction_factor)}"
+        f"{', pruning off' if plan.scheduler == 'none' else ''})"
     )
     facts = [
         (
@@ -42,7 +42,7 @@ def header_html(exp: Experiment) -> str:
         ("factors", factors),
         ("base", esc(describe_base(exp.record["base"])) if exp.record.get("base") else "the upstream configuration"),
         ("preset", sizes),
-        ("scheduler", esc(study_schedule_text(exp.args, exp.preset, exp.metric))),
+        ("scheduler", esc(plan_schedule_text(plan))),
         ("pruning metric", f"<code>{esc(exp.metric)}</code> (ASHA, lower is better)"),
         (
             "ranking metric",
@@ -54,7 +54,7 @@ def header_html(exp: Experiment) -> str:
             spent_text(
                 int(exp.board["epochs"].sum()),
                 int(exp.board["g_steps"].sum()) if "g_steps" in exp.board else 0,
-                exp.args.get("budget"),
+                plan.budget,
             ),
         ),
         ("created", esc(exp.record.get("created", "?"))),

@@ -54,15 +54,15 @@ def build_comparison(exp: Experiment) -> Comparison | str:
             "(remote storage? copy the trial folders next to study.json).",
             warn=True,
         )
-    args = exp.args
+    plan = exp.plan
     try:
-        data = study_data({**exp.record, "preset": exp.preset})
+        data = study_data(exp.record)
     except (HealthGymError, OSError, ValueError, KeyError) as e:
         return note(f"Could not rebuild the study's data ({esc(e)}); real-vs-synthetic figures skipped.", warn=True)
     ckpt = load_checkpoint(ckpt_path)
     gen, transform, meta = generator_from_checkpoint(ckpt, "cpu")
-    n = int(args.get("export_patients") or 1000)
-    soft = generate(gen, n, int(meta["n_months"]), int(args.get("seed") or 0)).numpy()
+    n = plan.export_patients
+    soft = generate(gen, n, int(meta["n_months"]), plan.seed).numpy()
     fake = transform.decode(soft)
     real = (data.val_cohort.reals, data.val_cohort.codes)
     return Comparison(data.schema, transform, real, fake, best, data.features)

@@ -11,7 +11,6 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
-from study.experiment import scheduler_of
 from study.reporting.loading import STATUS_ORDER, Experiment
 
 STATUS_COLOR = {"completed": "tab:blue", "pruned": "0.55", "diverged": "tab:red", "error": "k"}
@@ -80,9 +79,9 @@ def trial_styles(exp: Experiment) -> tuple[dict[str, TrialStyle], list[Line2D]]:
 
 
 def asha_rungs(exp: Experiment) -> list[int]:
-    if scheduler_of(exp.args) != "asha":
+    if exp.plan.scheduler != "asha":
         return []
-    grace, rf, max_t = exp.setting("grace_period"), exp.setting("reduction_factor"), exp.setting("max_epochs")
+    grace, rf, max_t = exp.plan.grace_period, exp.plan.reduction_factor, exp.plan.max_epochs
     if not grace or not rf or not max_t or rf < 2:
         return []
     rungs, r = [], int(grace)

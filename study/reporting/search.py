@@ -203,7 +203,7 @@ def importance_html(exp: Experiment) -> str:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     results, notes = [], []
     results.append(_importances(optuna, complete, lambda t: t.value, f"{exp.metric} as Optuna recorded it", notes))
-    seed0 = int(exp.args.get("seed") or 0)
+    seed0 = exp.plan.seed
     done = exp.board[exp.board["status"] == "completed"]
     final = done.set_index("seed")[f"last_{RANK_METRIC}"] if "seed" in done else pd.Series(dtype=float)
     results.append(
