@@ -6,9 +6,7 @@ The same maths as upstream with its waste removed: fakes are generated without a
 D(real) and D(fake) share one batched pass, no gradient is computed for anything but the updated network's
 parameters, and the critic's parameters collect no gradient in the generator step.
 
-Each update is three parts: draw its random inputs (`draw_*_inputs`, upstream's order), compute its gradients
-(`*_gradients`: pure tensor work, replayed from a CUDA graph when `state.graphs` is set), then check the values
-are finite and take the optimiser step.
+Read top down: the epoch with its validation (`run_epoch`), its steps, then each update and its parts.
 """
 
 from __future__ import annotations
@@ -59,26 +57,105 @@ class EpochResult:
     summary: dict  # means over the epoch plus budget counters
 
 
-@contextlib.contextmanager
-def fast_cpu_kernels(device: torch.device) -> Iterator[None]:
-    """On CPU, turn oneDNN off for the LSTMs: measured faster for this model's small recurrent matmuls."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+def run_epoch(
+    state: TrainState, data: PreparedData, progress: Callable[[int, int, dict], None] | None = None
+) -> tuple[list[dict], dict]:
+    """One epoch plus its validation metrics and timings: the unit the plain trainer and the study both report.
+    Appends the summary to `state.history`."""
+    t0 = time.perf_counter()
+    result = train_epoch(state, data, progress)
+    t1 = time.perf_counter()
+    metrics = evaluate(state.generator, state.critic, data, state.config.seed, state.config.eval_samples)
+    summary = {**result.summary, **metrics, "train_seconds": t1 - t0, "eval_seconds": time.perf_counter() - t1}
+    state.history.append(summary)
+    return result.records, summary
 
 
-def _check_finite(state: TrainState, step: int, length: int, values: dict[str, torch.Tensor]) -> dict[str, float]:
-    # One device-to-host copy for all values (one sync on a GPU).
-    out = dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
-    if not all(math.isfinite(v) for v in out.values()):
-        raise NonFiniteLossError(state.epoch + 1, step, length, out)
+def train_epoch(
+    state: TrainState,
+    data: PreparedData,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> EpochResult:
+    """Run epoch `state.epoch + 1` of the configured curriculum and return its per-step records and summary.
+
+    Raises NonFiniteLossError (carrying the step and values) before any optimiser step applies a bad loss.
+    """
+    train = data.tensor("train")
+    plan = state.schedule.epoch_plan(
+        state.epoch, train.shape[0], state.config.batch_size, state.batch_rng, data.n_months
+    )
+    state.generator.train()
+    state.critic.train()
+    records = []
+    with fast_cpu_kernels(state.device):
+        _run_steps(state, plan, train, records, progress)
+    state.epoch += 1
+    return EpochResult(records, summarise(records, state))
+
+
+def _run_steps(state: TrainState, plan: list, train: torch.Tensor, records: list[dict], progress) -> None:
+    cfg = state.config
+    n_train = train.shape[0]
+    for i, step in enumerate(plan, start=1):
+        L = step.length
+        real = train[step.batch, :L].to(state.device, non_blocking=True)
+        if state.autoencoder is not None:  # Health Gym v2: one autoencoder step per real batch, before the critic's
+            autoencoder_step(state, real)
+        for k in range(cfg.n_critic):
+            if cfg.fresh_real_batch and k > 0:
+                idx = state.batch_rng.choice(n_train, size=len(step.batch), replace=False)
+                real = train[idx, :L].to(state.device, non_blocking=True)
+            d = critic_step(state, real, i)
+            state.sequence_months += real.shape[0] * L
+        g = generator_step(state, L, i)
+        rec = {"epoch": state.epoch + 1, "step": i, "L": L, "batch": int(real.shape[0]), **d, **g}
+        records.append({k: rec[k] for k in RECORD_KEYS})
+        if progress is not None:
+            progress(i, len(plan), rec)
+
+
+def summarise(records: list[dict], state: TrainState) -> dict:
+    out: dict = {"epoch": state.epoch, "steps": len(records)}
+    for k in ("D_loss", "GP", "grad_norm", "D_real", "D_fake", "W_gap", "G_loss", "Corr"):
+        out[k] = float(np.mean([r[k] for r in records])) if records else float("nan")
+    out.update(g_steps=state.g_steps, d_steps=state.d_steps, sequence_months=state.sequence_months)
     return out
+
+
+# Each update is split in three: draw its random inputs (`draw_*_inputs`, in upstream's order), compute its gradients
+# (`*_gradients`: pure tensor work with no draws and no host syncs, so that a CUDA graph can replay it), then check
+# that the values are finite and take the optimiser step. The split is what lets graphs and eager runs share draws.
+def critic_step(state: TrainState, real: torch.Tensor, step: int) -> dict[str, float]:
+    z, alpha = draw_critic_inputs(state, real)
+    out = _gradients(state, "critic", critic_gradients, state.critic_params, (real, z, alpha))
+    vals = _check_finite(state, step, real.shape[1], out)  # before the optimiser step
+    state.opt_d.step()
+    state.d_steps += 1
+    vals["W_gap"] = vals["D_real"] - vals["D_fake"]
+    return vals
+
+
+def generator_step(state: TrainState, length: int, step: int) -> dict[str, float]:
+    z, u = draw_generator_inputs(state, length)
+    out = _gradients(state, "generator", generator_gradients, state.generator_params, (z, u))
+    vals = _check_finite(state, step, length, out)
+    state.opt_g.step()
+    state.g_steps += 1
+    return vals
+
+
+def autoencoder_step(state: TrainState, real: torch.Tensor) -> None:
+    """One Adam step of the v2 autoencoder on the critic's embedding of a real batch; its latents feed the
+    generator's noise prior."""
+    x = state.critic.embed(real).detach()  # [B, L, E]: the critic's embedding weights, not trained here
+    x_hat, t = state.autoencoder(x)
+    loss = autoencoder_loss(x, x_hat, t)
+    if not math.isfinite(float(loss.detach())):
+        raise NonFiniteLossError(state.epoch + 1, 0, real.shape[1], {"AE_loss": float(loss.detach())})
+    state.opt_ae.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt_ae.step()
+    state.generator.prior.update(t.detach(), state.noise_rng)
 
 
 def draw_critic_inputs(state: TrainState, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,99 +217,23 @@ def _gradients(state: TrainState, name: str, fn, params, inputs) -> dict[str, to
     return fn(state, *inputs)
 
 
-def critic_step(state: TrainState, real: torch.Tensor, step: int) -> dict[str, float]:
-    z, alpha = draw_critic_inputs(state, real)
-    out = _gradients(state, "critic", critic_gradients, state.critic_params, (real, z, alpha))
-    vals = _check_finite(state, step, real.shape[1], out)  # before the optimiser step
-    state.opt_d.step()
-    state.d_steps += 1
-    vals["W_gap"] = vals["D_real"] - vals["D_fake"]
-    return vals
-
-
-def generator_step(state: TrainState, length: int, step: int) -> dict[str, float]:
-    z, u = draw_generator_inputs(state, length)
-    out = _gradients(state, "generator", generator_gradients, state.generator_params, (z, u))
-    vals = _check_finite(state, step, length, out)
-    state.opt_g.step()
-    state.g_steps += 1
-    return vals
-
-
-def autoencoder_step(state: TrainState, real: torch.Tensor) -> None:
-    """One Adam step of the v2 autoencoder on the critic's embedding of a real batch; its latents feed the
-    generator's noise prior."""
-    x = state.critic.embed(real).detach()  # [B, L, E]: the critic's embedding weights, not trained here
-    x_hat, t = state.autoencoder(x)
-    loss = autoencoder_loss(x, x_hat, t)
-    if not math.isfinite(float(loss.detach())):
-        raise NonFiniteLossError(state.epoch + 1, 0, real.shape[1], {"AE_loss": float(loss.detach())})
-    state.opt_ae.zero_grad(set_to_none=True)
-    loss.backward()
-    state.opt_ae.step()
-    state.generator.prior.update(t.detach(), state.noise_rng)
-
-
-def train_epoch(
-    state: TrainState,
-    data: PreparedData,
-    progress: Callable[[int, int, dict], None] | None = None,
-) -> EpochResult:
-    """Run epoch `state.epoch + 1` of the configured curriculum and return its per-step records and summary.
-
-    Raises NonFiniteLossError (carrying the step and values) before any optimiser step applies a bad loss.
-    """
-    train = data.tensor("train")
-    plan = state.schedule.epoch_plan(
-        state.epoch, train.shape[0], state.config.batch_size, state.batch_rng, data.n_months
-    )
-    state.generator.train()
-    state.critic.train()
-    records = []
-    with fast_cpu_kernels(state.device):
-        _run_steps(state, plan, train, records, progress)
-    state.epoch += 1
-    return EpochResult(records, summarise(records, state))
-
-
-def run_epoch(
-    state: TrainState, data: PreparedData, progress: Callable[[int, int, dict], None] | None = None
-) -> tuple[list[dict], dict]:
-    """One epoch plus its validation metrics and timings: the unit the plain trainer and the study both report.
-    Appends the summary to `state.history`."""
-    t0 = time.perf_counter()
-    result = train_epoch(state, data, progress)
-    t1 = time.perf_counter()
-    metrics = evaluate(state.generator, state.critic, data, state.config.seed, state.config.eval_samples)
-    summary = {**result.summary, **metrics, "train_seconds": t1 - t0, "eval_seconds": time.perf_counter() - t1}
-    state.history.append(summary)
-    return result.records, summary
-
-
-def _run_steps(state: TrainState, plan: list, train: torch.Tensor, records: list[dict], progress) -> None:
-    cfg = state.config
-    n_train = train.shape[0]
-    for i, step in enumerate(plan, start=1):
-        L = step.length
-        real = train[step.batch, :L].to(state.device, non_blocking=True)
-        if state.autoencoder is not None:  # Health Gym v2: one autoencoder step per real batch, before the critic's
-            autoencoder_step(state, real)
-        for k in range(cfg.n_critic):
-            if cfg.fresh_real_batch and k > 0:
-                idx = state.batch_rng.choice(n_train, size=len(step.batch), replace=False)
-                real = train[idx, :L].to(state.device, non_blocking=True)
-            d = critic_step(state, real, i)
-            state.sequence_months += real.shape[0] * L
-        g = generator_step(state, L, i)
-        rec = {"epoch": state.epoch + 1, "step": i, "L": L, "batch": int(real.shape[0]), **d, **g}
-        records.append({k: rec[k] for k in RECORD_KEYS})
-        if progress is not None:
-            progress(i, len(plan), rec)
-
-
-def summarise(records: list[dict], state: TrainState) -> dict:
-    out: dict = {"epoch": state.epoch, "steps": len(records)}
-    for k in ("D_loss", "GP", "grad_norm", "D_real", "D_fake", "W_gap", "G_loss", "Corr"):
-        out[k] = float(np.mean([r[k] for r in records])) if records else float("nan")
-    out.update(g_steps=state.g_steps, d_steps=state.d_steps, sequence_months=state.sequence_months)
+def _check_finite(state: TrainState, step: int, length: int, values: dict[str, torch.Tensor]) -> dict[str, float]:
+    # One device-to-host copy for all values (one sync on a GPU).
+    out = dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
+    if not all(math.isfinite(v) for v in out.values()):
+        raise NonFiniteLossError(state.epoch + 1, step, length, out)
     return out
+
+
+@contextlib.contextmanager
+def fast_cpu_kernels(device: torch.device) -> Iterator[None]:
+    """On CPU, turn oneDNN off for the LSTMs: measured faster for this model's small recurrent matmuls."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before

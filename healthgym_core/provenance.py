@@ -29,12 +29,39 @@ def _normal_form(path: Path) -> bytes:
 
 
 @cache
-def source_fingerprint(*roots: Path) -> str:
+def source_fingerprint(*roots: Path, exclude: tuple[str, ...] = ()) -> str:
     """A hash of every source file under `roots` (folders or files), by relative name and normal form: it changes
-    when code that can change a number changes, not when a comment, a docstring or the formatting does."""
+    when code that can change a number changes, not when a comment, a docstring or the formatting does. `exclude`:
+    paths relative to a root folder (files or folders) left out."""
     h = hashlib.sha1()
     for root in roots:
         files = sorted(p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES) if root.is_dir() else [root]
+        if root.is_dir():
+            files = [p for p in files if not _under(p.relative_to(root), exclude)]
         for path in files:
             h.update(f"{path.relative_to(root.parent)}\0".encode() + _normal_form(path) + b"\0")
     return h.hexdigest()[:16]
+
+
+def _under(rel: Path, exclude: tuple[str, ...]) -> bool:
+    return any(rel == Path(e) or Path(e) in rel.parents for e in exclude)
+
+
+# What cannot change a trained generator's weights: scoring (training draws from its own generators, and validation
+# from seeds of its own), plotting, sampling, configuration files and the command lines. The code fingerprint of a
+# run leaves them out, so a change there re-scores an evaluation's runs from their checkpoints instead of re-training.
+NOT_TRAINING = (
+    "evaluation",
+    "plots.py",
+    "sampling.py",
+    "train.py",
+    "cli.py",
+    "configs",
+    "tomlfile.py",
+    "provenance.py",
+)
+
+
+def training_fingerprint(*extra: Path) -> str:
+    """The fingerprint of the code that trains (the core less NOT_TRAINING, and `extra` files)."""
+    return source_fingerprint(PACKAGE, *extra, exclude=NOT_TRAINING)

@@ -109,8 +109,7 @@ def study_data(record: dict):
     expected = record.get("data", {}).get("fingerprint")
     if data.fingerprint != expected:
         why = (
-            "it was simulated by an earlier simulator, or before 2026-12-06 on a CPU with AVX-512, whose cohorts "
-            "differed in the last bits (the CPU preset's: a8010b92f940d18a there, fb78dc93860e43d3 elsewhere and now)"
+            "it was simulated by an earlier version of the simulator (docs/notebook.md)"
             if cohort.is_simulated
             else "was the cohort file changed?"
         )

@@ -318,3 +318,39 @@ def collapse_summary(board: pd.DataFrame, base: dict | None = None) -> str:
         head + f" {n_ok} of {len(scored)} trials meet the targets. What to change: {', '.join(advice[:-1])} or "
         f"{advice[-1]}; docs/learning_curves.md measures how many generator steps each needs."
     )
+
+
+def board_from_results(results, factors: list[str], max_epochs: int) -> pd.DataFrame:
+    """The leaderboard from Tune's results (a ResultGrid: each result's config, metrics, history, checkpoint, path),
+    ranked."""
+    rows = []
+    exploits = pbt_exploits(Path(results.experiment_path)) if len(results) else {}
+    for r in results:
+        history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        ckpt = r.checkpoint.path if r.checkpoint is not None else None
+        # The trial's own id from its folder: under PBT its last metrics may be a copy of the trial it cloned.
+        found = TRIAL_DIR.search(Path(r.path).name)
+        trial_id = found.group(1) if found else (r.metrics or {}).get("trial_id") or Path(r.path).name
+        last = r.metrics or {}
+        done = int(history["epoch"].max()) if len(history) and "epoch" in history else 0
+        if last.get("epoch", 0) > done:
+            # Under PBT the last report can be missing from the trial's history (a paused trial's final result), or
+            # be a copy: PBT cloned a trial that had already finished into this one, which ends in its final state.
+            extra = {**last, **{f"config/{k}": v for k, v in r.config.items()}}
+            if last.get("trial_id") not in (None, trial_id):
+                extra["exploited_from"], extra["cloned"] = last["trial_id"], True
+            history = pd.concat([history, pd.DataFrame([extra])], ignore_index=True)
+        rows.append(
+            trial_row(
+                trial_id,
+                r.config,
+                factors,
+                history,
+                max_epochs,
+                error=r.error is not None,
+                checkpoint=ckpt,
+                path=r.path,
+                exploits=exploits.get(trial_id, ()),
+            )
+        )
+    return rank(pd.DataFrame(rows))

@@ -84,6 +84,17 @@ class Factor:
         value = min(max(value, self.low), self.high)
         return int(round(value)) if self.is_int else float(value)
 
+    def distribution(self):
+        """The factor as an Optuna distribution: the one mapping from a space's declaration to what is sampled (Optuna
+        suggests from it, and PBT's Tune domains are made from it)."""
+        import optuna.distributions as d
+
+        if self.choices is not None:
+            return d.CategoricalDistribution(list(self.choices))
+        if self.is_int:
+            return d.IntDistribution(int(self.low), int(self.high), log=self.log)
+        return d.FloatDistribution(float(self.low), float(self.high), log=self.log)
+
     def describe(self) -> str:
         if self.choices is not None:
             return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"
@@ -100,17 +111,7 @@ class SearchSpace:
     path: str = ""
 
     def optuna_distributions(self) -> dict:
-        import optuna.distributions as d
-
-        out = {}
-        for f in self.factors:
-            if f.choices is not None:
-                out[f.name] = d.CategoricalDistribution(list(f.choices))
-            elif f.is_int:
-                out[f.name] = d.IntDistribution(int(f.low), int(f.high), log=f.log)
-            else:
-                out[f.name] = d.FloatDistribution(float(f.low), float(f.high), log=f.log)
-        return out
+        return {f.name: f.distribution() for f in self.factors}
 
     def upstream_point(self) -> dict | None:
         """The upstream configuration (every option's default) restricted to this space's factors, or None if it lies

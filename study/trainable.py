@@ -19,7 +19,7 @@ from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import NonFiniteLossError
-from healthgym_core.provenance import PACKAGE, source_fingerprint
+from healthgym_core.provenance import training_fingerprint
 from healthgym_core.state import build_state
 from study.base import UPSTREAM_REFERENCE, upstream_options
 from study.experiment import CHECKPOINT_FILE, CODE_KEY, STEPS_FILE
@@ -36,8 +36,8 @@ def trial_config(config: dict, base: dict) -> TrainConfig:
 
 
 def training_code() -> str:
-    """The fingerprint of the code that trains and scores a trial: the core and this trainable."""
-    return source_fingerprint(PACKAGE, Path(__file__).resolve())
+    """The fingerprint of the code that trains a trial: the core's training code and this trainable."""
+    return training_fingerprint(Path(__file__).resolve())
 
 
 def train_healthgym(

@@ -176,8 +176,8 @@ def test_the_upstream_reference_is_kept_out_of_the_samplers_model(tmp_path):
     import optuna
 
     from study.presets import PRESETS
+    from study.search import DefineByRun, ResumableOptunaSearch, first_points
     from study.spaces import load_space
-    from study.tuning import DefineByRun, ResumableOptunaSearch, first_points
 
     space = load_space("critic")
     base = study_base(None, None, [f.name for f in space.factors], {"name": "cpu", "base": PRESETS["cpu"].base})

@@ -4,8 +4,8 @@ import pickle
 
 from ray.tune.search import Searcher
 
+from study.search import BudgetedOptunaSearch, DefineByRun
 from study.spaces import load_space
-from study.tuning import BudgetedOptunaSearch, DefineByRun
 
 
 def searcher(budget: int, max_t: int) -> BudgetedOptunaSearch:

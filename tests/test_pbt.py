@@ -12,8 +12,8 @@ import pytest
 
 from study.experiment import PBT_LOG, RANK_METRIC, exploit_metric
 from study.leaderboard import donors, keep_pbt_log, lineage, pbt_exploits, pbt_log_lines
+from study.search import ClampToSpace
 from study.spaces import load_space
-from study.tuning import ClampToSpace
 from tests.study_helpers import kill_session, start_study, study, wait_for
 
 
@@ -213,7 +213,7 @@ def test_a_pbt_study_perturbs_exploits_records_lineage_and_resumes(tmp_path, mon
 def test_a_pbt_population_holds_upstreams_point_as_a_member_and_says_there_is_no_reference(capsys):
     from study.base import study_base
     from study.presets import PRESETS
-    from study.tuning import pbt_first_points
+    from study.search import pbt_first_points
 
     space = load_space("optimizer")
     factors = [f.name for f in space.factors]

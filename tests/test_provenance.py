@@ -34,3 +34,15 @@ def test_a_run_key_holds_the_code_that_trained_the_run():
     today = run_key(config, 36, "data")
     assert today == run_key(config, 36, "data", training_code()) != run_key(config, 36, "data", "other code")
     assert today != run_key(config, 35, "data") and today != run_key(config, 36, "other data")
+
+
+def test_scoring_code_is_left_out_of_the_training_fingerprint(tmp_path):
+    pkg = write(tmp_path, "x = 1\n")
+    (pkg / "evaluation").mkdir()
+    (pkg / "evaluation" / "detector.py").write_text("depth = 3\n")
+    before = source_fingerprint.__wrapped__(pkg, exclude=("evaluation",))
+    (pkg / "evaluation" / "detector.py").write_text("depth = 5\n")  # a new detector: re-score, do not re-train
+    assert source_fingerprint.__wrapped__(pkg, exclude=("evaluation",)) == before
+    assert source_fingerprint.__wrapped__(pkg) != source_fingerprint.__wrapped__(pkg, exclude=("evaluation",))
+    (pkg / "step.py").write_text("x = 2\n")  # training code: a new run
+    assert source_fingerprint.__wrapped__(pkg, exclude=("evaluation",)) != before

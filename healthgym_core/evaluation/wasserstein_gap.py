@@ -1,7 +1,7 @@
 """The trial's own Wasserstein gap: E[D(real)] - E[D(fake)] at the full length on validation patients.
 
-Its scale depends on the trial's critic, so it ranks trials only loosely (see docs); it is the study's default
-pruning signal because it costs one critic pass.
+Its scale depends on the trial's critic, so it ranks trials only loosely: it predicts a trial's final test quality
+no better than chance (bench/README.md). Reported every epoch; a pruning signal only when asked for.
 """
 
 from __future__ import annotations

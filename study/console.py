@@ -1,0 +1,66 @@
+"""What a finished study leaves: its leaderboard written and printed, the collapse verdict, the best trial's
+synthetic cohort exported, and the commands that open it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ray import tune
+
+from healthgym_core.atomic import write_table
+from healthgym_core.sampling import sample
+from study.base import is_upstream
+from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, spent_text
+from study.leaderboard import board_from_results, collapse_summary, format_board, mark_roles
+from study.plan import StudyPlan
+from study.search import first_points
+from study.spaces import SearchSpace
+
+
+def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder: Path) -> int:
+    factors, base = [f.name for f in space.factors], plan.base
+    points, _ = first_points(space, plan.trial_base, base, quiet=True)
+    board = mark_roles(
+        board_from_results(results, factors, plan.max_epochs), factors, points[0] if points else None, is_upstream(base)
+    )
+    write_table(board, folder / "leaderboard.parquet")
+    write_table(board, folder / "leaderboard.csv")
+    print(
+        f"\nLeaderboard (completed trials first, collapsed ones after the others, then by final {RANK_METRIC}; "
+        "pruned = stopped early by ASHA):"
+    )
+    print(format_board(board, factors + (["seed"] if not factors else []), plan.metric))
+    counts = board["status"].value_counts().to_dict()
+    print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    print(f"compute: {spent_text(int(board['epochs'].sum()), int(board['g_steps'].sum()), plan.budget)}")
+    summary = collapse_summary(board, base)
+    if summary:
+        print("\n" + summary)
+    best = board[board["status"] == "completed"].head(1)
+    if len(best) and best["checkpoint"].iloc[0]:
+        row = best.iloc[0]
+        ckpt_dir = row["checkpoint"]
+        out = folder / "synthetic_best.csv"
+        with tune.Checkpoint(ckpt_dir).as_directory() as d:
+            sample(Path(d) / CHECKPOINT_FILE, plan.export_patients, seed=plan.seed, out=out)
+        print(
+            f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
+            f"floor {row[RANK_FLOOR]:.4g})"
+        )
+        print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
+        print(f"synthetic cohort from the best trial: {out}")
+    elif not len(best):
+        print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
+    print(f"leaderboard: {folder / 'leaderboard.parquet'}")
+    print("\nInspect it:")
+    print(f"  python study/dashboard.py {folder}     # the study dashboard in a browser (live while a study runs)")
+    print(f"  python study/report.py {folder}        # report.html")
+    print(f"  python study/evaluate.py {folder}      # re-train the best with seeds, score on test patients")
+    print(f"  tensorboard --logdir {results.experiment_path}")
+    if space.factors:
+        print(f"  optuna-dashboard sqlite:///{folder / OPTUNA_FILE}")
+    print(
+        "  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml"
+    )
+    return 0 if counts.get("error", 0) < len(board) else 1
