@@ -8,19 +8,14 @@ sets other options for every trial of the space.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 import search_spaces
 from healthgym_core.config import TrainConfig, defaults
 from healthgym_core.errors import ConfigError, DataError
+from healthgym_core.tomlfile import read_toml
 
 SPACES_DIR = Path(search_spaces.__file__).parent
 BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline", "optimizer", "quirks", "all")
@@ -141,12 +136,7 @@ def load_space(name_or_path: str) -> SearchSpace:
         if path.suffix.lower() != ".toml" and not path.exists():
             raise ConfigError(f"unknown space {name_or_path!r}: use one of {', '.join(BUILTIN)} or a .toml space file")
     file = str(path)
-    if not path.is_file():
-        raise _bad(file, "space file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise _bad(file, f"not valid TOML: {e}") from None
+    raw = read_toml(path, "space file")
     unknown = set(raw) - {"description", "factor", "fixed"}
     if unknown:
         raise _bad(file, f"unknown key {sorted(unknown)[0]!r} (expected description, [[factor]], [fixed])")

@@ -6,17 +6,12 @@ categorical variable in schema order. Embedding sizes follow upstream: real 1, b
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from healthgym_core.errors import DataError
+from healthgym_core.tomlfile import read_toml
 
 Kind = Literal["real", "bin", "cat"]
 EMBEDDING_SIZE = {"real": 1, "bin": 2, "cat": 4}
@@ -282,14 +277,7 @@ def load_schema_toml(path: str | Path) -> Schema:
     """
     path = Path(path)
     file = str(path)
-    if not path.is_file():
-        raise DataError(file, "schema file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise DataError(file, "schema file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise DataError(file, f"not valid TOML: {e}") from None
+    raw = read_toml(path, "schema file")
     known_top = {"name", "patient_column", "time_column", "variables", "ignored_columns"}
     for key in raw:
         if key not in known_top:
