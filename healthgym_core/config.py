@@ -18,6 +18,7 @@ from healthgym_core.nn.prior import PRIORS
 DEVICES = ("auto", "cpu", "cuda")
 KERNEL_CHOICES = ("auto", "native", "reference", "fused")
 GRAPH_CHOICES = ("auto", "on", "off")
+CRITIC_REACH = ("final", "every_month")
 Check = Callable[[object], "str | None"]  # a value -> what is wrong with it, or None
 
 
@@ -102,6 +103,16 @@ class TrainConfig:
         one_of(PRIORS),
         choices=PRIORS,
     )
+    # Remedies for too-smooth trajectories (off by default: upstream's critic).
+    critic_reach: str = option(
+        "final",
+        "what the critic scores: final (upstream: its LSTMs' final states) or every_month (each month's states, "
+        "averaged)",
+        one_of(CRITIC_REACH),
+        choices=CRITIC_REACH,
+    )
+    critic_diffs: bool = option(False, "the critic also sees each real variable's month-to-month change")
+    critic_hidden: int = option(0, "the critic's hidden size; 0: the same as hidden", whole(0))
     # Execution: none of these changes the maths.
     device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
     kernel: str = option(

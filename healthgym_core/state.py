@@ -145,7 +145,13 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
         align_reverse=config.align_reverse,
         noise_prior=config.noise_prior,
     ).to(device)
-    critic = Critic(layout, config.hidden, kernel=kernel).to(device)
+    critic = Critic(
+        layout,
+        config.critic_hidden or config.hidden,
+        kernel=kernel,
+        reach=config.critic_reach,
+        diffs=config.critic_diffs,
+    ).to(device)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr_d, betas=betas)

@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--space",
         default="curriculum",
-        help="curriculum, critic, correlation, full, baseline, optimizer, quirks, all, or a .toml space file",
+        help="curriculum, critic, correlation, full, baseline, optimizer, quirks, texture, all, or a .toml space file",
     )
     p.add_argument(
         "--metric",

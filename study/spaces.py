@@ -18,7 +18,7 @@ from healthgym_core.errors import ConfigError, DataError
 from healthgym_core.tomlfile import read_toml
 
 SPACES_DIR = Path(search_spaces.__file__).parent
-BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline", "optimizer", "quirks", "all")
+BUILTIN = ("curriculum", "critic", "correlation", "full", "baseline", "optimizer", "quirks", "all", "texture")
 # What a space may search or fix: every training option but the seed (set per trial) and how it executes.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {"device", "kernel", "seed", "tf32", "graphs"}
 # What population-based training perturbs by default (`mutable = true/false` on a factor says otherwise).

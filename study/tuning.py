@@ -15,7 +15,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from healthgym_core.cpu import SINGLE_THREAD_ENV
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
-from study.experiment import exploit_metric
+from study.experiment import OPTUNA_FILE, exploit_metric
 from study.leaderboard import keep_pbt_log
 from study.plan import StudyPlan
 from study.presets import gpus_per_trial
@@ -107,6 +107,7 @@ def run_study(
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(args.max_concurrent or slots))
     exp_path = f"{storage.rstrip('/')}/{plan.name}"
     param_space = tune_param_space(plan, space)
+    tuner = None
     if args.resume and tune.Tuner.can_restore(exp_path):
         keep_pbt_log(folder)
         try:
@@ -114,16 +115,22 @@ def run_study(
             # file but before its first experiment state would otherwise restart with an empty space (one trial).
             tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True, param_space=param_space)
         except Exception as e:  # Tune raises many types for damaged experiment state
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ConfigError(
-                f"{exp_path}: the experiment state cannot be restored ({type(e).__name__}: {first})"
-            ) from None
-    elif args.resume and any(Path(folder).glob("*/result.json")):
+            if any(Path(folder).glob("*/result.json")) or "://" in storage:  # trials ran, or remote state
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise ConfigError(
+                    f"{exp_path}: the experiment state cannot be restored ({type(e).__name__}: {first})"
+                ) from None
+            # Killed while Tune wrote its first state (tuner.pkl truncated), before any trial reported: nothing is
+            # lost by starting afresh, and Optuna's proposals of that start are dropped with it.
+            print("note: the study was stopped before its first result; it starts again from the beginning")
+            for stale in (Path(exp_path) / "tuner.pkl", Path(folder) / OPTUNA_FILE):
+                stale.unlink(missing_ok=True)
+    if tuner is None and args.resume and any(Path(folder).glob("*/result.json")):
         raise ConfigError(
             f"{exp_path}: trials exist but Tune's experiment state is missing or damaged; "
             "resume is impossible (start a new study with another --name)"
         )
-    else:
+    if tuner is None:
         if space.factors and plan.scheduler == "pbt":  # PBT: a random first population, the base point in it
             points = pbt_first_points(space, config, base)
             search_alg = BasicVariantGenerator(points_to_evaluate=points or None, random_state=plan.seed)

@@ -55,6 +55,8 @@ SPACES = {
     "unknown_factor": '[[factor]]\nname = "learning_rate"\nchoices = [0.001]\nwhy = "x"\n',
     "log_from_0": '[[factor]]\nname = "gp_weight"\nlow = 0.0\nhigh = 10.0\nlog = true\nwhy = "x"\n',
     "fixed_batch_0": "[fixed]\nbatch_size = 0\n",
+    "bad_reach": '[[factor]]\nname = "critic_reach"\nchoices = ["final", "sideways"]\nwhy = "x"\n',
+    "critic_hidden_negative": '[[factor]]\nname = "critic_hidden"\nchoices = [0, -8]\nwhy = "x"\n',
 }
 
 TRAIN = {
@@ -70,6 +72,7 @@ TRAIN = {
     "batch_one_too_many": (["--batch-size", "43"], "batch_size=43 is larger than the 42 training patients"),
     "batch_0": (["--batch-size", "0"], "batch_size=0: must be a whole number of at least 1"),
     "hidden_0": (["--hidden", "0"], "hidden=0: must be a whole number of at least 1"),
+    "critic_hidden_negative": (["--critic-hidden", "-1"], "critic_hidden=-1: must be a whole number of 0 or more"),
     "lr_g_0": (["--lr-g", "0"], "lr_g=0.0: must be a positive number"),
     "lr_d_nan": (["--lr-d", "nan"], "lr_d=nan: must be a positive number"),
     "eval_samples_1": (["--eval-samples", "1"], "eval_samples=1: must be a whole number of at least 2"),
@@ -106,6 +109,11 @@ STUDY = {
     "space_unknown_factor": (["--space", "{space:unknown_factor}"], "factor 'learning_rate' is not a training option"),
     "space_log_from_0": (["--space", "{space:log_from_0}"], "a log range needs low > 0"),
     "space_fixed_batch_0": (["--space", "{space:fixed_batch_0}"], "invalid value in the space: batch_size=0"),
+    "space_bad_reach": (["--space", "{space:bad_reach}"], "invalid value in the space: critic_reach='sideways'"),
+    "space_critic_hidden_negative": (
+        ["--space", "{space:critic_hidden_negative}"],
+        "invalid value in the space: critic_hidden=-8",
+    ),
     "space_file_missing": (["--space", "{dir}/nosuch.toml"], "space file not found"),
     "storage_under_a_file": (["--storage", "{file}/sub"], "is a file, not a folder"),
     "storage_is_a_file": (["--storage", "{file}"], "is a file, not a folder"),
@@ -230,7 +238,9 @@ def test_study_refuses(case, tmp_path, monkeypatch, capsys, tripwires):
     check(code, captured.out, captured.err, needle, tmp_path, before)
 
 
-@pytest.mark.parametrize("args", [["--n-critic", "abc"], ["--corr-form", "2030"], ["--kernel", "bogus"]])
+@pytest.mark.parametrize(
+    "args", [["--n-critic", "abc"], ["--corr-form", "2030"], ["--kernel", "bogus"], ["--critic-reach", "sideways"]]
+)
 def test_trainer_argparse_errors_exit_2_and_write_nothing(args, tmp_path, capsys):
     """argparse's own refusals: exit 2 and nothing written; argparse prints its usage line before the error."""
     from healthgym_core.train import main

@@ -3,6 +3,7 @@ SIGKILL at random points, paths that try to leave their folder."""
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +195,30 @@ def test_driver_killed_at_random_points_then_resumed_matches_an_uninterrupted_st
         np.testing.assert_allclose(
             got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-6, err_msg=f"{col} {kills}"
         )
+
+
+@pytest.mark.slow
+def test_a_driver_killed_while_tune_wrote_its_first_state_resumes_from_the_start(tmp_path):
+    """tuner.pkl truncated and no trial reported yet (the kill test's first point, when the kill lands mid-write):
+    --resume starts the study again rather than refusing it."""
+    args = ("--space", "critic", "--smoke", "--no-dashboard", "--num-samples", "2", "--max-concurrent", "1")
+    args += ("--storage", tmp_path)
+    first = study(*args, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = tmp_path / "critic"
+    want = pd.read_parquet(folder / "leaderboard.parquet").set_index("seed").sort_index()
+    for trial in folder.glob("train_healthgym_*"):
+        shutil.rmtree(trial)
+    for f in [*folder.glob("experiment_state*"), *folder.glob("basic-variant-state*"), *folder.glob("searcher-state*")]:
+        f.unlink()
+    (folder / "leaderboard.parquet").unlink()
+    (folder / "tuner.pkl").write_bytes(b"")  # the kill landed while Tune wrote it
+    r = study(*args, "--resume", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "starts again from the beginning" in r.stdout
+    got = pd.read_parquet(folder / "leaderboard.parquet").set_index("seed").sort_index()
+    assert got.index.tolist() == want.index.tolist()
+    assert np.allclose(got["last_emd_feat"], want["last_emd_feat"])  # the same study as run uninterrupted
 
 
 def test_paths_from_options_cannot_leave_their_folder(tmp_path):

@@ -121,3 +121,31 @@ def test_gradient_penalty_double_backward(kernel):
         if kernel == "reference"
         else critic.lstm.lstm.weight_hh_l0.grad.abs().sum() > 0
     )
+
+
+@pytest.mark.parametrize("reach, diffs", [("every_month", False), ("final", True), ("every_month", True)])
+def test_the_critic_remedies_give_the_same_penalty_gradients_on_every_kernel(reach, diffs):
+    """A critic that scores every month or sees the monthly changes: the fused kernel's double backward matches
+    nn.LSTM's, and a change in one month's value alone moves its score."""
+    from healthgym_core.nn import fused
+
+    lay = Layout.of(BUILTIN_SCHEMAS["demo7"])
+    torch.manual_seed(5)
+    native = Critic(lay, 16, kernel="native", reach=reach, diffs=diffs)
+    kernels = {"native": native}
+    if fused.available() is None:  # None: the kernel builds here
+        kernels["fused"] = Critic(lay, 16, kernel="fused", reach=reach, diffs=diffs)
+        kernels["fused"].load_state_dict(native.state_dict())  # both keep nn.LSTM's weights
+    x = torch.rand(3, 6, 22)
+    grads = {}
+    for name, critic in kernels.items():
+        xi = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(xi).sum(), xi, create_graph=True)
+        g.pow(2).sum().backward()
+        grads[name] = critic.fc1.weight.grad.clone()
+    for name in kernels:
+        assert torch.allclose(grads[name], grads["native"], rtol=1e-4, atol=1e-6), name
+    y = x.clone()
+    y[:, 3, 0] += 0.2  # one month of VL
+    assert not torch.allclose(native(x), native(y))
+    assert native.fc1.in_features == lay.embedding_width + (lay.n_real if diffs else 0)

@@ -14,14 +14,15 @@ Patients = tuple[np.ndarray, np.ndarray]
 
 
 def collapse(p: Patients, s: float, seed: int = 0) -> Patients:
-    """Every patient pulled towards one patient: reals interpolated on a log scale, a share s of codes copied."""
+    """Every patient pulled towards one patient: reals interpolated on a log scale, and a share s of the patients
+    given that patient's categories, every month."""
     reals, codes = p
     rng = np.random.default_rng(seed)
     one = int(rng.integers(len(reals)))
     logs = np.log1p(reals)
     out = np.expm1((1 - s) * logs + s * logs[one])
-    take = rng.random(codes.shape) < s
-    return out, np.where(take, codes[one][None], codes)
+    take = rng.random(len(codes)) < s
+    return out, np.where(take[:, None, None], codes[one][None], codes)
 
 
 def smooth(p: Patients, s: float, seed: int = 0) -> Patients:

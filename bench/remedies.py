@@ -1,0 +1,130 @@
+"""What makes trajectories too smooth and rare groups vanish: controlled runs at the CPU preset, each arm a named
+configuration plus trainer options, with several seeds, scored on test patients by what a user reads off the cohort
+(healthgym_core/evaluation/realism.py) and by the fidelity signals.
+
+    python bench/remedies.py --root RUNS [--arms a,b] [--seeds 1000,1001] [--jobs 2] [--epochs 36] [--csv OUT]
+
+Each run is the plain trainer (`python -m healthgym_core.train`) in RUNS/ARM-sSEED; an interrupted run resumes, a
+finished one is only scored. Its last checkpoint samples 1,000 patients (seed 7), scored against the 300 test
+patients. Prints mean ± sd per arm; --csv keeps one row per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint  # noqa: E402
+from healthgym_core.data.cohort import load_cohort  # noqa: E402
+from healthgym_core.data.prepared import prepare_data  # noqa: E402
+from healthgym_core.evaluation.distances import emd_feat  # noqa: E402
+from healthgym_core.evaluation.features import FeatureSpace  # noqa: E402
+from healthgym_core.evaluation.fidelity import SIGNALS, SignalSpace  # noqa: E402
+from healthgym_core.evaluation.realism import realism  # noqa: E402
+from healthgym_core.sampling import generate  # noqa: E402
+
+CPU_PRESET = ["--hidden", "32", "--batch-size", "140", "--patients", "2000", "--eval-samples", "1000"]
+ARMS = {  # name -> trainer options (each starts from a named configuration)
+    "cpu_base": ["--config", "cpu_base"],
+    "uniform_prior": ["--config", "cpu_base", "--noise-prior", "uniform"],
+    "every_month": ["--config", "cpu_base", "--critic-reach", "every_month"],
+    "critic_diffs": ["--config", "cpu_base", "--critic-diffs"],
+    "critic_h64": ["--config", "cpu_base", "--critic-hidden", "64"],
+    "stronger_critic": ["--config", "stronger_critic"],
+    "strong_every_month": ["--config", "stronger_critic", "--critic-reach", "every_month"],
+    "strong_diffs": ["--config", "stronger_critic", "--critic-diffs"],
+}
+SAMPLES = 1000
+
+
+def command(arm: str, seed: int, folder: Path, epochs: int) -> list[str]:
+    cmd = [sys.executable, "-m", "healthgym_core.train", *ARMS[arm], *CPU_PRESET, "--epochs", str(epochs)]
+    cmd += ["--seed", str(seed), "--threads", "1", "--quiet", "--out", str(folder)]
+    return cmd + (["--resume"] if (folder / "checkpoints" / "last.pt").exists() else [])
+
+
+def finished(folder: Path, epochs: int) -> bool:
+    f = folder / "epochs.csv"
+    return f.is_file() and len(pd.read_csv(f)) >= epochs and (folder / "checkpoints" / "last.pt").is_file()
+
+
+def train_all(runs: list[tuple[str, int, Path]], epochs: int, jobs: int) -> None:
+    todo = [r for r in runs if not finished(r[2], epochs)]
+    live: list[tuple[subprocess.Popen, str]] = []
+    while todo or live:
+        while todo and len(live) < jobs:
+            arm, seed, folder = todo.pop(0)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            log = open(folder.parent / f"{folder.name}.log", "a")  # noqa: SIM115 - closed with the process
+            live.append((subprocess.Popen(command(arm, seed, folder, epochs), stdout=log, stderr=log), folder.name))
+            print(f"started {folder.name}", file=sys.stderr, flush=True)
+        time.sleep(5)
+        for proc, name in list(live):
+            if proc.poll() is not None:
+                live.remove((proc, name))
+                print(f"{name}: exit {proc.returncode}", file=sys.stderr, flush=True)
+
+
+def score(folder: Path, data, space: SignalSpace, features: FeatureSpace) -> dict:
+    gen, transform, meta = generator_from_checkpoint(load_checkpoint(folder / "checkpoints" / "last.pt"), "cpu")
+    fake = transform.decode(generate(gen, SAMPLES, int(meta["n_months"]), 7).numpy())
+    test = (data.test_cohort.reals, data.test_cohort.codes)
+    ref = space.embed(test)
+    out = realism(data.schema, test, fake)
+    out.update({name: f(ref, space.embed(fake)) for name, f in SIGNALS.items()})
+    out["emd_feat"] = emd_feat(features.embed(*test), features.embed(*fake))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", type=Path, required=True)
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--seeds", default="1000,1001")
+    p.add_argument("--epochs", type=int, default=36)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--csv", type=Path, default=None)
+    p.add_argument("--score-only", action="store_true", help="score the finished runs, train nothing")
+    args = p.parse_args()
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        p.error(f"unknown arm {unknown[0]!r}; one of {', '.join(ARMS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = [(a, s, args.root / f"{a}-s{s}") for a in arms for s in seeds]
+    if not args.score_only:
+        train_all(runs, args.epochs, args.jobs)
+    torch.set_num_threads(1)
+    data = prepare_data(load_cohort("simulated", "demo7", patients=2000, seed=0), split_seed=0)
+    space = SignalSpace.fit(data.schema, (data.train_cohort.reals, data.train_cohort.codes))
+    features = FeatureSpace.fit(data.train_cohort, data.test_cohort)
+    rows = [{"arm": a, "seed": s, **score(f, data, space, features)} for a, s, f in runs if finished(f, args.epochs)]
+    table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False, float_format="%.5g")
+    cols = [c for c in table.columns if c not in ("arm", "seed")]
+    g = table.groupby("arm")[cols]
+    mean, sd = g.mean(), g.std(ddof=1)
+    n = table.groupby("arm").size()
+    lines = ["| arm | runs | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for arm in [a for a in arms if a in mean.index]:
+        cells = [
+            f"{mean.at[arm, c]:.3g}" + (f" ± {sd.at[arm, c]:.2g}" if np.isfinite(sd.at[arm, c]) else "") for c in cols
+        ]
+        lines.append(f"| {arm} | {n[arm]} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
