@@ -34,9 +34,12 @@ sys.path.insert(0, str(ROOT))
 from bench.pruning_signals import BOOTSTRAP, Trials, spearman_rows  # noqa: E402
 from healthgym_core.atomic import atomic_write  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC  # noqa: E402
 from study.base import UPSTREAM_REFERENCE  # noqa: E402
-from study.experiment import RANK_METRIC  # noqa: E402
 from study.spaces import Factor, load_space  # noqa: E402
+
+# The test quality the committed records hold: emd_feat ranked trials when they were made.
+RANK_METRIC = EARLIER_RANK_METRIC
 
 ROLES = {  # how each kind of trial is drawn
     "proposal": {"color": "tab:blue", "marker": "o", "label": "proposals (the numbers)"},

@@ -42,15 +42,19 @@ sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
+from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC  # noqa: E402
 from healthgym_core.evaluation.verdicts import badness  # noqa: E402
 from study.base import UPSTREAM_REFERENCE  # noqa: E402
-from study.experiment import RANK_METRIC, study_data  # noqa: E402
+from study.experiment import study_data  # noqa: E402
 from study.leaderboard import COLLAPSE, completed_by_rank, trial_row  # noqa: E402
 from study.reporting.loading import checkpoint_file, load_experiment  # noqa: E402
 
 SIGNALS = ("wasserstein_gap", "emd_feat", "critic_gap", "fd_feat", "sliced_w", "coverage", "ks_mean", "tvd_mean")
 SIGNALS += tuple(c for c in COLLAPSE if c != "joint_max_cell")
-QUALITIES = (RANK_METRIC, "fd_feat", "joint_cell_coverage")  # on test patients, at the end of the full budget
+# The quality the committed signal records hold, on test patients at the end of the full budget: emd_feat ranked
+# trials when they were made (energy_feat ranks now; its early values are not measured against final quality yet).
+QUALITY = EARLIER_RANK_METRIC
+QUALITIES = (QUALITY, "fd_feat", "joint_cell_coverage")
 SCORES_FILE = "test_scores.csv"
 BOOTSTRAP = 2000
 CONFIG = "config."  # a record's column prefix for a trial's configuration (factors, seed, reference)
@@ -289,7 +293,7 @@ def shuffled_replays(
         ran = replay_asha(shuffled, trials.max_t, grace, rf, concurrency)
         winner = replay_winner(trials, ran)
         shares.append(sum(ran.values()) / total)
-        gaps.append(float(trials.scores.loc[winner, RANK_METRIC] - best) if winner else np.inf)
+        gaps.append(float(trials.scores.loc[winner, QUALITY] - best) if winner else np.inf)
     gaps = np.array(gaps)
     return {
         "orders": orders,
@@ -317,9 +321,9 @@ def seed_spread(summary: Path) -> float:
     """The seed sd of the test ranking metric for one configuration: the base arm's in an evaluation's summary."""
     try:
         table = pd.read_csv(summary).set_index("metric")
-        return float(table.loc[RANK_METRIC, "base_sd"])
+        return float(table.loc[QUALITY, "base_sd"])
     except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"--seed-spread {summary}: no base_sd for {RANK_METRIC} in it ({e})") from None
+        raise ValueError(f"--seed-spread {summary}: no base_sd for {QUALITY} in it ({e})") from None
 
 
 def main() -> int:
@@ -341,7 +345,7 @@ def main() -> int:
         "--seed-spread",
         type=Path,
         default=None,
-        help=f"an evaluation's final_summary.csv: its base arm's seed sd of the test {RANK_METRIC} says whether a "
+        help=f"an evaluation's final_summary.csv: its base arm's seed sd of the test {QUALITY} says whether a "
         "replayed winner is as good as the no-pruning one (gap <= 2 sd, evaluate.py's rule for two arms)",
     )
     p.add_argument("--export", type=Path, default=None, help="write the sources' trials as one record (a CSV)")
@@ -382,7 +386,7 @@ def main() -> int:
                     continue
                 ran = replay_asha(series, max_t, grace, rf, args.concurrency)
                 winner = replay_winner(trials, ran)
-                gap = float(scores.loc[winner, RANK_METRIC] - scores.loc[best_all, RANK_METRIC]) if winner else np.nan
+                gap = float(scores.loc[winner, QUALITY] - scores.loc[best_all, QUALITY]) if winner else np.nan
                 row = {
                     "signal": signal,
                     "grace": grace,
@@ -390,7 +394,7 @@ def main() -> int:
                     "trial_epochs": sum(ran.values()),
                     "share": sum(ran.values()) / total,
                     "winner": winner,
-                    f"winner_test_{RANK_METRIC}": float(scores.loc[winner, RANK_METRIC]) if winner else np.nan,
+                    f"winner_test_{QUALITY}": float(scores.loc[winner, QUALITY]) if winner else np.nan,
                     "gap_to_no_pruning": gap,
                     "within_seed_spread": bool(gap <= 2 * seed_sd) if math.isfinite(seed_sd) else None,
                 }
@@ -403,25 +407,25 @@ def main() -> int:
                         args.concurrency,
                         args.orders,
                         seed_sd,
-                        scores.loc[best_all, RANK_METRIC],
+                        scores.loc[best_all, QUALITY],
                     )
                 replays.append(row)
     replay = pd.DataFrame(replays)
 
     print(
         f"\nno pruning: {len(order)} trials x {max_t} epochs = {total} trial-epochs; winner {best_all} "
-        f"(test {RANK_METRIC} {scores.loc[best_all, RANK_METRIC]:.3f})"
+        f"(test {QUALITY} {scores.loc[best_all, QUALITY]:.3f})"
     )
     for quality, t in tables.items():
         print(f"\nSpearman with the final test {quality} (+1: predicts), 95% bootstrap interval:")
         wide = t.assign(cell=t.apply(lambda r: f"{r.rho:+.2f} [{r.lo:+.2f},{r.hi:+.2f}]", axis=1))
         keep = [e for e in sorted(t["epoch"].unique()) if e in (1, 2, 3, 4, 6, 8, 12, 18, 24, max_t)]
         print(wide[wide["epoch"].isin(keep)].pivot(index="signal", columns="epoch", values="cell").to_string())
-    margins = base_vs_upstream(trials, RANK_METRIC)
+    margins = base_vs_upstream(trials, QUALITY)
     if len(margins):
         by_epoch = margins[margins["epoch"] <= 12].groupby("epoch")["ahead"]
         print(
-            f"\nthe base ahead of the upstream reference on {RANK_METRIC} (epoch: studies where it is ahead / studies, its smallest lead):"
+            f"\nthe base ahead of the upstream reference on {QUALITY} (epoch: studies where it is ahead / studies, its smallest lead):"
         )
         print("  ".join(f"{e}: {(g > 0).sum()}/{len(g)} {g.min():+.2f}" for e, g in by_epoch))
     print("\nASHA replayed on the recorded curves:")

@@ -24,15 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from healthgym_core.atomic import atomic_write  # noqa: E402
-from healthgym_core.evaluation.distances import RANK_METRIC  # noqa: E402
+from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC, RANK_METRIC  # noqa: E402
 from healthgym_core.evaluation.verdicts import NEAREST_REAL, beats  # noqa: E402
 from study.experiment import RUNS_TABLE, SUMMARY_TABLE  # noqa: E402
 from study.reporting.final import final_figure  # noqa: E402
 from study.reporting.html import DPI  # noqa: E402
 from study.spaces import load_space  # noqa: E402
 
-ROWS = {  # metric -> its name on the page
+ROWS = {  # metric -> its name on the page (a summary written before energy_feat existed has no such row)
     RANK_METRIC: f"**{RANK_METRIC}** (ranking metric)",
+    EARLIER_RANK_METRIC: EARLIER_RANK_METRIC,
     "fd_feat": "fd_feat",
     "coverage": "category coverage",
     "joint_tvd": "Gender x Ethnic TVD",
@@ -73,6 +74,7 @@ def spread(row: pd.Series, *arms: str) -> float:
 
 BOARD_COLUMNS = {  # leaderboard column -> its name on the page (final-epoch values on validation patients)
     f"last_{RANK_METRIC}": RANK_METRIC,
+    f"last_{EARLIER_RANK_METRIC}": EARLIER_RANK_METRIC,
     "last_fd_feat": "fd_feat",
     "last_coverage": "coverage",
     "last_joint_tvd": "Gender x Ethnic TVD",
@@ -85,7 +87,9 @@ BOARD_COLUMNS = {  # leaderboard column -> its name on the page (final-epoch val
 def trials_table(board: pd.DataFrame) -> str:
     """The study's trials in leaderboard order: their factors, role, verdict and final-epoch validation metrics."""
     factors = [f.name for f in load_space("all").factors if f.name in board and board[f.name].notna().any()]
-    head = ["trial", *factors, "seed", "role", "verdict", *BOARD_COLUMNS.values()]
+    # a board written before energy_feat existed has no such column: no empty column for it
+    columns = {c: n for c, n in BOARD_COLUMNS.items() if c in board or c != f"last_{RANK_METRIC}"}
+    head = ["trial", *factors, "seed", "role", "verdict", *columns.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in board.iterrows():
         role = r.get("role") if isinstance(r.get("role"), str) else ""
@@ -93,7 +97,7 @@ def trials_table(board: pd.DataFrame) -> str:
             role = f"{role}, {r['status']} at {int(r['epochs'])}".lstrip(", ")
         values = [r[f] for f in factors] + [int(r["seed"]) if pd.notna(r.get("seed")) else ""]
         values = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in values]
-        metrics = [f"{r[c]:.{decimals(r[c])}f}" if pd.notna(r.get(c)) else "" for c in BOARD_COLUMNS]
+        metrics = [f"{r[c]:.{decimals(r[c])}f}" if pd.notna(r.get(c)) else "" for c in columns]
         lines.append("| " + " | ".join([str(r["trial_id"]), *values, role, str(r["collapse"]), *metrics]) + " |")
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ every epoch, and writes into DIR:
     run.json                 the configuration and where the data came from
     steps.parquet            per-step log (epoch, step, L, D_loss, GP, grad_norm, D_real, D_fake, W_gap, G_loss, Corr)
     epochs.csv               per-epoch means, budget counters and validation metrics
-    checkpoints/last.pt      resumable state (also best.pt: lowest emd_feat, the ranking metric; epoch_NNNN.pt
+    checkpoints/last.pt      resumable state (also best.pt: lowest energy_feat, the ranking metric; epoch_NNNN.pt
                              every --checkpoint-every N epochs)
     synthetic.csv            a synthetic cohort sampled from the last generator
     learning_dynamics.png    D_loss / G_loss per step coloured by curriculum length

@@ -18,8 +18,9 @@ import pandas as pd
 from healthgym_core.config import FIELDS, TrainConfig, defaults
 from healthgym_core.configs import NAMED, OPTIONS, SIZES, config_path, load_config, upstream_options
 from healthgym_core.errors import ConfigError
+from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC
 from study.experiment import RANK_METRIC, read_study_record
-from study.leaderboard import completed_by_rank
+from study.leaderboard import completed_by_rank, rank_column
 
 # The options a base carries from one study to the next: a named configuration's (the training options but the seed
 # and the sizes).
@@ -83,7 +84,8 @@ def base_from_study(folder: str | Path) -> tuple[dict, dict]:
         if name in BASE_OPTIONS and name in row:
             v = row[name]
             options[name] = v.item() if hasattr(v, "item") else v
-    origin = {"study": str(folder), "trial_id": str(row["trial_id"]), RANK_METRIC: float(row[f"last_{RANK_METRIC}"])}
+    column = rank_column(board)
+    origin = {"study": str(folder), "trial_id": str(row["trial_id"]), column[len("last_") :]: float(row[column])}
     TrainConfig(**{**defaults(), **options}).validate()
     return options, origin
 
@@ -142,7 +144,8 @@ def describe(base: dict) -> str:
         owner = f"the {src['preset']} preset's {named}" if "preset" in src else f"the {named}"
         text = owner + " (" + ", ".join(f"{k}={v}" for k, v in src["values"].items()) + ")"
     else:
-        text = f"the best trial {src['trial_id']} of {src['study']} ({RANK_METRIC} {src[RANK_METRIC]:.4g})"
+        metric = RANK_METRIC if RANK_METRIC in src else EARLIER_RANK_METRIC
+        text = f"the best trial {src['trial_id']} of {src['study']} ({metric} {src.get(metric, float('nan')):.4g})"
     if base["set"]:
         text += ", with " + ", ".join(f"{k}={v}" for k, v in base["set"].items())
     return text

@@ -29,15 +29,18 @@ TRIAL_ID = r"[0-9a-f]{8}|[0-9a-f]{5}_\d{5}"
 TRIAL_DIR = re.compile(rf"_({TRIAL_ID})_(\d+)(?:_|$)")
 # The pruning signals a study may choose (all lower-is-better): the trial's own critic gap, and the estimates every
 # trial measures on one scale (fd_feat, sliced_w, the exact EMD in fd_feat's space, a fixed-protocol critic's gap).
-METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap")
+METRICS = ("wasserstein_gap", "fd_feat", "sliced_w", "emd_feat", "critic_gap", "energy_feat")
 METRIC_WORDS = {
     "wasserstein_gap": "the trial's own critic's Wasserstein gap, on a scale of its own",
     "fd_feat": "the Frechet distance in the frozen summary-feature space, comparable across trials",
     "sliced_w": "the sliced Wasserstein distance of whole sequences, comparable across trials",
     "emd_feat": "the exact Wasserstein (earth mover's) distance in the feature space, comparable across trials",
     "critic_gap": "a fixed-protocol independent critic's Wasserstein gap, comparable across trials",
+    "energy_feat": "the energy distance over every standardised per-patient summary, comparable across trials",
 }
-# The default pruning signal: a Wasserstein estimate every trial measures on the same scale (bench/README.md).
+# The default pruning signal: a Wasserstein estimate every trial measures on the same scale, whose value at epoch 8
+# predicts a trial's final test quality (bench/README.md). energy_feat ranks, but its early values are not measured
+# against final quality yet.
 DEFAULT_METRIC = "emd_feat"
 RANK_FLOOR = f"{RANK_METRIC}_floor"
 

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.evaluation.collapse import FAITHFUL, missed_targets, targets_text, verdict
+from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC
 from healthgym_core.evaluation.verdicts import best_of
 from study.experiment import CODE_KEY, METRICS, PBT_LOG, PBT_LOG_KEPT, RANK_METRIC, TRIAL_DIR
 
 COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
-FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor")
+FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor", "energy_feat_floor")
 
 
 def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool) -> str:
@@ -205,9 +206,22 @@ def rank(board: pd.DataFrame) -> pd.DataFrame:
     board = board.assign(
         _o=board["status"].map(STATUS_ORDER),
         _c=collapse.map(COLLAPSE_ORDER).fillna(1),
-        _m=board[f"last_{RANK_METRIC}"].fillna(np.inf),
+        _m=board[rank_column(board)].fillna(np.inf),
     )
     return board.sort_values(["_o", "_c", "_m"], kind="stable").drop(columns=["_o", "_c", "_m"]).reset_index(drop=True)
+
+
+def rank_column(board: pd.DataFrame) -> str:
+    """The column a leaderboard ranks by: last_energy_feat, or in one written before it existed, last_emd_feat."""
+    col, earlier = f"last_{RANK_METRIC}", f"last_{EARLIER_RANK_METRIC}"
+    return earlier if earlier in board and (col not in board or board[col].isna().all()) else col
+
+
+def with_rank_columns(board: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard written before the ranking metric existed, with its columns added empty, so that pages built
+    for today's boards show it (ranked by `rank_column`, the earlier metric) instead of failing."""
+    missing = [c for c in (f"last_{RANK_METRIC}", f"best_{RANK_METRIC}", f"{RANK_METRIC}_floor") if c not in board]
+    return board.assign(**dict.fromkeys(missing, np.nan)) if missing else board
 
 
 def completed_by_rank(board: pd.DataFrame) -> pd.DataFrame:

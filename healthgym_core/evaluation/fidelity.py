@@ -96,3 +96,14 @@ SIGNALS = {
     "moment_gap": moment_gap,
     "classifier_gap": classifier_gap,
 }
+
+_SPACES: dict[str, SignalSpace] = {}
+
+
+def energy_feat(data, fake: Patients, reference: Patients) -> float:
+    """energy_feat, the ranking metric: `energy_distance` between `reference` and `fake` patients in the SignalSpace
+    of `data`'s training patients (a PreparedData; the space is fitted once per data set and process)."""
+    if data.fingerprint not in _SPACES:
+        _SPACES[data.fingerprint] = SignalSpace.fit(data.schema, (data.train_cohort.reals, data.train_cohort.codes))
+    space = _SPACES[data.fingerprint]
+    return energy_distance(space.embed(reference), space.embed(fake))

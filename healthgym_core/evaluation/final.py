@@ -17,6 +17,7 @@ from healthgym_core.evaluation.collapse import distinct_share, diversity_ratio
 from healthgym_core.evaluation.dependence import dependence, static_corr_l1, variable_series
 from healthgym_core.evaluation.distances import MMD_MAX, emd_feat, fixed_directions, mmd2_rbf, sliced_wasserstein
 from healthgym_core.evaluation.features import FeatureSpace, detector_features
+from healthgym_core.evaluation.fidelity import energy_feat
 from healthgym_core.evaluation.marginals import marginals
 from healthgym_core.evaluation.privacy import privacy
 from healthgym_core.evaluation.rng import metric_rng
@@ -106,7 +107,11 @@ METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
         # distribution level
         "fd_feat": ("Frechet distance in the frozen summary-feature space, against the test patients", True),
         "emd_feat": (
-            "exact earth mover's distance in fd_feat's space (8 leading components) to the test patients: the ranking metric",
+            "exact earth mover's distance in fd_feat's space (8 leading components) to the test patients",
+            True,
+        ),
+        "energy_feat": (
+            "energy distance over every standardised per-patient summary to the test patients: the ranking metric",
             True,
         ),
         "mmd2": ("unbiased RBF-kernel MMD^2 on the frozen feature embeddings (median-heuristic bandwidth)", True),
@@ -206,6 +211,7 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
     out["fd_feat"] = space.distance(reals, codes)
     er, ef = space.embed(test.reals, test.codes), space.embed(reals, codes)
     out["emd_feat"] = emd_feat(er, ef, seed=seed)
+    out["energy_feat"] = energy_feat(data, (reals, codes), (test.reals, test.codes))
     out["diversity_ratio"] = diversity_ratio(space, (test.reals, test.codes), (reals, codes))
     out["distinct_share"] = distinct_share(test.reals, reals, codes)
     rng = metric_rng(seed, "mmd")

@@ -8,6 +8,7 @@ import torch
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.collapse import collapse_metrics
 from healthgym_core.evaluation.distances import emd_feat, fixed_directions, independent_critic_gap, sliced_wasserstein
+from healthgym_core.evaluation.fidelity import energy_feat
 from healthgym_core.evaluation.marginals import marginal_metrics
 from healthgym_core.evaluation.wasserstein_gap import wasserstein_gap
 from healthgym_core.nn.generator import Generator
@@ -38,6 +39,7 @@ def comparable_floors(data: PreparedData) -> dict[str, float]:
         _FLOORS[data.fingerprint] = {
             "emd_feat_floor": emd_feat(data.features.embed(*val), data.features.embed(*train)),
             "critic_gap_floor": independent_critic_gap(data.val, data.train),
+            "energy_feat_floor": energy_feat(data, train, val),
         }
     return _FLOORS[data.fingerprint]
 
@@ -65,6 +67,7 @@ def evaluate(
         "sliced_w": sliced_wasserstein(data.val, hard, fixed_directions(data.val[0].size)),
         # Wasserstein estimates no trial's own critic makes, on one scale for every trial (with their floors)
         "emd_feat": emd_feat(data.features.embed(*real), data.features.embed(reals, codes)),
+        "energy_feat": energy_feat(data, (reals, codes), real),
         "critic_gap": independent_critic_gap(data.val, hard),
         **comparable_floors(data),
         **marginal_metrics(data.schema, real, (reals, codes)),

@@ -22,6 +22,7 @@ STATUS_COLOR = {
 }
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 HISTORY_METRICS = (
+    "energy_feat",
     "fd_feat",
     "emd_feat",
     "critic_gap",

@@ -18,12 +18,20 @@ from study.experiment import (
     CHECKPOINT_FILE,
     PBT_LOG,
     PBT_LOG_KEPT,
-    RANK_METRIC,
     STUDY_FILE,
     TRIAL_DIR,
     read_study_record,
 )
-from study.leaderboard import REPORTED, Exploit, completed_by_rank, mark_roles, pbt_exploits, rank, trial_row
+from study.leaderboard import (
+    REPORTED,
+    Exploit,
+    completed_by_rank,
+    mark_roles,
+    pbt_exploits,
+    rank,
+    trial_row,
+    with_rank_columns,
+)
 from study.plan import StudyPlan, plan_of
 from study.reporting.loading import _read_history, read_steps
 from study.spaces import Factor
@@ -149,8 +157,7 @@ def read_live(folder: Path) -> LiveStudy:
     else:
         board = board.copy()
         board["trial_id"] = board["trial_id"].astype(str)
-        if f"last_{RANK_METRIC}" in board:  # in today's order, as the report shows it
-            board = rank(board).reset_index(drop=True)
+        board = rank(with_rank_columns(board)).reset_index(drop=True)  # in today's order, as the report shows it
         for t in trials.values():  # the final statuses; the trial numbers from the folders
             board.loc[board["trial_id"] == t.trial_id, "trial_number"] = t.number
     return LiveStudy(folder, record, trials, board, finished, str(hash(tuple(stamp))))

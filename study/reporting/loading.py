@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.errors import ConfigError
-from study.experiment import CHECKPOINT_FILE, RANK_METRIC, STEPS_FILE, STUDY_FILE, read_study_record
-from study.leaderboard import rank
+from study.experiment import CHECKPOINT_FILE, STEPS_FILE, STUDY_FILE, read_study_record
+from study.leaderboard import rank, with_rank_columns
 from study.plan import StudyPlan, plan_of
 from study.reporting.html import log
 from study.spaces import Factor
@@ -152,8 +152,7 @@ def load_experiment(folder: Path) -> Experiment:
     board["trial_id"] = board["trial_id"].astype(str)
     done = board[board["status"] == "completed"]
     exported = str(done["trial_id"].iloc[0]) if len(done) else None
-    if f"last_{RANK_METRIC}" in board:  # in today's order: a study ranked by an earlier metric is re-ranked
-        board = rank(board).reset_index(drop=True)
+    board = rank(with_rank_columns(board)).reset_index(drop=True)  # in today's order
     dirs = [trial_dir(folder, row) for _, row in board.iterrows()]
     numbers = [_trial_number(d, t) for d, t in zip(dirs, board["trial_id"])]
     if any(n is None for n in numbers):  # fall back on the seed order (trial k trains with seed + k)

@@ -146,8 +146,10 @@ def leaderboard_html(exp: Experiment) -> str:
         for s, u in zip(b["status"], b.get("upstream", [False] * len(b)))
     ]
     titles = {
+        "last_energy_feat": "final-epoch energy distance to validation patients over every standardised per-patient "
+        "summary (the ranking metric; lower is better)",
         "last_emd_feat": "final-epoch earth mover's distance to validation patients in fd_feat's frozen feature space "
-        "(the ranking metric; lower is better)",
+        "(8 leading components; lower is better)",
         "last_fd_feat": "final-epoch Frechet distance in the frozen feature space (lower is better)",
         "fd_feat_floor": "fd_feat between real training and validation patients: what a perfect generator scores",
         "last_wasserstein_gap": "the trial's own critic: E[D(real)] - E[D(fake)] at full length, validation patients",
