@@ -9,6 +9,9 @@ from pathlib import Path
 from ray import tune
 
 from healthgym_core.atomic import write_table
+from healthgym_core.data.cohort import read_cohort
+from healthgym_core.data.prepared import PreparedData
+from healthgym_core.evaluation.realism import misses, realism
 from healthgym_core.sampling import sample
 from study.base import is_upstream
 from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, spent_text
@@ -18,7 +21,7 @@ from study.search import first_points
 from study.spaces import SearchSpace
 
 
-def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder: Path) -> int:
+def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder: Path, data: PreparedData) -> int:
     factors, base = [f.name for f in space.factors], plan.base
     points, _ = first_points(space, plan.trial_base, base, quiet=True)
     board = mark_roles(
@@ -50,6 +53,7 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
         )
         print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
         print(f"synthetic cohort from the best trial: {out}")
+        print(cohort_verdict(data, out))
     elif not len(best):
         print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
     print(f"leaderboard: {folder / 'leaderboard.parquet'}")
@@ -64,3 +68,23 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
         "  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml"
     )
     return 0 if counts.get("error", 0) < len(board) else 1
+
+
+def cohort_verdict(data: PreparedData, exported: Path) -> str:
+    """The exported cohort judged as a user would, against the validation patients (healthgym_core/evaluation/
+    realism.py): which user-level targets it misses, with the numbers."""
+    fake = read_cohort(exported, data.schema)
+    measures = realism(data.schema, (data.val_cohort.reals, data.val_cohort.codes), (fake.reals, fake.codes))
+    missed = misses(measures)
+    if not missed:
+        return (
+            "the exported cohort meets every user-level target against validation patients ("
+            + ", ".join(f"{k} {v:.3g}" for k, v in measures.items())
+            + ")"
+        )
+    return (
+        f"NOT YET FAITHFUL: the exported cohort misses {len(missed)} of {len(measures)} user-level targets against "
+        "validation patients: "
+        + ", ".join(f"{k} {v}" for k, v in missed.items())
+        + " (ratios are synthetic over real; docs/results.md says what is known to move them)"
+    )

@@ -173,7 +173,7 @@ def run_study(
         return 130
     from study.console import finish
 
-    return finish(results, plan, space, folder)
+    return finish(results, plan, space, folder, data)
 
 
 class LastStep(tune.Callback):

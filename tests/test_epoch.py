@@ -118,6 +118,9 @@ def test_evaluation_metrics(small_data, tiny_config):
         "emd_feat_floor",
         "critic_gap",
         "critic_gap_floor",
+        # the ranking metric (issue 33) and its floor
+        "energy_feat",
+        "energy_feat_floor",
     }
     assert all(math.isfinite(v) for v in m.values())
     assert m == evaluate(state.generator, state.critic, small_data, tiny_config.seed, 64)  # fixed evaluation noise
