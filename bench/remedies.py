@@ -40,6 +40,7 @@ ARMS = {  # name -> trainer options (each starts from a named configuration)
     "every_month": ["--config", "cpu_base", "--critic-reach", "every_month"],
     "critic_diffs": ["--config", "cpu_base", "--critic-diffs"],
     "critic_h64": ["--config", "cpu_base", "--critic-hidden", "64"],
+    "texture_loss": ["--config", "cpu_base", "--texture-weight", "10"],
     "stronger_critic": ["--config", "stronger_critic"],
     "strong_every_month": ["--config", "stronger_critic", "--critic-reach", "every_month"],
     "strong_diffs": ["--config", "stronger_critic", "--critic-diffs"],

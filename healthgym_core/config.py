@@ -113,6 +113,11 @@ class TrainConfig:
     )
     critic_diffs: bool = option(False, "the critic also sees each real variable's month-to-month change")
     critic_hidden: int = option(0, "the critic's hidden size; 0: the same as hidden", whole(0))
+    texture_weight: float = option(
+        0.0,
+        "weight of a loss matching the sd of each real variable's month-to-month change to the real patients' (0: off)",
+        finite_at_least_0,
+    )
     # Execution: none of these changes the maths.
     device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
     kernel: str = option(

@@ -92,6 +92,20 @@ def correlation_loss(
     return (f - r).abs().mean()
 
 
+def monthly_change_sd(x: torch.Tensor, n_real: int) -> torch.Tensor:
+    """[B, L, F] model-space rows -> [R]: the sd of each real variable's month-to-month change over patients and
+    months (0 for a single month)."""
+    if x.shape[1] < 2 or n_real == 0:
+        return x.new_zeros(n_real)
+    d = x[:, 1:, :n_real] - x[:, :-1, :n_real]
+    return d.reshape(-1, n_real).std(dim=0)
+
+
+def texture_loss(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |sd of the monthly change, synthetic - real| over the real variables: how much too smooth (or rough)."""
+    return (monthly_change_sd(fake, target.shape[0]) - target).abs().mean()
+
+
 def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """The 2025 loss's random thresholds u ~ U[0,1)^{F x F} (float32, as the correlations), fresh per step."""
     return torch.rand(width, width, generator=generator, device=device, dtype=torch.float32)

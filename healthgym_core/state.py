@@ -14,7 +14,7 @@ from healthgym_core.cpu import keep_freed_memory
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
-from healthgym_core.losses import correlation
+from healthgym_core.losses import correlation, monthly_change_sd
 from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
@@ -101,6 +101,9 @@ class TrainState:
     batch_rng: np.random.Generator  # shuffling and random lengths
     c_real: torch.Tensor  # fixed correlation target at the full length
     schedule: Schedule  # config.schedule, parsed once
+    c_texture: torch.Tensor | None = (
+        None  # texture_weight > 0: the real monthly-change sds [R] of the training patients
+    )
     epoch: int = 0  # epochs completed
     g_steps: int = 0
     d_steps: int = 0
@@ -122,6 +125,11 @@ class TrainState:
 def real_correlation(data: PreparedData, form: str, device: torch.device) -> torch.Tensor:
     """Correlation target over all training patients at the full length (upstream: one random batch)."""
     return correlation(data.tensor("train"), form).to(device)
+
+
+def real_texture(data: PreparedData, device: torch.device) -> torch.Tensor:
+    """The texture loss's target: each real variable's monthly-change sd over all training patients (model space)."""
+    return monthly_change_sd(data.tensor("train"), Layout.of(data.schema).n_real).to(device)
 
 
 def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
@@ -178,4 +186,5 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
         graphs=graphs,
         autoencoder=autoencoder,
         opt_ae=opt_ae,
+        c_texture=real_texture(data, device) if config.texture_weight > 0 else None,
     )

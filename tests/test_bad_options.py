@@ -73,6 +73,10 @@ TRAIN = {
     "batch_0": (["--batch-size", "0"], "batch_size=0: must be a whole number of at least 1"),
     "hidden_0": (["--hidden", "0"], "hidden=0: must be a whole number of at least 1"),
     "critic_hidden_negative": (["--critic-hidden", "-1"], "critic_hidden=-1: must be a whole number of 0 or more"),
+    "texture_weight_negative": (
+        ["--texture-weight", "-1"],
+        "texture_weight=-1.0: must be a finite number of 0 or more",
+    ),
     "lr_g_0": (["--lr-g", "0"], "lr_g=0.0: must be a positive number"),
     "lr_d_nan": (["--lr-d", "nan"], "lr_d=nan: must be a positive number"),
     "eval_samples_1": (["--eval-samples", "1"], "eval_samples=1: must be a whole number of at least 2"),

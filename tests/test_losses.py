@@ -65,3 +65,22 @@ def test_random_threshold_matches_its_expectation():
     assert same == pytest.approx((b - a) * (1 - (a + b) / 2), abs=3e-3)
     assert opposite == pytest.approx((a - a * a / 2) + (b - b * b / 2), abs=3e-3)
     assert correlation_loss(torch.full((2, 2), a), torch.full((2, 2), b), "2022").item() == pytest.approx(b - a)
+
+
+def test_the_texture_loss_is_0_for_real_patients_and_grows_as_they_are_smoothed():
+    from healthgym_core.losses import monthly_change_sd, texture_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 12, 5, generator=g)  # 2 real columns, then a one-hot block
+    target = monthly_change_sd(x, 2)
+    d = (x[:, 1:, :2] - x[:, :-1, :2]).reshape(-1, 2)
+    assert torch.allclose(target, d.std(dim=0))
+    assert texture_loss(x, target) == 0
+    mean = x[:, :, :2].mean(dim=1, keepdim=True)
+    losses = []
+    for s in (0.25, 0.5, 1.0):
+        y = x.clone()
+        y[:, :, :2] = mean + (1 - s) * (x[:, :, :2] - mean)
+        losses.append(float(texture_loss(y, target)))
+    assert losses[0] < losses[1] < losses[2] == pytest.approx(float(target.mean()))
+    assert float(monthly_change_sd(x[:, :1], 2).abs().sum()) == 0.0  # one month: no change

@@ -1,5 +1,6 @@
 """The Ray Tune study end to end, as a user runs it: python study/run.py ..."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -121,7 +122,23 @@ def test_smoke_study_prunes_records_and_exports(tmp_path):
     assert (folder / "leaderboard.parquet").read_bytes() == before
 
 
-@pytest.mark.parametrize("space", ["critic", "baseline", "all"])
+def test_a_smoke_study_trains_every_remedy(tmp_path):
+    """Every remedy for too-smooth trajectories at once, through Ray (the texture space searches them)."""
+    space = tmp_path / "remedies.toml"
+    space.write_text(
+        'description = "every remedy on"\n[[factor]]\nname = "noise_prior"\nchoices = ["uniform", "buffer"]\n'
+        'why = "x"\n[fixed]\ncritic_reach = "every_month"\ncritic_diffs = true\ncritic_hidden = 12\n'
+        "texture_weight = 10.0\n"
+    )
+    r = study("--space", space, "--smoke", "--num-samples", 2, "--storage", tmp_path, "--no-dashboard", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    board = pd.read_parquet(tmp_path / "remedies" / "leaderboard.parquet")
+    assert (board["status"] == "completed").any() and board["last_energy_feat"].notna().all()
+    record = json.loads((tmp_path / "remedies" / "study.json").read_text())
+    assert record["plan"]["trial_base"]["critic_hidden"] == 12 and record["plan"]["trial_base"]["texture_weight"] == 10
+
+
+@pytest.mark.parametrize("space", ["critic", "baseline", "all", "texture"])
 def test_spaces_run(tmp_path, space):
     """Through Ray: the budget path (critic), the seeds-only space (baseline) and the space holding every factor of
     the others (all). Every point of every space is checked as a configuration, without Ray, in test_spaces.py."""
