@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from study.plan import plan_of, recorded_space
 
-    plan, space = plan_of(record), recorded_space(record)
+    study_plan, space = plan_of(record), recorded_space(record)
     data = study_data(record)
     from study.final_runs import PLAN_FILE, last_plan, new_plan, run_final, scored_runs
 
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.resume:
         arms = choose_arms(board, [f.name for f in space.factors], args.top, record.get("base"), named)
         seeds = args.seeds or (5 if gpus_seen > 0 else 3)
-        epochs = args.epochs or plan.max_epochs
+        epochs = args.epochs or study_plan.max_epochs
         run, plan = new_plan(folder, arms, list(range(SEED_BASE, SEED_BASE + seeds)), epochs, reuse)
     arms = plan["arms"]
     print(

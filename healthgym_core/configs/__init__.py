@@ -19,7 +19,6 @@ from healthgym_core.tomlfile import read_toml
 
 HERE = Path(__file__).resolve().parent
 NAMED = tuple(sorted(p.stem for p in HERE.glob("*.toml")))
-UPSTREAM = "upstream"
 # What a configuration may set: the training options. Sizes and execution choices belong to the command line (or a
 # study's preset); the seed to each run.
 SIZES = ("batch_size", "hidden", "noise_dim", "eval_samples")
@@ -46,10 +45,6 @@ class NamedConfig:
 def upstream_options() -> dict:
     """The upstream Health Gym v1 configuration: every training option at its default. The one definition."""
     return {k: v for k, v in defaults().items() if k in OPTIONS}
-
-
-def is_config_name(text: str) -> bool:
-    return text in NAMED
 
 
 def config_path(name_or_path: str, flag: str = "--config") -> Path:
