@@ -79,3 +79,15 @@ def test_the_trainer_refuses_a_bad_configuration_in_one_line(tmp_path, config):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert config in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_deeply_nested_space_or_schema_is_refused_in_one_line(tmp_path):
+    from healthgym_core.data.schema import load_schema_toml
+    from study.spaces import load_space
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "1" + "]" * 5000 + "\n")
+    for load in (load_space, load_schema_toml):
+        with pytest.raises(DataError) as e:
+            load(str(deep))
+        assert str(e.value) == f"{deep}: not valid TOML: nested too deeply"

@@ -136,7 +136,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     # pandas renames a repeated header name (VL, VL.1), so look at the header as written.
     if b"\n" in head:
         header = next(csv.reader(io.StringIO(head.decode(encoding, errors="replace"))), [])
-        dup = next((c for c in header if c and header.count(c) > 1), None)
+        dup = first_repeat(c for c in header if c)
         if dup is not None:
             raise DataError(file, "column appears twice in the header", column=dup)
     return frame
@@ -197,13 +197,23 @@ def _integers(values: np.ndarray, column: str, file: str, what: str) -> np.ndarr
     return values.astype(np.int64)
 
 
+def first_repeat(names) -> str | None:
+    """The first name seen a second time, in one pass (a header of a million columns is read in a second)."""
+    seen: set = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def cohort_from_frame(frame: pd.DataFrame, schema: Schema, file: str, source: str | None = None) -> Cohort:
     """Validate a long-format frame against the schema and convert it to dense arrays."""
     if len(frame.columns) == 0:
         raise DataError(file, "no columns")
     cols = [str(c) for c in frame.columns]
     frame = frame.set_axis(cols, axis=1)
-    dup = next((c for c in cols if cols.count(c) > 1), None)
+    dup = first_repeat(cols)
     if dup is not None:
         raise DataError(file, "column appears twice in the header", column=dup)
     time_column = schema.time_column
