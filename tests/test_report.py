@@ -28,7 +28,7 @@ from matplotlib.collections import PathCollection
 from healthgym_core.evaluation import dependence
 from healthgym_core.evaluation.collapse import FAITHFUL
 from study import report as report_mod
-from study.experiment import RUNS_TABLE, SUMMARY_TABLE
+from study.experiment import RANK_METRIC, RUNS_TABLE, SUMMARY_TABLE
 from study.reporting.final import PANELS, final_figure, final_html
 from study.reporting.search import dynamics_windows
 from tests.browser import CHROMIUM, Browser, Session
@@ -180,7 +180,7 @@ def test_report_is_one_self_contained_file(experiment, written):
     files = sorted((experiment.parent / "figures").glob("*.png"))
     assert len(files) == len(images)
     assert sorted(f.read_bytes() for f in files) == sorted(base64.b64decode(d) for d in images)
-    assert (experiment.parent / "figures" / "best_emd_feat_so_far.png").is_file()
+    assert (experiment.parent / "figures" / f"best_{RANK_METRIC}_so_far.png").is_file()
 
 
 @pytest.mark.slow
