@@ -32,14 +32,13 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint  # noqa: E402
 from healthgym_core.data.cohort import load_cohort  # noqa: E402
 from healthgym_core.data.prepared import prepare_data  # noqa: E402
 from healthgym_core.evaluation.damage import DAMAGES  # noqa: E402
 from healthgym_core.evaluation.distances import emd_feat  # noqa: E402
 from healthgym_core.evaluation.fidelity import SIGNALS, SignalSpace  # noqa: E402
 from healthgym_core.evaluation.realism import realism  # noqa: E402
-from healthgym_core.sampling import generate  # noqa: E402
+from healthgym_core.sampling import sample_arrays  # noqa: E402
 
 STRENGTHS = (0.1, 0.25, 0.5, 1.0)
 SAMPLES = 1000
@@ -107,8 +106,7 @@ def main() -> int:
         val = (data.val_cohort.reals, data.val_cohort.codes)
         rows = []
         for path in sorted(glob.glob(args.checkpoints)):
-            gen, transform, meta = generator_from_checkpoint(load_checkpoint(Path(path)), "cpu")
-            fake = transform.decode(generate(gen, SAMPLES, int(meta["n_months"]), 7).numpy())
+            fake = sample_arrays(path, SAMPLES, seed=7)[:2]
             row = {"checkpoint": Path(path).name, **{n: f(fake) for n, f in sig.items()}}
             row.update({f"user:{k}": v for k, v in user_misses(realism(data.schema, val, fake)).items()})
             rows.append(row)

@@ -24,14 +24,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint  # noqa: E402
 from healthgym_core.data.cohort import load_cohort  # noqa: E402
 from healthgym_core.data.prepared import prepare_data  # noqa: E402
 from healthgym_core.evaluation.distances import emd_feat  # noqa: E402
 from healthgym_core.evaluation.features import FeatureSpace  # noqa: E402
 from healthgym_core.evaluation.fidelity import SIGNALS, SignalSpace  # noqa: E402
 from healthgym_core.evaluation.realism import realism  # noqa: E402
-from healthgym_core.sampling import generate  # noqa: E402
+from healthgym_core.sampling import sample_arrays  # noqa: E402
 
 CPU_PRESET = ["--hidden", "32", "--batch-size", "140", "--patients", "2000", "--eval-samples", "1000"]
 ARMS = {  # name -> trainer options (each starts from a named configuration)
@@ -77,8 +76,7 @@ def train_all(runs: list[tuple[str, int, Path]], epochs: int, jobs: int) -> None
 
 
 def score(folder: Path, data, space: SignalSpace, features: FeatureSpace) -> dict:
-    gen, transform, meta = generator_from_checkpoint(load_checkpoint(folder / "checkpoints" / "last.pt"), "cpu")
-    fake = transform.decode(generate(gen, SAMPLES, int(meta["n_months"]), 7).numpy())
+    fake = sample_arrays(folder / "checkpoints" / "last.pt", SAMPLES, seed=7)[:2]
     test = (data.test_cohort.reals, data.test_cohort.codes)
     ref = space.embed(test)
     out = realism(data.schema, test, fake)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from healthgym_core.atomic import write_table
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.data.cohort import frame_from_arrays
+from healthgym_core.data.transforms import CohortTransform
 from healthgym_core.errors import ConfigError
 from healthgym_core.nn.generator import Generator
 
@@ -29,6 +31,20 @@ def generate(generator: Generator, n: int, length: int, seed: int, chunk: int = 
     return torch.cat(out)
 
 
+def sample_arrays(
+    checkpoint: str | Path | dict, n_patients: int, seed: int = 0, months: int | None = None, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray, CohortTransform]:
+    """n_patients synthetic patients from a checkpoint's generator, decoded: (reals [N, T, R] in original units,
+    internal codes [N, T, C], the transform); months default to the training data's."""
+    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    gen, transform, meta = generator_from_checkpoint(ckpt, device)
+    months = months or int(meta["n_months"])
+    if months < 1:
+        raise ConfigError(f"months must be at least 1, got {months}")
+    reals, codes = transform.decode(generate(gen, n_patients, months, seed).numpy())
+    return reals, codes, transform
+
+
 def sample(
     checkpoint: str | Path | dict,
     n_patients: int,
@@ -41,13 +57,7 @@ def sample(
     PatientID column (0..n-1) and the time column; written as CSV or Parquet by extension when `out` is given."""
     if n_patients < 1:
         raise ConfigError(f"n_patients must be at least 1, got {n_patients}")
-    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-    gen, transform, meta = generator_from_checkpoint(ckpt, device)
-    months = months or int(meta["n_months"])
-    if months < 1:
-        raise ConfigError(f"months must be at least 1, got {months}")
-    soft = generate(gen, n_patients, months, seed).numpy()
-    reals, codes = transform.decode(soft)
+    reals, codes, transform = sample_arrays(checkpoint, n_patients, seed, months, device)
     frame = frame_from_arrays(transform.schema, reals, codes)
     if out is not None:
         write_table(frame, out)

@@ -15,12 +15,11 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from healthgym_core.atomic import atomic_write, write_table
-from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
-from healthgym_core.sampling import generate
+from healthgym_core.sampling import sample_arrays
 from study.experiment import CHECKPOINT_FILE, CODE_KEY, RUNS_TABLE, STUDY_FILE, read_study_record
 from study.plan import plan_of
 from study.presets import gpus_per_trial
@@ -189,8 +188,7 @@ def plan_status(run: Path, plan: dict) -> pd.DataFrame:
 
 def score_checkpoint(folder: Path, data: PreparedData, n: int, seed: int) -> dict[str, float]:
     """`n` synthetic patients from the generator of a trial checkpoint folder, scored on the test patients."""
-    gen, transform, _ = generator_from_checkpoint(load_checkpoint(folder / CHECKPOINT_FILE))
-    reals, codes = transform.decode(generate(gen, n, data.n_months, seed).numpy())
+    reals, codes, _ = sample_arrays(folder / CHECKPOINT_FILE, n, seed, data.n_months)
     return final_metrics(data, reals, codes, seed=seed)
 
 
