@@ -40,9 +40,12 @@ ARMS = {  # name -> trainer options (each starts from a named configuration)
     "critic_diffs": ["--config", "cpu_base", "--critic-diffs"],
     "critic_h64": ["--config", "cpu_base", "--critic-hidden", "64"],
     "texture_loss": ["--config", "cpu_base", "--texture-weight", "10"],
+    "texture_w30": ["--config", "cpu_base", "--texture-weight", "30"],
+    "texture_w100": ["--config", "cpu_base", "--texture-weight", "100"],
     "stronger_critic": ["--config", "stronger_critic"],
     "strong_every_month": ["--config", "stronger_critic", "--critic-reach", "every_month"],
     "strong_diffs": ["--config", "stronger_critic", "--critic-diffs"],
+    "strong_texture": ["--config", "stronger_critic", "--texture-weight", "10"],
 }
 SAMPLES = 1000
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
@@ -23,21 +24,36 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         return 130
 
 
-def at_least(minimum: float, *, strict: bool = False) -> type[argparse.Action]:
-    """An argparse action refusing values below `minimum` (or not above it, `strict`) with one ConfigError line,
-    e.g. `--epochs must be at least 1, got 0`. Argparse does not catch it, so `run` prints it and exits 2."""
-    if strict:
+def number_range(
+    minimum: float | None = None, maximum: float | None = None, *, strict: bool = False
+) -> type[argparse.Action]:
+    """An argparse action refusing a value that is not a finite number within [minimum, maximum] (above `minimum`
+    when `strict`) with one ConfigError line, e.g. `--epochs must be at least 1, got 0`. Argparse does not catch
+    it, so `run` prints it and exits 2. The one number check of every numeric option."""
+    if minimum is None:
+        rule = f"at most {maximum:,}"
+    elif strict:
         rule = "positive" if minimum == 0 else f"more than {minimum}"
     else:
         rule = "0 or more" if minimum == 0 else f"at least {minimum}"
+    if minimum is not None and maximum is not None:
+        rule = f"{minimum:,}-{maximum:,}" if not strict else f"{rule} and at most {maximum:,}"
 
-    class AtLeast(argparse.Action):
+    class NumberRange(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None):
-            if values < minimum or (strict and values == minimum):
+            bad = not math.isfinite(values)
+            bad = bad or (minimum is not None and (values < minimum or (strict and values == minimum)))
+            bad = bad or (maximum is not None and values > maximum)
+            if bad:
                 raise ConfigError(f"{option_string} must be {rule}, got {values}")
             setattr(namespace, self.dest, values)
 
-    return AtLeast
+    return NumberRange
+
+
+def at_least(minimum: float, *, strict: bool = False, most: float | None = None) -> type[argparse.Action]:
+    """`number_range(minimum, most)`: a finite number of at least `minimum` (more than it, `strict`)."""
+    return number_range(minimum, most, strict=strict)
 
 
 def flag(name: str) -> str:

@@ -26,9 +26,14 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def whole(minimum: int, why: str = "") -> Check:
-    rule = "0 or more" if minimum == 0 else f"at least {minimum}"
-    return lambda v: None if _is_int(v) and v >= minimum else f"must be a whole number of {rule}{why}"
+MAX_WIDTH = 4096  # hidden sizes: a BiLSTM this wide already holds hundreds of millions of weights
+MAX_COUNT = 1_000_000  # patients per batch or evaluation, critic steps per generator step: beyond is a typo
+
+
+def whole(minimum: int, why: str = "", most: int | None = None) -> Check:
+    rule = ("0 or more" if minimum == 0 else f"at least {minimum}") if most is None else f"{minimum}-{most:,}"
+    ok = lambda v: _is_int(v) and v >= minimum and (most is None or v <= most)  # noqa: E731
+    return lambda v: None if ok(v) else f"must be a whole number of {rule}{why}"
 
 
 def finite_at_least_0(v: object) -> str | None:
@@ -54,7 +59,8 @@ def _device(v: object) -> str | None:
 
 
 def _noise_dim(v: object) -> str | None:
-    return None if _is_int(v) and v >= 0 else "must be 0 (same as hidden) or a positive whole number"
+    ok = _is_int(v) and 0 <= v <= MAX_WIDTH
+    return None if ok else f"must be 0 (same as hidden) or a whole number up to {MAX_WIDTH}"
 
 
 def _schedule(v: object) -> str | None:
@@ -70,7 +76,7 @@ def option(default, help: str, check: Check | None = None, choices: tuple | None
 @dataclass
 class TrainConfig:
     # The study factors (upstream values by default).
-    n_critic: int = option(5, "critic updates per generator update", whole(1))
+    n_critic: int = option(5, "critic updates per generator update", whole(1, most=100))
     gp_weight: float = option(10.0, "gradient-penalty weight", finite_at_least_0)
     corr_weight: float = option(10.0, "correlation-loss weight (0: the ablation)", finite_at_least_0)
     schedule: str = option(
@@ -85,8 +91,8 @@ class TrainConfig:
     )
     # Optimisation and size.
     seed: int = option(42, "training seed (weights, noise, batches)", whole(0))
-    batch_size: int = option(256, "patients per batch", whole(1))
-    hidden: int = option(128, "hidden size HD (the noise size follows it unless --noise-dim)", whole(1))
+    batch_size: int = option(256, "patients per batch", whole(1, most=MAX_COUNT))
+    hidden: int = option(128, "hidden size HD (the noise size follows it unless --noise-dim)", whole(1, most=MAX_WIDTH))
     noise_dim: int = option(0, "noise size ID; 0: same as hidden (upstream ID = HD = 128)", _noise_dim)
     lr_g: float = option(1e-3, "generator Adam learning rate", positive)
     lr_d: float = option(1e-3, "critic Adam learning rate", positive)
@@ -112,7 +118,7 @@ class TrainConfig:
         choices=CRITIC_REACH,
     )
     critic_diffs: bool = option(False, "the critic also sees each real variable's month-to-month change")
-    critic_hidden: int = option(0, "the critic's hidden size; 0: the same as hidden", whole(0))
+    critic_hidden: int = option(0, "the critic's hidden size; 0: the same as hidden", whole(0, most=MAX_WIDTH))
     texture_weight: float = option(
         0.0,
         "weight of a loss matching the sd of each real variable's month-to-month change to the real patients' (0: off)",
@@ -139,7 +145,10 @@ class TrainConfig:
         group="execution",
     )
     eval_samples: int = option(
-        2000, "synthetic patients per evaluation", whole(2, " (the metrics need a covariance)"), group="execution"
+        2000,
+        "synthetic patients per evaluation",
+        whole(2, " (the metrics need a covariance)", MAX_COUNT),
+        group="execution",
     )
 
     @property

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+SHOWN = 80  # characters of an offending value an error line quotes
+
+
+def shown(value: object) -> str:
+    """An offending value as an error line quotes it: its repr, cut to SHOWN characters (a 1 MB cell is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 3]}... ({len(text):,} characters)"
+
 
 class HealthGymError(Exception):
     """Base class: a user-facing problem, reported as one line (exit code 2 from the CLIs)."""
@@ -29,7 +37,7 @@ class DataError(HealthGymError):
             parts.append(f"row {row}")
         message = ": ".join(parts) + ": " + problem
         if value is not None:
-            message += f" (value {value!r})"
+            message += f" (value {shown(value)})"
         super().__init__(" ".join(message.split()))
 
 

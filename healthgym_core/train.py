@@ -31,7 +31,7 @@ from healthgym_core.atomic import atomic_write, check_creatable_folder, check_ta
 from healthgym_core.checkpoint import load_checkpoint, restore_state, save_checkpoint
 from healthgym_core.config import FIELDS, TrainConfig
 from healthgym_core.configs import NAMED, NamedConfig, load_config
-from healthgym_core.data.cohort import load_cohort
+from healthgym_core.data.cohort import MAX_PATIENTS, load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import ConfigError
@@ -55,7 +55,13 @@ def parser() -> argparse.ArgumentParser:
         "or 'art4hiv' (the cached download)",
     )
     g.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
-    g.add_argument("--patients", type=int, default=None, help="first N patients (simulated: generate N; default 2000)")
+    g.add_argument(
+        "--patients",
+        type=int,
+        default=None,
+        action=cli.number_range(1, MAX_PATIENTS),
+        help="first N patients (simulated: generate N; default 2000)",
+    )
     g.add_argument("--data-seed", type=int, default=0, action=cli.at_least(0), help="seed of the simulated cohort")
     g.add_argument(
         "--split-seed", type=int, default=0, action=cli.at_least(0), help="seed of the 70/15/15 patient split"

@@ -13,13 +13,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-
 from healthgym_core.config import FIELDS, TrainConfig, defaults
 from healthgym_core.configs import NAMED, OPTIONS, SIZES, config_path, load_config, upstream_options
 from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC
-from study.experiment import RANK_METRIC, read_study_record
+from study.experiment import RANK_METRIC, read_leaderboard, read_study_record
 from study.leaderboard import completed_by_rank, rank_column
 
 # The options a base carries from one study to the next: a named configuration's (the training options but the seed
@@ -65,10 +63,10 @@ def base_from_study(folder: str | Path) -> tuple[dict, dict]:
     if not (folder / "study.json").is_file():
         raise ConfigError(f"--base {folder}: not a study folder (no study.json)")
     record = read_study_record(folder)
-    board_file = folder / "leaderboard.parquet"
-    if not board_file.is_file():
-        raise ConfigError(f"--base {folder}: the study has no leaderboard yet; finish it (or --resume it) first")
-    board = pd.read_parquet(board_file)
+    try:
+        board = read_leaderboard(folder)
+    except ConfigError as e:
+        raise ConfigError(f"--base {e}") from None
     done = completed_by_rank(board)
     if not len(done):
         raise ConfigError(

@@ -9,6 +9,7 @@ On a cluster, run it on the head node and forward its port: `ssh -L 8899:127.0.0
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,12 +20,19 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from healthgym_core import cli  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
 
+TOKEN_ENV = "HEALTHGYM_DASHBOARD_TOKEN"
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python study/dashboard.py", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", help="the experiment folder (with study.json), e.g. experiments/curriculum")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    p.add_argument("--token", default=None, help="the access token (default: a random one, printed in the address)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"the access token, at least 16 characters (default: ${TOKEN_ENV} if set, else a random one, printed "
+        "in the address); a token on the command line shows in `ps`, the variable does not",
+    )
     return p
 
 
@@ -38,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder")
     try:
-        server, address = serve(folder, args.port, token=args.token)
+        server, address = serve(folder, args.port, token=args.token or os.environ.get(TOKEN_ENV) or None)
     except OSError as e:
         raise ConfigError(f"--port {args.port}: cannot listen on 127.0.0.1 ({e.strerror or e})") from None
     print(f"study dashboard: {address}", flush=True)

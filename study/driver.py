@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import subprocess
 import sys
 import time
@@ -11,11 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from healthgym_core.atomic import atomic_write, check_creatable_folder, plain_name
-from healthgym_core.cli import add_dataclass_options, at_least
-from healthgym_core.config import TrainConfig
+from healthgym_core.cli import add_dataclass_options, at_least, number_range
+from healthgym_core.config import MAX_WIDTH, TrainConfig
 from healthgym_core.configs import NAMED
-from healthgym_core.curriculum import Schedule
-from healthgym_core.data.cohort import load_cohort
+from healthgym_core.data.cohort import MAX_PATIENTS, load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.errors import ConfigError
 from healthgym_core.state import check_against_data
@@ -129,9 +130,9 @@ def parser() -> argparse.ArgumentParser:
         "--data", default="simulated", help="cohort file, 'simulated' (NOT the Health Gym dataset) or 'art4hiv'"
     )
     d.add_argument("--schema", default="demo7", help="demo7, full10, full13 or a .toml schema file")
-    d.add_argument("--patients", type=int, default=None, action=at_least(1))
+    d.add_argument("--patients", type=int, default=None, action=number_range(1, MAX_PATIENTS))
     d.add_argument("--split-seed", type=int, default=0, action=at_least(0))
-    d.add_argument("--hidden", type=int, default=None, action=at_least(1))
+    d.add_argument("--hidden", type=int, default=None, action=number_range(1, MAX_WIDTH))
     d.add_argument("--batch-size", type=int, default=None, action=at_least(1))
     add_dataclass_options(d, TrainConfig, ["eval_samples"], defaults={"eval_samples": None})
     r = p.add_argument_group("resources and storage")
@@ -170,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="PORT",
         nargs="?",
         const=0,
+        action=number_range(0, 65535),
         help="also serve the project's live study page (study/dashboard.py) on 127.0.0.1 while the study "
         "runs, on PORT or a free port, and print its address (not Ray's dashboard)",
     )
@@ -177,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
         "--export-patients",
         type=int,
         default=1000,
-        action=at_least(1),
+        action=number_range(1, MAX_PATIENTS),
         help="synthetic patients sampled from the best trial",
     )
     return p
@@ -197,12 +199,15 @@ def choose_preset(args: argparse.Namespace, cluster_gpus: float) -> Preset:
 
 
 def check_space_against_data(space: SearchSpace, trial_base: dict, data: PreparedData) -> None:
-    """Refuse up front what no trial could run: schedules longer than the data, a batch larger than the patients."""
+    """Refuse up front what no trial could run: each factor's every choice and both bounds, on top of the trials'
+    base, checked against the data (schedules longer than its months, a batch larger than its patients)."""
     check_against_data(TrainConfig.from_dict(trial_base).validate(), data)
     for f in space.factors:
-        if f.name == "schedule":
-            for s in f.choices:
-                Schedule.parse(s).check(data.n_months)
+        for value in f.choices if f.choices is not None else (f.low, f.high):
+            try:
+                check_against_data(TrainConfig.from_dict({**trial_base, f.name: value}).validate(), data)
+            except ConfigError as e:
+                raise ConfigError(f"space {space.name}, factor {f.name}: {e}") from None
 
 
 def save_study(
@@ -236,6 +241,23 @@ def save_study(
     atomic_write(folder / STUDY_FILE, lambda p: p.write_text(json.dumps(record, indent=2)))
 
 
+def check_recorded_arg(action: argparse.Action, value, where: Path) -> None:
+    """A recorded option has the type and the choices its flag would give it (study.json may have been edited)."""
+    kinds = {int: (int,), float: (int, float), str: (str,)}
+    if value is None:
+        return
+    if isinstance(action, argparse._AppendAction):
+        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, kinds.get(action.type, (str,))) and not isinstance(value, bool)
+        ok = ok and (not isinstance(value, float) or math.isfinite(value))
+        ok = ok and (action.choices is None or value in action.choices)
+    if not ok:
+        raise ConfigError(f"{where}: recorded option {action.dest!r} is damaged (value {str(value)[:60]!r})")
+
+
 def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Namespace:
     record = read_study_record(folder)
     known = {a.dest for a in parser()._actions}
@@ -243,7 +265,9 @@ def load_study_args(folder: Path, current: argparse.Namespace) -> argparse.Names
     if unknown:
         raise ConfigError(f"{folder / STUDY_FILE}: written by another version (unknown option {unknown[0]!r})")
     saved = parser().parse_args([])
+    actions = {a.dest: a for a in parser()._actions}
     for k, v in record["args"].items():
+        check_recorded_arg(actions[k], v, folder / STUDY_FILE)
         setattr(saved, k, v)
     for keep in (
         "resume",
@@ -367,10 +391,11 @@ def start_live_page(folder: Path, port: int) -> subprocess.Popen:
             port = s.getsockname()[1]
     token = secrets.token_urlsafe(24)
     script = Path(__file__).resolve().parent / "dashboard.py"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(folder), "--port", str(port), "--token", token],
+    proc = subprocess.Popen(  # the token in the environment: a command line shows in `ps`
+        [sys.executable, str(script), str(folder), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "HEALTHGYM_DASHBOARD_TOKEN": token},
     )
     print(f"live study page: http://127.0.0.1:{port}/?token={token}", flush=True)
     return proc

@@ -27,7 +27,14 @@ from healthgym_core.atomic import write_table  # noqa: E402
 from healthgym_core.configs import NAMED, NamedConfig, load_config  # noqa: E402
 from healthgym_core.errors import ConfigError  # noqa: E402
 from healthgym_core.evaluation.verdicts import NEAREST_REAL, beats  # noqa: E402
-from study.experiment import RUNS_TABLE, STUDY_FILE, SUMMARY_TABLE, read_study_record, study_data  # noqa: E402
+from study.experiment import (  # noqa: E402
+    RUNS_TABLE,
+    STUDY_FILE,
+    SUMMARY_TABLE,
+    read_leaderboard,
+    read_study_record,
+    study_data,
+)
 from study.leaderboard import completed_by_rank  # noqa: E402
 
 SEED_BASE = 1000  # evaluation seeds differ from every study seed
@@ -105,8 +112,8 @@ def parser() -> argparse.ArgumentParser:
         "longer than one machine's life keeps its finished runs; trains nothing",
     )
     p.add_argument("--address", default=None, help="'auto' to use a running Ray cluster")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=None)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, action=cli.at_least(0, strict=True))
+    p.add_argument("--gpus-per-trial", type=float, default=None, action=cli.at_least(0))
     p.add_argument("--no-dashboard", action="store_true")
     return p
 
@@ -114,9 +121,7 @@ def parser() -> argparse.ArgumentParser:
 def load_study(folder: Path) -> tuple[dict, pd.DataFrame]:
     if not (folder / STUDY_FILE).is_file():
         raise ConfigError(f"{folder}: not a study folder (no {STUDY_FILE})")
-    if not (folder / "leaderboard.parquet").is_file():
-        raise ConfigError(f"{folder}: the study has no leaderboard yet; finish it (or --resume it) first")
-    return read_study_record(folder), pd.read_parquet(folder / "leaderboard.parquet")
+    return read_study_record(folder), read_leaderboard(folder)
 
 
 def choose_arms(
@@ -196,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.status:
         from study.final_runs import last_plan, plan_status
 
-        run, plan = last_plan(folder)
+        run, plan = last_plan(folder, "--status")
         table = plan_status(run, plan)
         print(f"{run}: {(table['state'].isin(['done', 'reused'])).sum()} of {len(table)} runs done")
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
@@ -208,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if table.suffix != ".csv":
             raise ConfigError(f"--keep-done {table}: must name a .csv file")
         if table.exists():
-            scored_runs(table, 0)  # an evaluation table with run keys, or a clear error before any scoring
+            scored_runs(table, 0, "--keep-done")  # an evaluation table with run keys, or an error before scoring
         data = study_data(record)
         added, total = keep_done(folder, data, samples_scored(args, data), table)
         print(f"{table}: {added} finished runs scored and added, {total} in all")

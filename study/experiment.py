@@ -9,14 +9,17 @@ import json
 import re
 from pathlib import Path
 
-from healthgym_core.errors import ConfigError
-from healthgym_core.evaluation.distances import RANK_METRIC
+import pandas as pd
+
+from healthgym_core.errors import ConfigError, HealthGymError
+from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC, RANK_METRIC
 
 STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
 STUDY_VERSION = 2  # bump when study.json or the experiment layout changes incompatibly (2: factors as data)
 OPTUNA_FILE = "optuna.db"  # Optuna's SQLite storage (study name = experiment name)
 CHECKPOINT_FILE = "state.pt"  # inside each Tune checkpoint folder
 STEPS_FILE = "steps.csv"  # per-step losses, in each trial's folder
+STEPS_COLUMNS = ("epoch", "step", "L", "D_loss", "G_loss")  # what its readers rely on, all numeric
 CODE_KEY = "code_version"  # in every trial report and leaderboard row: the fingerprint of the code that trained it
 RUNS_TABLE = "final_evaluation"  # study/evaluate.py's tables (.csv and .parquet): one row per run
 SUMMARY_TABLE = "final_summary"  # and mean and spread per arm, next to the real-vs-real floor
@@ -83,11 +86,15 @@ def spent_text(trial_epochs: int, g_steps: int, budget: int | None) -> str:
 
 
 def read_study_record(folder: Path) -> dict:
-    """study.json, checked: a clear error if it is truncated, damaged or from an incompatible version."""
-    path = folder / STUDY_FILE
+    """study.json, checked once for every reader: a clear one-line error if it is truncated, damaged, of the wrong
+    shape or from an incompatible version (its plan, space and data tables are checked field by field)."""
+    from study.plan import plan_of
+    from study.spaces import Factor
+
+    path = Path(folder) / STUDY_FILE
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        record = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConfigError(
             f"{path}: damaged or truncated ({type(e).__name__}); the study cannot be resumed from it"
         ) from None
@@ -95,9 +102,80 @@ def read_study_record(folder: Path) -> dict:
         raise ConfigError(f"{path}: not a study record")
     if record.get("version") != STUDY_VERSION:
         raise ConfigError(
-            f"{path}: study format version {record.get('version')!r} is not supported (this version reads {STUDY_VERSION})"
+            f"{path}: study format version {str(record.get('version'))[:40]!r} is not supported "
+            f"(this version reads {STUDY_VERSION})"
         )
+    for key in ("space", "data", "preset"):
+        if not isinstance(record.get(key, {}), dict):
+            raise ConfigError(f"{path}: {key!r} is not a table (value {str(record[key])[:60]!r})")
+    factors = record.get("space", {}).get("factors", [])
+    if not isinstance(factors, list):
+        raise ConfigError(f"{path}: 'space.factors' is not a list (value {str(factors)[:60]!r})")
+    try:
+        for f in factors:
+            Factor.from_dict(f, str(path))
+        plan_of(record, str(path))
+    except HealthGymError as e:
+        raise ConfigError(str(e)) from None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        raise ConfigError(f"{path}: a damaged study record ({type(e).__name__}: {str(e)[:80]})") from None
     return record
+
+
+def result_line(line: str | bytes) -> dict | None:
+    """One line of a trial's result.json as a report, or None for a line that is not one (cut short by a kill,
+    damaged, not a JSON object, no whole epoch number). Every reader of result.json reads lines through this."""
+    try:
+        report = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    epoch = report.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        return None
+    numbers = (report.get(m) for m in ("diverged", *METRICS))
+    if not all(v is None or isinstance(v, (int, float)) for v in numbers):
+        return None
+    return report
+
+
+def result_lines(trial: Path) -> tuple[list[dict], int]:
+    """(the reports of a trial folder's result.json, how many of its non-empty lines were not reports)."""
+    try:
+        raw = (trial / "result.json").read_bytes().splitlines()
+    except OSError:
+        return [], 0
+    lines = [line for line in raw if line.strip()]
+    reports = [r for r in map(result_line, lines) if r is not None]
+    return reports, len(lines) - len(reports)
+
+
+BOARD_FILE = "leaderboard.parquet"
+BOARD_COLUMNS = ("trial_id", "status")  # what every reader of a leaderboard relies on
+
+
+def read_leaderboard(folder: Path, need: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The study's leaderboard.parquet, checked: a one-line ConfigError naming the file when it is missing,
+    unreadable, or lacks BOARD_COLUMNS or the columns in `need`."""
+    path = Path(folder) / BOARD_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder}: the study has no leaderboard yet; finish it (or --resume it) first")
+    try:
+        board = pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
+        raise ConfigError(f"{path}: unreadable ({type(e).__name__}); it is rewritten when the study finishes") from None
+    missing = [c for c in (*BOARD_COLUMNS, *need) if c not in board]
+    ranked = [f"last_{m}" for m in (RANK_METRIC, EARLIER_RANK_METRIC)]
+    if not missing and not any(c in board for c in ranked):
+        missing = ranked[:1]
+    if missing:
+        raise ConfigError(f"{path}: damaged (no {missing[0]!r} column)")
+    if not board["status"].map(lambda v: isinstance(v, str)).all():
+        raise ConfigError(f"{path}: damaged (a 'status' that is not text)")
+    board = board.copy()
+    board["trial_id"] = board["trial_id"].astype(str)
+    return board
 
 
 def study_data(record: dict):

@@ -20,7 +20,7 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
 from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.sampling import sample_arrays
-from study.experiment import CHECKPOINT_FILE, CODE_KEY, RUNS_TABLE, STUDY_FILE, read_study_record
+from study.experiment import CHECKPOINT_FILE, CODE_KEY, RUNS_TABLE, STUDY_FILE, read_study_record, result_lines
 from study.plan import plan_of
 from study.presets import gpus_per_trial
 from study.trainable import train_healthgym, training_code, trial_config
@@ -70,13 +70,8 @@ def trial_base(record: dict) -> dict:
 
 
 def _last_report(trial: Path) -> dict | None:
-    lines = (trial / "result.json").read_text().splitlines() if (trial / "result.json").is_file() else []
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-    return None
+    reports, _ = result_lines(trial)  # a line cut short by a kill is left out
+    return reports[-1] if reports else None
 
 
 def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
@@ -111,15 +106,16 @@ def finished_runs(study: Path, skip: Path | None = None) -> dict[str, dict]:
     return found
 
 
-def scored_runs(table: Path, samples: int) -> dict[str, dict]:
+def scored_runs(table: Path, samples: int, option: str = "--reuse") -> dict[str, dict]:
     """The runs an earlier evaluation's table (final_evaluation.csv, kept when its folder is not) scored with
-    `samples` synthetic patients: run key -> {"scores": its test scores, "source": where they came from}."""
+    `samples` synthetic patients: run key -> {"scores": its test scores, "source": where they came from}. `option`
+    names the option that gave the table in an error."""
     try:
         runs = pd.read_csv(table)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"--reuse {table}: not readable as an evaluation table ({e})") from None
+        raise ConfigError(f"{option} {table}: not readable as an evaluation table ({str(e)[:120]})") from None
     if not {"run_key", "samples", "arm", "seed", "error"} <= set(runs.columns):
-        raise ConfigError(f"--reuse {table}: no run_key column (not a {RUNS_TABLE}.csv, or one written before "
+        raise ConfigError(f"{option} {table}: no run_key column (not a {RUNS_TABLE}.csv, or one written before "
                           "run keys were recorded)")  # fmt: skip
     found = {}
     for _, r in runs[~runs["error"].astype(bool) & (runs["samples"] == samples)].iterrows():
@@ -204,11 +200,12 @@ def new_plan(
     return run, plan
 
 
-def last_plan(folder: Path) -> tuple[Path, dict]:
-    """The newest evaluation run of this study and its plan."""
+def last_plan(folder: Path, option: str = "--resume") -> tuple[Path, dict]:
+    """The newest evaluation run of this study and its plan (`option` names what asked for it in an error)."""
     runs = sorted(p.parent for p in folder.glob(f"final-*/{PLAN_FILE}"))
     if not runs:
-        raise ConfigError(f"--resume: {folder} holds no evaluation to resume (run it without --resume)")
+        hint = "run it without --resume" if option == "--resume" else "start one: python study/evaluate.py EXPERIMENT"
+        raise ConfigError(f"{option}: {folder} holds no evaluation yet ({hint})")
     return runs[-1], json.loads((runs[-1] / PLAN_FILE).read_text())
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from healthgym_core.atomic import plain_name
 from healthgym_core.config import TrainConfig
 from healthgym_core.errors import ConfigError, HealthGymError
+from study.experiment import METRICS, SCHEDULERS
 from study.spaces import Factor, SearchSpace, load_space
 
 SIZES = ("hidden", "batch_size", "eval_samples")  # the preset's model and evaluation sizes a command line may change
@@ -65,7 +67,27 @@ class StudyPlan:
             if not ok or (isinstance(v, int) and v < 0):
                 raise ConfigError(f"{where}: plan field {f.name!r} is damaged (value {str(v)[:80]!r})")
             values[f.name] = v
-        TrainConfig.from_dict(values["trial_base"]).validate()
+        checks = {
+            "name": (lambda v: plain_name(v, "name") and True, "a plain folder name"),
+            "metric": (lambda v: v in METRICS, f"one of {', '.join(METRICS)}"),
+            "scheduler": (lambda v: v in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+            "max_epochs": (lambda v: v >= 1, "at least 1"),
+            "grace_period": (lambda v: v >= 1, "at least 1"),
+            "reduction_factor": (lambda v: v >= 2, "at least 2"),
+        }
+        for name, (ok, rule) in checks.items():
+            try:
+                good = ok(values[name])
+            except HealthGymError:
+                good = False
+            if not good:
+                raise ConfigError(f"{where}: plan field {name!r} must be {rule}, got {str(values[name])[:80]!r}")
+        if not all(isinstance(values["base"].get(k), dict) for k in ("config", "set")):
+            raise ConfigError(f"{where}: plan field 'base' is damaged (it needs its config and set tables)")
+        try:
+            TrainConfig.from_dict(values["trial_base"]).validate()
+        except (HealthGymError, TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: plan field 'trial_base' is damaged ({str(e)[:120]})") from None
         return cls(**values)
 
 

@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from healthgym_core import cli  # noqa: E402
-from healthgym_core.atomic import atomic_write  # noqa: E402
+from healthgym_core.atomic import atomic_write, check_creatable_folder  # noqa: E402
+from healthgym_core.errors import ConfigError  # noqa: E402
 from study.reporting.html import log  # noqa: E402
 from study.reporting.loading import load_experiment  # noqa: E402
 from study.reporting.page import render  # noqa: E402
@@ -67,8 +68,13 @@ def save_figures(page: str, folder: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     folder = Path(args.experiment).expanduser().resolve()
-    exp = load_experiment(folder)
     out = Path(args.out).expanduser() if args.out else folder / "report.html"
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: a folder, not a file")
+    check_creatable_folder(out.parent, "--out")
+    if args.figures:  # checked before anything is written
+        check_creatable_folder(Path(args.figures).expanduser(), "--figures")
+    exp = load_experiment(folder)
     log(f"{len(exp.board)} trials in {folder}")
     page = render(exp)
 

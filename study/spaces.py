@@ -8,6 +8,7 @@ sets other options for every trial of the space.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -60,17 +61,9 @@ class Factor:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> Factor:
-        choices = d.get("choices")
-        return cls(
-            d["name"],
-            d.get("why", ""),
-            tuple(choices) if choices is not None else None,
-            d.get("low"),
-            d.get("high"),
-            bool(d.get("log", False)),
-            d.get("mutable"),
-        )
+    def from_dict(cls, d: dict, where: str = "study.json") -> Factor:
+        """A factor as `to_dict` wrote it (a study record keeps them so), checked as a space file's are."""
+        return factor_from_table(d, 0, where)
 
     def clamp(self, value: Any) -> Any:
         """A perturbed value put back inside the factor's range (and made whole for an integer factor)."""
@@ -127,6 +120,39 @@ def _bad(path: str, problem: str) -> DataError:
     return DataError(path, problem)
 
 
+def factor_from_table(item: Any, i: int, file: str) -> Factor:
+    """The i-th factor table of a space file (or of a study record's space), checked: a DataError naming `file`."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise _bad(file, f"factor {i + 1} has no name")
+    name = item["name"]
+    if name not in TUNABLE:
+        raise _bad(file, f"factor {name!r} is not a training option (one of {', '.join(sorted(TUNABLE))})")
+    extra = set(item) - {"name", "why", "choices", "low", "high", "log", "mutable"}
+    if extra:
+        raise _bad(file, f"factor {name!r}: unknown key {sorted(extra)[0]!r}")
+    mutable = item.get("mutable")
+    if mutable is not None and not isinstance(mutable, bool):
+        raise _bad(file, f"factor {name!r}: mutable must be true or false")
+    why = item.get("why", "")
+    if not isinstance(why, str) or not why.strip():
+        raise _bad(file, f"factor {name!r}: give a one-line why")
+    if item.get("choices") is not None:
+        choices = item["choices"]
+        if not isinstance(choices, list) or not choices or item.get("low") is not None or item.get("high") is not None:
+            raise _bad(file, f"factor {name!r}: choices must be a non-empty list (and no low/high)")
+        return Factor(name, why, choices=tuple(choices), mutable=mutable)
+    low, high = item.get("low"), item.get("high")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
+    if not numbers or low >= high:
+        raise _bad(file, f"factor {name!r}: needs choices, or numbers low < high")
+    log = item.get("log", False)
+    if not isinstance(log, bool):
+        raise _bad(file, f"factor {name!r}: log must be true or false")
+    if log and low <= 0:
+        raise _bad(file, f"factor {name!r}: a log range needs low > 0")
+    return Factor(name, why, low=low, high=high, log=log, mutable=mutable)
+
+
 def load_space(name_or_path: str) -> SearchSpace:
     """A built-in space by name or a user's space file (.toml)."""
     if name_or_path in BUILTIN:
@@ -140,35 +166,7 @@ def load_space(name_or_path: str) -> SearchSpace:
     unknown = set(raw) - {"description", "factor", "fixed"}
     if unknown:
         raise _bad(file, f"unknown key {sorted(unknown)[0]!r} (expected description, [[factor]], [fixed])")
-    factors = []
-    for i, item in enumerate(raw.get("factor", [])):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise _bad(file, f"factor {i + 1} has no name")
-        name = item["name"]
-        if name not in TUNABLE:
-            raise _bad(file, f"factor {name!r} is not a training option (one of {', '.join(sorted(TUNABLE))})")
-        extra = set(item) - {"name", "why", "choices", "low", "high", "log", "mutable"}
-        if extra:
-            raise _bad(file, f"factor {name!r}: unknown key {sorted(extra)[0]!r}")
-        mutable = item.get("mutable")
-        if mutable is not None and not isinstance(mutable, bool):
-            raise _bad(file, f"factor {name!r}: mutable must be true or false")
-        why = item.get("why", "")
-        if not isinstance(why, str) or not why.strip():
-            raise _bad(file, f"factor {name!r}: give a one-line why")
-        if "choices" in item:
-            choices = item["choices"]
-            if not isinstance(choices, list) or not choices or ("low" in item or "high" in item):
-                raise _bad(file, f"factor {name!r}: choices must be a non-empty list (and no low/high)")
-            factors.append(Factor(name, why, choices=tuple(choices), mutable=mutable))
-        else:
-            low, high = item.get("low"), item.get("high")
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
-                raise _bad(file, f"factor {name!r}: needs choices, or numbers low < high")
-            log = bool(item.get("log", False))
-            if log and low <= 0:
-                raise _bad(file, f"factor {name!r}: a log range needs low > 0")
-            factors.append(Factor(name, why, low=low, high=high, log=log, mutable=mutable))
+    factors = [factor_from_table(item, i, file) for i, item in enumerate(raw.get("factor", []))]
     names = [f.name for f in factors]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:

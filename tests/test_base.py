@@ -12,7 +12,7 @@ import pytest
 from healthgym_core import cli
 from study.base import BASE_OPTIONS, base_from_study, describe, parse_set, study_base, upstream_options
 from study.experiment import RANK_METRIC
-from tests.study_helpers import study
+from tests.study_helpers import ROOT, study
 
 BAD = {
     "no equals": (["--set", "lr_g"], "write KEY=VALUE"),
@@ -20,7 +20,7 @@ BAD = {
     "a size": (["--set", "hidden=16"], "a size: use --batch-size, --hidden or --eval-samples"),
     "not a number": (["--set", "lr_g=fast"], "lr_g takes a float value, got 'fast'"),
     "not a whole number": (["--set", "n_critic=2.5"], "n_critic takes a int value, got '2.5'"),
-    "against its rule": (["--set", "n_critic=0"], "n_critic=0: must be a whole number of at least 1"),
+    "against its rule": (["--set", "n_critic=0"], "n_critic=0: must be a whole number of 1-100"),
     "not a bool": (["--set", "fresh_real_batch=maybe"], "fresh_real_batch takes a bool value"),
     "a bad schedule": (["--set", "schedule=zigzag:3", "--space", "critic"], "unknown schedule 'zigzag:3'"),
     "a searched factor": (["--set", "schedule=full"], "the space searches schedule"),
@@ -56,12 +56,9 @@ def test_parse_set_types_values():
 def test_base_from_a_study_folder_takes_its_best_completed_trial(tmp_path):
     folder = tmp_path / "earlier"
     folder.mkdir()
-    record = {
-        "version": 2,
-        "args": {},
-        "space": {"factors": [{"name": "n_critic", "low": 1, "high": 10, "why": "x"}]},
-        "base": {"from": "upstream", "set": {"lr_g": 2e-4}, "config": {**upstream_options(), "lr_g": 2e-4}},
-    }
+    record = json.loads((ROOT / "docs" / "results" / "critic" / "study.json").read_text())  # a real record ...
+    record["space"]["factors"] = [{"name": "n_critic", "low": 1, "high": 10, "why": "x"}]  # ... searching n_critic
+    record["base"] = {"from": "upstream", "set": {"lr_g": 2e-4}, "config": {**upstream_options(), "lr_g": 2e-4}}
     (folder / "study.json").write_text(json.dumps(record))
     board = pd.DataFrame(
         {

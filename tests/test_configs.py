@@ -26,7 +26,7 @@ def test_the_named_configurations_load_and_say_where_they_come_from():
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("[options]\nn_critic = 0\n", "[options]: n_critic=0: must be a whole number of at least 1"),
+        ("[options]\nn_critic = 0\n", "[options]: n_critic=0: must be a whole number of 1-100"),
         ("[options]\nlearning_rate = 1e-3\n", "'learning_rate' is not a training option"),
         ("[options]\nhidden = 64\n", "'hidden' is a size, seed or execution choice"),
         ('[options]\nn_critic = "five"\n', "n_critic takes a int"),

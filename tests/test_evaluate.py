@@ -164,7 +164,9 @@ def test_an_interrupted_evaluation_resumes_with_its_own_plan(finished_study, tmp
     EPOCHS = 20  # smoke epochs take well under a second: 3 let a fast machine finish before the interrupt arrived
     folder = copy_of(finished_study, tmp_path)
     code, _, err = evaluate(folder, "--resume", "--no-dashboard", timeout=120)
-    assert code == 2 and "holds no evaluation to resume" in err and len(err.strip().splitlines()) == 1
+    assert (
+        code == 2 and "holds no evaluation yet (run it without --resume)" in err and len(err.strip().splitlines()) == 1
+    )
     log = tmp_path / "evaluate.log"
     with log.open("w") as sink:
         p = subprocess.Popen(

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from healthgym_core import cli
 from healthgym_core.atomic import check_table_suffix, write_table
-from healthgym_core.data.cohort import load_cohort, read_cohort
+from healthgym_core.cli import number_range
+from healthgym_core.data.cohort import MAX_MONTHS, MAX_PATIENTS, load_cohort, read_cohort
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,9 +22,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "simulate", help="write a simulated ART-for-HIV cohort (NOT the Health Gym dataset) in the v2.0 CSV format"
     )
-    s.add_argument("--patients", type=int, default=2000, help="number of patients (default 2000)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--months", type=int, default=60, help="months per patient (default 60)")
+    s.add_argument(
+        "--patients",
+        type=int,
+        default=2000,
+        action=number_range(1, MAX_PATIENTS),
+        help="number of patients (default 2000)",
+    )
+    s.add_argument("--seed", type=int, default=0, action=number_range(0, 2**32 - 1), help="random seed (default 0)")
+    s.add_argument(
+        "--months", type=int, default=60, action=number_range(1, MAX_MONTHS), help="months per patient (default 60)"
+    )
     s.add_argument("--out", required=True, help="output file, .csv or .parquet")
 
     f = sub.add_parser("fetch", help="download the published v2.0 ART-for-HIV CSV into the cache and validate it")
@@ -43,7 +52,13 @@ def _parser() -> argparse.ArgumentParser:
             help="demo7, full10, full13, a .toml schema file, or auto (default): the "
             "built-in schema whose columns the file has",
         )
-        v.add_argument("--patients", type=int, default=None, help="keep the first N patients (simulated: generate N)")
+        v.add_argument(
+            "--patients",
+            type=int,
+            default=None,
+            action=number_range(1, MAX_PATIENTS),
+            help="keep the first N patients (simulated: generate N)",
+        )
     return p
 
 
@@ -51,11 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "simulate":
         from healthgym_core.data.simulate import simulate_cohort, simulated_notice
-        from healthgym_core.errors import ConfigError
 
         check_table_suffix(args.out)
-        if args.patients < 1 or args.months < 1:
-            raise ConfigError("--patients and --months must be at least 1")
         frame = simulate_cohort(args.patients, seed=args.seed, months=args.months)
         write_table(frame, args.out)
         print(f"wrote {args.out}: {args.patients} patients x {args.months} months", file=sys.stderr)

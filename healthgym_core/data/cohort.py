@@ -19,6 +19,9 @@ import pandas as pd
 from healthgym_core.data.schema import BUILTIN_SCHEMAS, Schema, get_schema
 from healthgym_core.errors import DataError
 
+MAX_PATIENTS = 1_000_000  # a cohort larger than this (60 months: 6 GB of values) is taken for a typo
+MAX_MONTHS = 1_200  # a century of monthly records
+
 SIMULATED = "simulated"
 ART4HIV = "art4hiv"
 DEFAULT_SIMULATED_PATIENTS = 2000
@@ -372,8 +375,8 @@ def load_cohort(
         schema = "full13"  # both hold every published column
     if isinstance(schema, str) and schema != AUTO:
         schema = get_schema(schema)
-    if patients is not None and patients < 1:
-        raise DataError(name, "--patients must be at least 1", value=patients)
+    if patients is not None and not 1 <= patients <= MAX_PATIENTS:
+        raise DataError(name, f"--patients must be 1-{MAX_PATIENTS:,}", value=patients)
     if name == SIMULATED:
         cohort = simulated_cohort(patients or DEFAULT_SIMULATED_PATIENTS, seed=seed, schema=schema)
     elif name == ART4HIV:

@@ -71,9 +71,12 @@ function loadDynamics() {
 }
 function loadPatients() {
   const c = document.getElementById('ckpt').value, n = document.getElementById('n').value;
-  document.getElementById('patients').innerHTML = '<p class="muted">sampling ' + n + ' patients from ' + c + ' ...</p>';
-  document.getElementById('download').href = link('/download/' + ID + '?checkpoint=' + c + '&n=' + n);
-  return api('/api/trial/' + ID + '/patients?checkpoint=' + c + '&n=' + n).then(h => {
+  const wait = document.createElement('p'); wait.className = 'muted';
+  wait.textContent = 'sampling ' + n + ' patients from ' + c + ' ...';
+  document.getElementById('patients').replaceChildren(wait);
+  const q = '?checkpoint=' + encodeURIComponent(c) + '&n=' + encodeURIComponent(n);
+  document.getElementById('download').href = link('/download/' + ID + q);
+  return api('/api/trial/' + ID + '/patients' + q).then(h => {
     document.getElementById('patients').innerHTML = h; });
 }
 function render() {
@@ -81,7 +84,7 @@ function render() {
     document.getElementById('head').innerHTML = d.header;
     plot('history', d.history);
     const sel = document.getElementById('ckpt'), keep = sel.value;
-    sel.innerHTML = d.checkpoints.map(c => '<option>' + c + '</option>').join('');
+    sel.replaceChildren(...d.checkpoints.map(c => new Option(c, c)));  // names as text, never as markup
     if (d.checkpoints.includes(keep)) sel.value = keep; else if (d.checkpoints.length) sel.value = d.checkpoints[d.checkpoints.length - 1];
     if (!document.getElementById('last').value) { document.getElementById('last').value = d.epochs;
       document.getElementById('first').value = Math.max(1, d.epochs - 19); }
@@ -98,13 +101,13 @@ watch(render);
 COMPARE_JS = r"""
 const IDS = (new URLSearchParams(location.search).get('ids') || '').split(',').filter(x => x);
 function render() {
-  return Promise.all(IDS.map(id => api('/api/trial/' + id))).then(ds => {
+  return Promise.all(IDS.map(id => api('/api/trial/' + encodeURIComponent(id)))).then(ds => {
     const root = document.getElementById('cols'); root.innerHTML = '';
     ds.forEach((d, i) => { const col = document.createElement('div');
       col.innerHTML = d.header + '<div id="h' + i + '" class="chart"></div><div id="p' + i + '"><p class="muted">sampling ...</p></div>';
       root.appendChild(col); plot('h' + i, d.history);
       const c = d.checkpoints[d.checkpoints.length - 1];
-      if (c) api('/api/trial/' + IDS[i] + '/patients?checkpoint=' + c + '&n=500')
+      if (c) api('/api/trial/' + IDS[i] + '/patients?checkpoint=' + encodeURIComponent(c) + '&n=500')
         .then(h => document.getElementById('p' + i).innerHTML = h); });
   });
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 import secrets
 import socket
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from healthgym_core.errors import HealthGymError
+from healthgym_core.errors import ConfigError, HealthGymError
 from study.experiment import RANK_FLOOR, RANK_METRIC, companion_metric, plan_schedule_text, spent_text
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
@@ -58,15 +59,20 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class NotFound(Exception):
+    """A trial or checkpoint the folder does not hold (HTTP 404)."""
+
+
 class Dashboard:
     """The state behind the pages: the folder, the token, the prepared data (built once, on first need)."""
 
     def __init__(self, folder: Path, token: str | None = None) -> None:
         self.folder = Path(folder).resolve()
         read_live(self.folder)  # refuse a non-study folder before serving anything
-        self.token = token or secrets.token_urlsafe(24)
+        self.token = check_token(token) if token is not None else secrets.token_urlsafe(24)
         self._data = None
         self._lock = threading.Lock()
+        self._sampling = threading.Lock()  # one cohort sampled at a time: a flood of pages costs one core, not all
         self._js = None
 
     # -- data ----------------------------------------------------------------------------------------------------
@@ -85,7 +91,7 @@ class Dashboard:
 
     def trial(self, study: LiveStudy, trial_id: str) -> LiveTrial:
         if trial_id not in study.trials:
-            raise KeyError(trial_id)
+            raise NotFound(f"no such trial {trial_id[:40]!r}")
         return study.trials[trial_id]
 
     # -- pieces of pages ---------------------------------------------------------------------------------------
@@ -135,6 +141,13 @@ class Dashboard:
         dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
         cls = "simulated" if simulated else "real"
         warn = f'<div class="banner simulated">{esc(collapse)}</div>' if collapse else ""
+        if study.skipped:
+            warn += (
+                '<div class="banner simulated">Left out of a damaged experiment folder: '
+                + "; ".join(esc(x) for x in study.skipped[:10])
+                + (f" (and {len(study.skipped) - 10} more)" if len(study.skipped) > 10 else "")
+                + "</div>"
+            )
         return (
             f'<div class="banner {cls}">Data: {esc(source)}</div><h1>Study <code>{esc(study.folder.name)}</code></h1>'
             f'{warn}<p class="lead">{headline}</p><dl class="facts">{dl}</dl>'
@@ -223,7 +236,7 @@ class Dashboard:
         t = self.trial(study, trial_id)
         path = t.checkpoint(checkpoint)
         if path is None:
-            raise KeyError(checkpoint)
+            raise NotFound(f"no such checkpoint {checkpoint[:40]!r}")
         return study, t, path, max(10, min(int(n), MAX_PATIENTS))
 
     def patients(self, trial_id: str, checkpoint: str, n: int) -> str:
@@ -242,8 +255,9 @@ class Dashboard:
 
         study, t, path, n = self._sample(trial_id, checkpoint, n)
         data = self.data()
-        gen, transform, meta = generator_from_checkpoint(load_checkpoint(path), "cpu")
-        fake = transform.decode(generate(gen, n, int(meta["n_months"]), study.plan.seed).numpy())
+        with self._sampling:
+            gen, transform, meta = generator_from_checkpoint(load_checkpoint(path), "cpu")
+            fake = transform.decode(generate(gen, n, int(meta["n_months"]), study.plan.seed).numpy())
         comp = Comparison(
             data.schema,
             transform,
@@ -271,14 +285,21 @@ class Dashboard:
         )
 
     def export(self, trial_id: str, checkpoint: str, n: int) -> tuple[str, bytes]:
-        """The synthetic cohort as the input's own CSV, written atomically under EXPERIMENT/exports and returned."""
+        """The synthetic cohort as the input's own CSV, written atomically under EXPERIMENT/exports and returned.
+        One file per trial and checkpoint (the latest size asked for replaces the earlier), never through a link."""
         from healthgym_core.sampling import sample
 
         study, t, path, n = self._sample(trial_id, checkpoint, n)
-        name = f"synthetic_{trial_id}_{checkpoint}_{n}.csv"
-        out = self.folder / EXPORTS / name
-        sample(path, n, seed=study.plan.seed, out=out)
-        return name, out.read_bytes()
+        folder = self.folder / EXPORTS
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise ConfigError(f"{folder} is a link or a file; the dashboard writes exports only into a plain folder")
+        name = safe_file_name(f"synthetic_{trial_id}_{checkpoint}.csv")
+        out = folder / name
+        if out.is_symlink():
+            out.unlink()
+        with self._sampling:
+            sample(path, n, seed=study.plan.seed, out=out)
+        return safe_file_name(f"synthetic_{trial_id}_{checkpoint}_{n}.csv"), out.read_bytes()
 
     def js(self) -> bytes:
         if self._js is None:
@@ -286,13 +307,37 @@ class Dashboard:
         return self._js
 
 
+MIN_TOKEN = 16  # characters; the default token has 32
+TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"]*", re.IGNORECASE)
+
+
+def check_token(token: str) -> str:
+    """A token given by the user: long enough not to be guessed, printable (it travels in URLs and cookies)."""
+    if len(token) < MIN_TOKEN or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError(f"--token must be at least {MIN_TOKEN} printable characters without spaces")
+    return token
+
+
+def safe_file_name(name: str) -> str:
+    """A name for a download or export: letters, digits, '.', '_' and '-' only (anything else becomes '_')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _token_bytes(token: str) -> bytes:
+    return token.encode("utf-8", "surrogateescape")
+
+
 class Handler(BaseHTTPRequestHandler):
     app: Dashboard  # set on the subclass `serve` makes
     server_version = "healthgym-dashboard"
+    timeout = 20  # seconds a connection may sit idle or half-sent before it is closed
 
-    def log_message(self, fmt_: str, *args) -> None:  # quiet: one line per error only
-        if args and str(args[1]).startswith(("4", "5")):
-            super().log_message(fmt_, *args)
+    def log_message(self, fmt_: str, *args) -> None:  # quiet: one line per error only, never the token
+        if len(args) > 1 and str(args[1]).startswith(("4", "5")):
+            super().log_message(fmt_, *(TOKEN_IN_URL.sub(r"\1<hidden>", str(a)) for a in args))
+
+    def log_error(self, fmt_: str, *args) -> None:
+        super().log_message(fmt_, *(TOKEN_IN_URL.sub(r"\1<hidden>", str(a)) for a in args))
 
     def _send(self, code: int, body: bytes, kind: str, headers: dict | None = None) -> None:
         self.send_response(code)
@@ -309,33 +354,41 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(obj, default=_jsonable).encode(), "application/json")
 
     def _authorised(self, query: dict) -> bool:
+        """The token from the query or the cookie (percent-encoded there), compared as bytes in constant time."""
         given = (query.get("token") or [""])[0]
         if not given:
             for part in self.headers.get("Cookie", "").split(";"):
                 k, _, v = part.strip().partition("=")
                 if k == "hg_token":
-                    given = v
-        return hmac.compare_digest(given, self.app.token)
+                    given = urllib.parse.unquote(v)
+        return hmac.compare_digest(_token_bytes(given), _token_bytes(self.app.token))
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-        url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query)
-        if not self._authorised(query):
-            self._send(401, b"401: open the address the dashboard printed (it carries the token)\n", "text/plain")
-            return
-        parts = [p for p in url.path.split("/") if p]
+        """Every request gets an answer: 401 without the token, 404 for what is not there, 400 for a bad value,
+        500 (with the kind of fault, logged) for a folder damaged in a way nothing checked."""
         try:
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query, errors="surrogateescape")
+            if not self._authorised(query):
+                self._send(401, b"401: open the address the dashboard printed (it carries the token)\n", "text/plain")
+                return
+            parts = [p for p in url.path.split("/") if p]
             self._route(parts, query)
-        except KeyError as e:
-            self._send(404, f"404: no such trial or checkpoint {e}\n".encode(), "text/plain")
+        except NotFound as e:
+            self._send(404, f"404: {e}\n".encode(errors="replace"), "text/plain")
         except (HealthGymError, ValueError) as e:
-            self._send(400, f"400: {e}\n".encode(), "text/plain")
-        except BrokenPipeError:
+            self._send(400, f"400: {str(e)[:300]}\n".encode(errors="replace"), "text/plain")
+        except (BrokenPipeError, ConnectionResetError):
             pass
+        except Exception as e:  # noqa: BLE001 - never leave a request without a response
+            self.log_error("%s on %s", type(e).__name__, self.path)
+            self._send(
+                500, f"500: the experiment folder could not be read ({type(e).__name__})\n".encode(), "text/plain"
+            )
 
     def _route(self, parts: list[str], q: dict) -> None:
         app = self.app
-        cookie = {"Set-Cookie": f"hg_token={app.token}; HttpOnly; SameSite=Strict; Path=/"}
+        cookie = {"Set-Cookie": f"hg_token={urllib.parse.quote(app.token, safe='')}; HttpOnly; SameSite=Strict; Path=/"}
 
         def one(key: str, default: str | None = None) -> str | None:
             return (q.get(key) or [default])[0]
@@ -387,5 +440,5 @@ def serve(
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
-    address = f"http://{host}:{server.server_address[1]}/?token={app.token}"
+    address = f"http://{host}:{server.server_address[1]}/?token={urllib.parse.quote(app.token, safe='')}"
     return server, address

@@ -5,6 +5,7 @@ is left out until it is complete, and a trial shows its last complete state."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ import pandas as pd
 
 from healthgym_core.errors import ConfigError
 from study.experiment import (
+    BOARD_FILE,
     CHECKPOINT_FILE,
     PBT_LOG,
     PBT_LOG_KEPT,
     STUDY_FILE,
     TRIAL_DIR,
+    read_leaderboard,
     read_study_record,
+    result_lines,
 )
 from study.leaderboard import (
     REPORTED,
@@ -64,6 +68,7 @@ class LiveStudy:
     board: pd.DataFrame  # the final leaderboard when the study finished, else one built from the trials so far
     finished: bool
     version: str  # changes whenever anything the page shows changes
+    skipped: list[str] = field(default_factory=list)  # what was left out of a damaged folder, in words
 
     @cached_property
     def plan(self) -> StudyPlan:
@@ -93,11 +98,18 @@ def _json(path: Path) -> dict | None:
         return None  # not there yet, or being written
 
 
+CHECKPOINT_NAME = re.compile(r"checkpoint_\d{1,9}")  # Tune's checkpoint folders; any other name is not listed
+
+
 def _checkpoints(tdir: Path) -> list[str]:
+    """The trial's checkpoint folders holding a complete state.pt: Tune's names only (a name reaches pages, headers
+    and file names), and neither links nor files behind links (they could point outside the experiment)."""
     out = []
     for c in sorted(tdir.glob("checkpoint_*")):
         f = c / CHECKPOINT_FILE
         try:
+            if not CHECKPOINT_NAME.fullmatch(c.name) or c.is_symlink() or f.is_symlink():
+                continue
             # torch.save writes a zip, whose directory comes last: a file still being copied in is not one yet
             if f.is_file() and not list(c.glob(".*.tmp")) and zipfile.is_zipfile(f):
                 out.append(c.name)
@@ -127,40 +139,44 @@ def read_live(folder: Path) -> LiveStudy:
     record = read_study_record(folder)
     factors = [f["name"] for f in record.get("space", {}).get("factors", [])]
     max_epochs = plan_of(record, str(folder / STUDY_FILE)).max_epochs
-    stamp = []
+    stamp, skipped = [], []
     trials: dict[str, LiveTrial] = {}
     for tdir in sorted(p for p in folder.iterdir() if p.is_dir()):
         m = TRIAL_DIR.search(tdir.name)
         result = tdir / "result.json"
         if not m or not result.is_file():
             continue
+        if tdir.is_symlink() or result.is_symlink():
+            skipped.append(f"{tdir.name}: a link, not followed")
+            continue
         stat = result.stat()
         stamp.append(f"{tdir.name}:{stat.st_size}:{stat.st_mtime_ns}")
-        raw = _read_history(tdir)  # complete lines only
+        raw = _read_history(tdir)  # complete, well-formed lines only
+        bad = result_lines(tdir)[1]
+        if bad:
+            skipped.append(f"{tdir.name}/result.json: {bad} damaged line{'s' if bad > 1 else ''} left out")
         config = _json(tdir / "params.json") or {}
         status = _status(raw, stat.st_mtime, max_epochs)
         trials[m.group(1)] = LiveTrial(m.group(1), int(m.group(2)), tdir, config, raw, status, _checkpoints(tdir))
     for log in (PBT_LOG, PBT_LOG_KEPT):
         if (folder / log).is_file():
             stamp.append(f"{log}:{(folder / log).stat().st_size}")
-    board_file = folder / "leaderboard.parquet"
+    board_file = folder / BOARD_FILE
     finished = board_file.is_file()
     board = None
     if finished:
         stamp.append(f"board:{board_file.stat().st_mtime_ns}")
         try:
-            board = pd.read_parquet(board_file)
-        except Exception:  # noqa: BLE001 - being replaced right now: show the trials as they are
-            board = None
+            board = read_leaderboard(folder)
+        except ConfigError as e:  # being replaced right now, or damaged: show the trials as they are
+            skipped.append(f"{BOARD_FILE}: {str(e).split(': ', 1)[-1]}; the leaderboard is rebuilt from the trials")
     if board is None:
         board = live_board(trials, factors, max_epochs, record, pbt_exploits(folder))
     else:
-        board = board.copy()
-        board["trial_id"] = board["trial_id"].astype(str)
         board = rank(with_rank_columns(board)).reset_index(drop=True)  # in today's order, as the report shows it
         for t in trials.values():  # the final statuses; the trial numbers from the folders
             board.loc[board["trial_id"] == t.trial_id, "trial_number"] = t.number
-    return LiveStudy(folder, record, trials, board, finished, str(hash(tuple(stamp))))
+    return LiveStudy(folder, record, trials, board, finished, str(hash(tuple(stamp))), skipped)
 
 
 def live_board(

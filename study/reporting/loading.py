@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,7 +11,15 @@ from pathlib import Path
 import pandas as pd
 
 from healthgym_core.errors import ConfigError
-from study.experiment import CHECKPOINT_FILE, STEPS_FILE, STUDY_FILE, read_study_record
+from study.experiment import (
+    BOARD_COLUMNS,
+    CHECKPOINT_FILE,
+    STEPS_COLUMNS,
+    STEPS_FILE,
+    STUDY_FILE,
+    read_study_record,
+    result_lines,
+)
 from study.leaderboard import rank, with_rank_columns
 from study.plan import StudyPlan, plan_of
 from study.reporting.html import log
@@ -109,12 +116,7 @@ def _read_history(tdir: Path | None) -> pd.DataFrame:
     """The trial's per-epoch reports without its diverged report; a restored trial's repeats keep the last."""
     if tdir is None or not (tdir / "result.json").is_file():
         return pd.DataFrame()
-    rows = []
-    for line in (tdir / "result.json").read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+    rows, _ = result_lines(tdir)  # lines cut short by a kill, or damaged, are left out
     h = pd.DataFrame(rows)
     if not len(h) or "epoch" not in h:
         return pd.DataFrame()
@@ -124,14 +126,24 @@ def _read_history(tdir: Path | None) -> pd.DataFrame:
 
 
 def read_steps(tdir: Path | None) -> pd.DataFrame:
+    """A trial's per-step losses (steps.csv), its complete rows; empty when there are none or the file is damaged
+    (unreadable, or without the numeric STEPS_COLUMNS), which is logged."""
     if tdir is None or not (tdir / STEPS_FILE).is_file():
         return pd.DataFrame()
-    text = (tdir / STEPS_FILE).read_text()
+    text = (tdir / STEPS_FILE).read_bytes().decode("utf-8", errors="replace")
     if not text.endswith("\n"):  # the trial is appending a row: read the complete ones
         text = text[: text.rfind("\n") + 1]
     if not text.strip():
         return pd.DataFrame()
-    steps = pd.read_csv(io.StringIO(text))
+    try:
+        steps = pd.read_csv(io.StringIO(text))
+        col = next((c for c in STEPS_COLUMNS if c not in steps or not pd.api.types.is_numeric_dtype(steps[c])), None)
+        bad = None if col is None else f"no numeric {col!r} column"
+    except (ValueError, pd.errors.ParserError) as e:
+        bad = type(e).__name__
+    if bad is not None:
+        log(f"{tdir / STEPS_FILE}: damaged ({bad}); its per-step losses are left out")
+        return pd.DataFrame()
     return steps.drop_duplicates(["epoch", "step"], keep="last").sort_values(["epoch", "step"]).reset_index(drop=True)
 
 
@@ -146,8 +158,8 @@ def load_experiment(folder: Path) -> Experiment:
         )
     board = _read_board(folder)
     record = read_study_record(folder)
-    if not len(board) or "trial_id" not in board or "status" not in board:
-        raise ConfigError(f"{folder}: the leaderboard is empty or lacks trial_id/status columns")
+    if not len(board) or any(c not in board for c in BOARD_COLUMNS):
+        raise ConfigError(f"{folder}: the leaderboard is empty or lacks its {'/'.join(BOARD_COLUMNS)} columns")
     board = board.copy()
     board["trial_id"] = board["trial_id"].astype(str)
     done = board[board["status"] == "completed"]
