@@ -41,7 +41,7 @@ def sample_arrays(
     months = months or int(meta["n_months"])
     if months < 1:
         raise ConfigError(f"months must be at least 1, got {months}")
-    reals, codes = transform.decode(generate(gen, n_patients, months, seed).numpy())
+    reals, codes = transform.decode(generate(gen, n_patients, months, seed).numpy(), seed)
     return reals, codes, transform
 
 

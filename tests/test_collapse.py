@@ -127,14 +127,16 @@ def test_missed_targets_name_each_value_and_its_target():
 def test_the_report_ranks_an_earlier_study_as_the_leaderboard_ranks_now(tmp_path):
     """A study finished under an earlier ranking metric: the report names today's best and says which trial the
     exported cohort came from."""
-    import json
+    import shutil
 
     import pandas as pd
 
     from study.experiment import RANK_METRIC
     from study.reporting.loading import load_experiment
 
-    (tmp_path / "study.json").write_text(json.dumps({"version": 2, "args": {}, "space": {"factors": []}}))
+    from tests.study_helpers import ROOT
+
+    shutil.copy(ROOT / "docs" / "results" / "critic" / "study.json", tmp_path / "study.json")  # a real record
     pd.DataFrame(
         {  # saved best-first by another metric: "old" first
             "trial_id": ["old", "new", "gone"],

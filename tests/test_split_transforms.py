@@ -73,6 +73,32 @@ def test_cohort_round_trip_is_exact(small_cohort):
     assert CohortTransform.from_dict(t.to_dict()) == t
 
 
+def test_categories_keep_the_generators_shares_without_flicker(small_cohort):
+    """Decoding draws each patient's category at one quantile of the month's probabilities: shares follow them (argmax
+    would give only the most likely), a code never changes while they stay put, and a variable no training patient
+    changes (static, as Gender) keeps one value a record. Deterministic for a seed."""
+    t = CohortTransform.fit(small_cohort)
+    names = [v.name for v in small_cohort.schema.categoricals]
+    assert dict(zip(names, t.static))["Gender"] and not dict(zip(names, t.static))["Base_Drug_Combo"]
+    n, months = 20_000, 12
+    x = np.zeros((n, months, small_cohort.schema.width))
+    rng = np.random.default_rng(0)
+    for j, (s, e) in enumerate(small_cohort.schema.blocks()):
+        p = np.linspace(1.0, 0.2, e - s)  # the first category the most likely, every other held too
+        x[..., s:e] = p / p.sum()
+        if t.static[j]:  # a static variable whose probabilities wander over the months
+            x[..., s:e] = rng.dirichlet(np.ones(e - s), size=(n, months))
+    _, codes = t.decode(x, seed=3)
+    _, argmax = t.decode(x, seed=None)
+    for j, (s, e) in enumerate(small_cohort.schema.blocks()):
+        shares = np.bincount(codes[:, :, j].ravel(), minlength=e - s) / codes[:, :, j].size
+        if not t.static[j]:
+            assert np.abs(shares - x[0, 0, s:e]).max() < 0.01, (names[j], shares)
+            assert (argmax[:, :, j] == 0).all()
+        assert (codes[:, :, j] == codes[:, :1, j]).all()  # constant probabilities or static: one code a record
+    assert np.array_equal(t.decode(x, seed=3)[1], codes) and not np.array_equal(t.decode(x, seed=4)[1], codes)
+
+
 def test_transforms_are_fitted_on_training_patients_only(small_cohort, small_data):
     train_only = CohortTransform.fit(small_cohort.subset(small_data.split.train))
     everyone = CohortTransform.fit(small_cohort)

@@ -56,10 +56,13 @@ class CohortTransform:
 
     schema: Schema
     reals: tuple[BoxCoxMinMax, ...]
+    static: tuple[bool, ...] = ()  # per one-hot block: no training patient's value ever changes (e.g. Gender)
 
     @classmethod
     def fit(cls, train: Cohort) -> CohortTransform:
-        return cls(train.schema, tuple(BoxCoxMinMax.fit(train.reals[:, :, j]) for j in range(train.schema.n_real)))
+        reals = tuple(BoxCoxMinMax.fit(train.reals[:, :, j]) for j in range(train.schema.n_real))
+        static = tuple(bool((train.codes[:, :, j] == train.codes[:, :1, j]).all()) for j in range(train.codes.shape[2]))
+        return cls(train.schema, reals, static)
 
     def encode_arrays(self, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
         n, t = reals.shape[:2]
@@ -74,8 +77,16 @@ class CohortTransform:
     def encode(self, cohort: Cohort, dtype: type = np.float32) -> np.ndarray:
         return self.encode_arrays(cohort.reals, cohort.codes).astype(dtype)
 
-    def decode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Post-process like a released dataset: inverse transform for reals, argmax for each one-hot block."""
+    def decode(self, x: np.ndarray, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Generator rows [N, T, F] -> a released dataset's (reals in the file's units, internal codes).
+
+        Reals: the exact inverse transform. Each one-hot block holds the generator's probabilities of the categories;
+        every patient draws one uniform number per variable and takes, in each month, the category at that quantile
+        of the month's probabilities. The categories then keep the shares the generator gives them (argmax drops
+        every category that is never the most likely, so rare groups vanish), and a code changes between months only
+        when the probabilities move, never from fresh noise. A variable no training patient ever changes takes one
+        value for the whole record, from its probabilities averaged over the months. `seed=None`: argmax in every
+        month (Health Gym v1's post-processing). One-hot rows decode to their own categories either way."""
         x = np.asarray(x, dtype=np.float64)
         reals = (
             np.stack([p.inverse(x[:, :, j]) for j, p in enumerate(self.reals)], axis=-1)
@@ -83,16 +94,26 @@ class CohortTransform:
             else np.zeros(x.shape[:2] + (0,))
         )
         blocks = self.schema.blocks()
-        codes = (
-            np.stack([x[:, :, s:e].argmax(-1) for s, e in blocks], axis=-1)
-            if blocks
-            else np.zeros(x.shape[:2] + (0,), np.int64)
-        )
-        return reals, codes.astype(np.int64)
+        if not blocks:
+            return reals, np.zeros(x.shape[:2] + (0,), np.int64)
+        if seed is None:
+            return reals, np.stack([x[:, :, s:e].argmax(-1) for s, e in blocks], axis=-1).astype(np.int64)
+        u = np.random.default_rng(seed).random((x.shape[0], len(blocks)))  # [N, C]: one draw per patient, variable
+        codes = []
+        for j, (s, e) in enumerate(blocks):
+            p = np.clip(x[:, :, s:e], 0.0, None)
+            if self.static and self.static[j]:
+                p = np.broadcast_to(p.mean(axis=1, keepdims=True), p.shape)
+            p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
+            k = (np.cumsum(p, -1) <= u[:, None, j : j + 1]).sum(-1)  # [N, T]: the category at quantile u
+            codes.append(np.minimum(k, e - s - 1))
+        return reals, np.stack(codes, axis=-1).astype(np.int64)
 
     def to_dict(self) -> dict:
-        return {"schema": self.schema.to_dict(), "reals": [asdict(p) for p in self.reals]}
+        return {"schema": self.schema.to_dict(), "reals": [asdict(p) for p in self.reals], "static": list(self.static)}
 
     @classmethod
     def from_dict(cls, d: dict) -> CohortTransform:
-        return cls(Schema.from_dict(d["schema"]), tuple(BoxCoxMinMax(**p) for p in d["reals"]))
+        """A recorded transform (one recorded before `static` existed treats no variable as static)."""
+        static = tuple(bool(v) for v in d.get("static", ()))
+        return cls(Schema.from_dict(d["schema"]), tuple(BoxCoxMinMax(**p) for p in d["reals"]), static)

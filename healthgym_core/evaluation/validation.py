@@ -17,13 +17,12 @@ from healthgym_core.sampling import generate
 EVAL_NOISE_OFFSET = 1_000_003
 
 
-def harden(data: PreparedData, soft: np.ndarray) -> np.ndarray:
-    """Soft generator rows -> what a released dataset holds, in model space: argmax one-hot blocks."""
+def harden(data: PreparedData, soft: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Soft generator rows -> what a released dataset holds, in model space: the decoded codes as one-hot blocks."""
     out = soft.copy()
-    for s, e in data.schema.blocks():
-        k = soft[..., s:e].argmax(-1)
+    for j, (s, e) in enumerate(data.schema.blocks()):
         out[..., s:e] = 0.0
-        np.put_along_axis(out[..., s:e], k[..., None], 1.0, axis=-1)
+        np.put_along_axis(out[..., s:e], codes[..., j : j + 1], 1.0, axis=-1)
     return out
 
 
@@ -58,7 +57,7 @@ def evaluate(
     critic.train()
     soft_np = soft.numpy()
     reals, codes = data.transform.decode(soft_np)
-    hard = harden(data, soft_np)
+    hard = harden(data, soft_np, codes)
     real = (data.val_cohort.reals, data.val_cohort.codes)
     out = {
         "wasserstein_gap": gap,
