@@ -133,7 +133,6 @@ def test_the_report_ranks_an_earlier_study_as_the_leaderboard_ranks_now(tmp_path
 
     from study.experiment import RANK_METRIC
     from study.reporting.loading import load_experiment
-
     from tests.study_helpers import ROOT
 
     shutil.copy(ROOT / "docs" / "results" / "critic" / "study.json", tmp_path / "study.json")  # a real record
