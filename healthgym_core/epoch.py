@@ -205,8 +205,8 @@ def generator_gradients(state: TrainState, z: torch.Tensor, u: torch.Tensor | No
         adv = -critic(fake).mean()
         corr = correlation_loss(correlation(fake, cfg.corr_form), state.c_real, cfg.corr_form, u=u)
         loss = adv + cfg.corr_weight * corr
-        if state.c_texture is not None:  # texture_weight > 0: month-to-month changes as large as real ones
-            loss = loss + cfg.texture_weight * texture_loss(fake, state.c_texture)
+        if state.c_texture is not None:  # texture_weight > 0: month-to-month changes as real ones
+            loss = loss + cfg.texture_weight * texture_loss(fake, state.c_texture, gen.layout.n_real)
         torch.autograd.backward(loss, inputs=state.generator_params)
     finally:
         critic.requires_grad_(True)

@@ -92,18 +92,30 @@ def correlation_loss(
     return (f - r).abs().mean()
 
 
-def monthly_change_sd(x: torch.Tensor, n_real: int) -> torch.Tensor:
-    """[B, L, F] model-space rows -> [R]: the sd of each real variable's month-to-month change over patients and
-    months (0 for a single month)."""
+def texture_size(n_real: int) -> int:
+    """How many numbers `monthly_change_stats` gives for n_real real variables."""
+    return n_real + n_real * (n_real - 1) // 2
+
+
+def monthly_change_stats(x: torch.Tensor, n_real: int) -> torch.Tensor:
+    """[B, L, F] model-space rows -> [R + R(R-1)/2]: the sd of each real variable's month-to-month change over
+    patients and months, then the correlation of every pair's changes (zeros for a single month). The sds say how
+    rough trajectories are; the correlations whether variables move together (real VL and CD4 do not: a generator
+    that roughens both with one noise makes them, and a classifier sees it at once)."""
     if x.shape[1] < 2 or n_real == 0:
-        return x.new_zeros(n_real)
-    d = x[:, 1:, :n_real] - x[:, :-1, :n_real]
-    return d.reshape(-1, n_real).std(dim=0)
+        return x.new_zeros(texture_size(n_real))
+    d = (x[:, 1:, :n_real] - x[:, :-1, :n_real]).reshape(-1, n_real)
+    sd = d.std(dim=0)
+    z = (d - d.mean(dim=0)) / (d.std(dim=0, unbiased=False) + 1e-8)
+    i, j = torch.triu_indices(n_real, n_real, offset=1, device=x.device)
+    corr = (z[:, i] * z[:, j]).mean(dim=0)
+    return torch.cat([sd, corr])
 
 
-def texture_loss(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean |sd of the monthly change, synthetic - real| over the real variables: how much too smooth (or rough)."""
-    return (monthly_change_sd(fake, target.shape[0]) - target).abs().mean()
+def texture_loss(fake: torch.Tensor, target: torch.Tensor, n_real: int) -> torch.Tensor:
+    """Mean |synthetic - real| over `monthly_change_stats`: how much too smooth (or rough), and how wrongly the
+    variables move together."""
+    return (monthly_change_stats(fake, n_real) - target).abs().mean()
 
 
 def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:

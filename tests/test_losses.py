@@ -67,20 +67,26 @@ def test_random_threshold_matches_its_expectation():
     assert correlation_loss(torch.full((2, 2), a), torch.full((2, 2), b), "2022").item() == pytest.approx(b - a)
 
 
-def test_the_texture_loss_is_0_for_real_patients_and_grows_as_they_are_smoothed():
-    from healthgym_core.losses import monthly_change_sd, texture_loss
+def test_the_texture_loss_is_0_for_real_patients_and_grows_as_they_are_smoothed_or_coupled():
+    from healthgym_core.losses import monthly_change_stats, texture_loss
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 12, 5, generator=g)  # 2 real columns, then a one-hot block
-    target = monthly_change_sd(x, 2)
+    target = monthly_change_stats(x, 2)  # [sd VL, sd CD4, corr]
     d = (x[:, 1:, :2] - x[:, :-1, :2]).reshape(-1, 2)
-    assert torch.allclose(target, d.std(dim=0))
-    assert texture_loss(x, target) == 0
+    assert torch.allclose(target[:2], d.std(dim=0))
+    assert float(target[2]) == pytest.approx(float(torch.corrcoef(d.T)[0, 1]), abs=1e-3)
+    assert texture_loss(x, target, 2) == 0
     mean = x[:, :, :2].mean(dim=1, keepdim=True)
     losses = []
     for s in (0.25, 0.5, 1.0):
         y = x.clone()
         y[:, :, :2] = mean + (1 - s) * (x[:, :, :2] - mean)
-        losses.append(float(texture_loss(y, target)))
-    assert losses[0] < losses[1] < losses[2] == pytest.approx(float(target.mean()))
-    assert float(monthly_change_sd(x[:, :1], 2).abs().sum()) == 0.0  # one month: no change
+        losses.append(float(texture_loss(y, target, 2)))
+    flat = (float(target[:2].sum()) + abs(float(target[2]))) / 3  # no change left: sds and correlation 0
+    assert losses[0] < losses[1] < losses[2] == pytest.approx(flat, rel=1e-4)
+    assert float(monthly_change_stats(x[:, :1], 2).abs().sum()) == 0.0  # one month: no change
+    together = x.clone()
+    together[:, :, 1] = together[:, :, 0]  # the second variable moves with the first, equally rough
+    assert float(monthly_change_stats(together, 2)[2]) == pytest.approx(1.0, abs=1e-4)
+    assert float(texture_loss(together, target, 2)) > abs(1.0 - float(target[2])) / 3 - 0.01
