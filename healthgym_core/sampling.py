@@ -11,6 +11,7 @@ import torch
 from healthgym_core.atomic import write_table
 from healthgym_core.checkpoint import generator_from_checkpoint, load_checkpoint
 from healthgym_core.data.cohort import frame_from_arrays
+from healthgym_core.data.prepared import PreparedData
 from healthgym_core.data.transforms import CohortTransform
 from healthgym_core.errors import ConfigError
 from healthgym_core.nn.generator import Generator
@@ -62,3 +63,59 @@ def sample(
     if out is not None:
         write_table(frame, out)
     return frame
+
+
+def export_cohort(
+    checkpoint: str | Path,
+    n_patients: int,
+    out: str | Path,
+    data: PreparedData,
+    seed: int = 0,
+    made_by: dict | None = None,
+) -> dict:
+    """Sample a cohort from a checkpoint, write it (`out`, CSV or Parquet) and its card beside it
+    (healthgym_core/evaluation/card.py: OUT.card.json and OUT.card.html), each atomically; returns the card.
+    `data` must be the data the generator was trained on (its test patients score the card)."""
+    from healthgym_core.evaluation.card import cohort_card, write_card
+
+    if n_patients < 1:
+        raise ConfigError(f"n_patients must be at least 1, got {n_patients}")
+    ckpt = load_checkpoint(checkpoint)
+    meta = ckpt["meta"]
+    if meta.get("data_fingerprint") != data.fingerprint:
+        raise ConfigError(
+            f"{checkpoint}: trained on data {meta.get('data_fingerprint')}, not on {data.fingerprint}; its card "
+            "needs the data it was trained on"
+        )
+    reals, codes, transform = sample_arrays(ckpt, n_patients, seed)
+    made = {
+        "checkpoint": str(checkpoint),
+        "epoch": int(meta.get("epoch", 0)),
+        "generator_steps": int(meta.get("g_steps", 0)),
+        "sampling_seed": int(seed),
+        **(made_by or {}),
+        "configuration": meta.get("config", {}),
+    }
+    card = cohort_card(data, reals, codes, made, Path(out).name, seed)
+    write_table(frame_from_arrays(transform.schema, reals, codes), out)
+    write_card(out, card)
+    return card
+
+
+def card_summary(card: dict) -> str:
+    """One line on a card: its fidelity verdict with the targets it misses, and its privacy verdict."""
+    f, p = card["fidelity"], card["privacy"]
+    missed = [r for r in f["measures"] if r["meets_target"] is False]
+    if missed:
+        head = (
+            f"NOT YET FAITHFUL: the cohort misses {len(missed)} of {f['targets']} targets on test patients: "
+            + ", ".join(f"{r['measure']} {_short(r['value'])} ({r['target']})" for r in missed)
+        )
+    else:
+        head = f"the cohort meets all {f['targets']} fidelity targets on test patients"
+    failed = [c["check"] for c in p["checks"] if not c["passes"]]
+    return head + "; privacy " + (p["verdict"] if not failed else f"fails ({', '.join(failed)})")
+
+
+def _short(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"

@@ -8,7 +8,8 @@ every epoch, and writes into DIR:
     epochs.csv               per-epoch means, budget counters and validation metrics
     checkpoints/last.pt      resumable state (also best.pt: lowest energy_feat, the ranking metric; epoch_NNNN.pt
                              every --checkpoint-every N epochs)
-    synthetic.csv            a synthetic cohort sampled from the last generator
+    synthetic.csv            a synthetic cohort sampled from the last generator, with its card beside it
+                             (synthetic.card.json, synthetic.card.html: fidelity on test patients, privacy)
     learning_dynamics.png    D_loss / G_loss per step coloured by curriculum length
     real_vs_synthetic.png    held-out validation patients vs synthetic ones
 """
@@ -35,9 +36,10 @@ from healthgym_core.data.cohort import MAX_PATIENTS, load_cohort
 from healthgym_core.data.prepared import PreparedData, prepare_data
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import ConfigError
+from healthgym_core.evaluation.card import card_paths
 from healthgym_core.evaluation.distances import RANK_METRIC
 from healthgym_core.plots import learning_dynamics, real_vs_synthetic
-from healthgym_core.sampling import generate, sample
+from healthgym_core.sampling import card_summary, export_cohort, generate
 from healthgym_core.state import TrainState, build_state
 
 
@@ -226,10 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar.close()
     if len(steps):
         write_figures(out, steps, state, data)
-    sample(load_checkpoint(last), args.sample_patients, seed=state.config.seed, out=out / args.sample_out)
+    card = export_cohort(last, args.sample_patients, out / args.sample_out, data, seed=state.config.seed)
+    print(f"{args.sample_out}: {card_summary(card)}", file=sys.stderr)
     print(f"note: trained on {data.source}", file=sys.stderr)
+    js, page = card_paths(out / args.sample_out)
     print(
-        f"wrote {out}: steps.parquet, epochs.csv, checkpoints/, {args.sample_out}, learning_dynamics.png, real_vs_synthetic.png"
+        f"wrote {out}: steps.parquet, epochs.csv, checkpoints/, {args.sample_out} with its card ({js.name}, "
+        f"{page.name}), learning_dynamics.png, real_vs_synthetic.png"
     )
     return 0
 

@@ -9,10 +9,9 @@ from pathlib import Path
 from ray import tune
 
 from healthgym_core.atomic import write_table
-from healthgym_core.data.cohort import read_cohort
 from healthgym_core.data.prepared import PreparedData
-from healthgym_core.evaluation.realism import misses, realism
-from healthgym_core.sampling import sample
+from healthgym_core.evaluation.card import card_paths
+from healthgym_core.sampling import card_summary, export_cohort
 from study.base import is_upstream
 from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, spent_text
 from study.leaderboard import board_from_results, collapse_summary, format_board, mark_roles
@@ -46,14 +45,15 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
         ckpt_dir = row["checkpoint"]
         out = folder / "synthetic_best.csv"
         with tune.Checkpoint(ckpt_dir).as_directory() as d:
-            sample(Path(d) / CHECKPOINT_FILE, plan.export_patients, seed=plan.seed, out=out)
+            made_by = {"study": str(folder), "trial_id": str(row["trial_id"])}
+            card = export_cohort(Path(d) / CHECKPOINT_FILE, plan.export_patients, out, data, plan.seed, made_by)
         print(
             f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
             f"floor {row[RANK_FLOOR]:.4g})"
         )
         print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
-        print(f"synthetic cohort from the best trial: {out}")
-        print(cohort_verdict(data, out))
+        print(f"synthetic cohort from the best trial: {out} (its card: {card_paths(out)[1]})")
+        print(card_summary(card))
     elif not len(best):
         print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
     print(f"leaderboard: {folder / 'leaderboard.parquet'}")
@@ -68,23 +68,3 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
         "  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml"
     )
     return 0 if counts.get("error", 0) < len(board) else 1
-
-
-def cohort_verdict(data: PreparedData, exported: Path) -> str:
-    """The exported cohort judged as a user would, against the validation patients (healthgym_core/evaluation/
-    realism.py): which user-level targets it misses, with the numbers."""
-    fake = read_cohort(exported, data.schema)
-    measures = realism(data.schema, (data.val_cohort.reals, data.val_cohort.codes), (fake.reals, fake.codes))
-    missed = misses(measures)
-    if not missed:
-        return (
-            "the exported cohort meets every user-level target against validation patients ("
-            + ", ".join(f"{k} {v:.3g}" for k, v in measures.items())
-            + ")"
-        )
-    return (
-        f"NOT YET FAITHFUL: the exported cohort misses {len(missed)} of {len(measures)} user-level targets against "
-        "validation patients: "
-        + ", ".join(f"{k} {v}" for k, v in missed.items())
-        + " (ratios are synthetic over real; docs/results.md says what is known to move them)"
-    )

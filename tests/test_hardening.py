@@ -390,4 +390,6 @@ def test_downloads_keep_one_export_per_checkpoint(served):
         code, headers, body = s.get(f"/download/{trial_id(folder)}?checkpoint={ckpt}&n={n}")
         assert code == 200 and f"_{n}.csv" in headers["Content-Disposition"]
         sizes.append(pd.read_csv(__import__("io").BytesIO(body))["PatientID"].nunique())
-    assert sizes == [10, 12, 10, 11] and len(list((folder / "exports").iterdir())) == 1
+    kept = sorted(p.name for p in (folder / "exports").iterdir())
+    stem = f"synthetic_{trial_id(folder)}_{ckpt}"
+    assert sizes == [10, 12, 10, 11] and kept == [f"{stem}.card.html", f"{stem}.card.json", f"{stem}.csv"]

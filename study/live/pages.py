@@ -76,6 +76,7 @@ function loadPatients() {
   document.getElementById('patients').replaceChildren(wait);
   const q = '?checkpoint=' + encodeURIComponent(c) + '&n=' + encodeURIComponent(n);
   document.getElementById('download').href = link('/download/' + ID + q);
+  document.getElementById('card').href = link('/card/' + ID + q);
   return api('/api/trial/' + ID + '/patients' + q).then(h => {
     document.getElementById('patients').innerHTML = h; });
 }
@@ -146,7 +147,8 @@ def trial_page() -> str:
         '<h2>Real vs synthetic patients</h2><div class="controls"><label>checkpoint <select id="ckpt"></select></label>'
         '<label>patients <input id="n" type="number" value="1000" min="10" max="5000" style="width:6em"></label>'
         '<button id="sample">sample</button> <a id="download" class="button" href="#">download this cohort (CSV, '
-        'the input\'s own format)</a></div><div id="patients"></div>'
+        'the input\'s own format)</a> <a id="card" class="button" href="#" target="_blank">its card (fidelity on '
+        'test patients, privacy)</a></div><div id="patients"></div>'
     )
     return shell("Trial", body, TRIAL_JS)
 

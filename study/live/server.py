@@ -285,9 +285,10 @@ class Dashboard:
         )
 
     def export(self, trial_id: str, checkpoint: str, n: int) -> tuple[str, bytes]:
-        """The synthetic cohort as the input's own CSV, written atomically under EXPERIMENT/exports and returned.
-        One file per trial and checkpoint (the latest size asked for replaces the earlier), never through a link."""
-        from healthgym_core.sampling import sample
+        """The synthetic cohort as the input's own CSV, written atomically under EXPERIMENT/exports with its card
+        (NAME.card.json, NAME.card.html) and returned. One file per trial and checkpoint (the latest size asked for
+        replaces the earlier), never through a link."""
+        from healthgym_core.sampling import export_cohort
 
         study, t, path, n = self._sample(trial_id, checkpoint, n)
         folder = self.folder / EXPORTS
@@ -297,9 +298,20 @@ class Dashboard:
         out = folder / name
         if out.is_symlink():
             out.unlink()
+        data = self.data()
         with self._sampling:
-            sample(path, n, seed=study.plan.seed, out=out)
+            made_by = {"study": str(self.folder), "trial_id": trial_id}
+            export_cohort(path, n, out, data, study.plan.seed, made_by)
         return safe_file_name(f"synthetic_{trial_id}_{checkpoint}_{n}.csv"), out.read_bytes()
+
+    def card(self, trial_id: str, checkpoint: str, n: int) -> bytes:
+        """The card of the cohort `export` writes for this trial, checkpoint and size (exported afresh)."""
+        from healthgym_core.evaluation.card import card_paths
+
+        _, _, _, n = self._sample(trial_id, checkpoint, n)
+        self.export(trial_id, checkpoint, n)
+        out = self.folder / EXPORTS / safe_file_name(f"synthetic_{trial_id}_{checkpoint}.csv")
+        return card_paths(out)[1].read_bytes()
 
     def js(self) -> bytes:
         if self._js is None:
@@ -415,6 +427,9 @@ class Handler(BaseHTTPRequestHandler):
         elif len(parts) == 4 and parts[:2] == ["api", "trial"] and parts[3] == "patients":
             html = app.patients(parts[2], one("checkpoint", ""), int(one("n", "1000")))
             self._send(200, html.encode(), "text/html; charset=utf-8")
+        elif len(parts) == 2 and parts[0] == "card":
+            page = app.card(parts[1], one("checkpoint", ""), int(one("n", "1000")))
+            self._send(200, page, "text/html; charset=utf-8")
         elif len(parts) == 2 and parts[0] == "download":
             name, body = app.export(parts[1], one("checkpoint", ""), int(one("n", "1000")))
             self._send(200, body, "text/csv", {"Content-Disposition": f'attachment; filename="{name}"'})
