@@ -121,7 +121,8 @@ class TrainConfig:
     critic_hidden: int = option(0, "the critic's hidden size; 0: the same as hidden", whole(0, most=MAX_WIDTH))
     texture_weight: float = option(
         0.0,
-        "weight of a loss matching the sd of each real variable's month-to-month change to the real patients' (0: off)",
+        "weight of a loss matching how real variables change from month to month (their sds, in real sd units, and "
+        "how they move together) to the training patients' (0: off)",
         finite_at_least_0,
     )
     # Execution: none of these changes the maths.

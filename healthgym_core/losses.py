@@ -92,30 +92,33 @@ def correlation_loss(
     return (f - r).abs().mean()
 
 
-def texture_size(n_real: int) -> int:
-    """How many numbers `monthly_change_stats` gives for n_real real variables."""
-    return n_real + n_real * (n_real - 1) // 2
+def monthly_changes(x: torch.Tensor, n_real: int) -> torch.Tensor:
+    """[B, L, F] model-space rows -> [B * (L - 1), R]: every month-to-month change of the real variables."""
+    return (x[:, 1:, :n_real] - x[:, :-1, :n_real]).reshape(-1, n_real)
 
 
-def monthly_change_stats(x: torch.Tensor, n_real: int) -> torch.Tensor:
-    """[B, L, F] model-space rows -> [R + R(R-1)/2]: the sd of each real variable's month-to-month change over
-    patients and months, then the correlation of every pair's changes (zeros for a single month). The sds say how
-    rough trajectories are; the correlations whether variables move together (real VL and CD4 do not: a generator
-    that roughens both with one noise makes them, and a classifier sees it at once)."""
-    if x.shape[1] < 2 or n_real == 0:
-        return x.new_zeros(texture_size(n_real))
-    d = (x[:, 1:, :n_real] - x[:, :-1, :n_real]).reshape(-1, n_real)
+def texture_target(x: torch.Tensor, n_real: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the texture loss matches, from real rows: (the sd of each real variable's monthly change [R], the
+    correlation matrix of the changes [R, R])."""
+    d = monthly_changes(x, n_real)
     sd = d.std(dim=0)
-    z = (d - d.mean(dim=0)) / (d.std(dim=0, unbiased=False) + 1e-8)
-    i, j = torch.triu_indices(n_real, n_real, offset=1, device=x.device)
-    corr = (z[:, i] * z[:, j]).mean(dim=0)
-    return torch.cat([sd, corr])
+    return sd, torch.atleast_2d(torch.corrcoef(d.T)) if n_real > 1 else torch.ones(1, 1, dtype=x.dtype)
 
 
-def texture_loss(fake: torch.Tensor, target: torch.Tensor, n_real: int) -> torch.Tensor:
-    """Mean |synthetic - real| over `monthly_change_stats`: how much too smooth (or rough), and how wrongly the
-    variables move together."""
-    return (monthly_change_stats(fake, n_real) - target).abs().mean()
+def texture_loss(fake: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], n_real: int) -> torch.Tensor:
+    """How unlike real patients' the synthetic monthly changes are: the mean |difference| between their covariance
+    matrix measured in real sd units and the real correlation matrix. The diagonal says how rough each variable is
+    (0 when as rough as real, 1 when flat), the rest whether the variables move together as real ones do (real VL
+    and CD4 do not; a generator that roughens both with one noise makes them, and a classifier sees it at once).
+    Real sd units keep the gradients bounded however flat the synthetic trajectories start."""
+    sd, corr = target
+    if fake.shape[1] < 2 or n_real == 0:
+        return fake.new_zeros(())
+    d = monthly_changes(fake, n_real) / sd
+    d = d - d.mean(dim=0)
+    cov = d.T @ d / max(d.shape[0] - 1, 1)
+    i, j = torch.triu_indices(n_real, n_real, device=fake.device)
+    return (cov[i, j] - corr[i, j]).abs().mean()
 
 
 def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -14,7 +14,7 @@ from healthgym_core.cpu import keep_freed_memory
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
-from healthgym_core.losses import correlation, monthly_change_stats
+from healthgym_core.losses import correlation, texture_target
 from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
@@ -101,8 +101,8 @@ class TrainState:
     batch_rng: np.random.Generator  # shuffling and random lengths
     c_real: torch.Tensor  # fixed correlation target at the full length
     schedule: Schedule  # config.schedule, parsed once
-    c_texture: torch.Tensor | None = (
-        None  # texture_weight > 0: the training patients' monthly-change sds and correlations (monthly_change_stats)
+    c_texture: tuple[torch.Tensor, torch.Tensor] | None = (
+        None  # texture_weight > 0: the training patients' monthly-change sds and correlations (texture_target)
     )
     epoch: int = 0  # epochs completed
     g_steps: int = 0
@@ -127,10 +127,11 @@ def real_correlation(data: PreparedData, form: str, device: torch.device) -> tor
     return correlation(data.tensor("train"), form).to(device)
 
 
-def real_texture(data: PreparedData, device: torch.device) -> torch.Tensor:
+def real_texture(data: PreparedData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The texture loss's target: the monthly changes' sds and correlations over all training patients (model
     space)."""
-    return monthly_change_stats(data.tensor("train"), Layout.of(data.schema).n_real).to(device)
+    sd, corr = texture_target(data.tensor("train"), Layout.of(data.schema).n_real)
+    return sd.to(device), corr.to(device)
 
 
 def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
