@@ -91,5 +91,8 @@ def test_the_winner_trains_on_keeps_its_best_and_resumes_after_a_kill(finished):
     card = json.loads((folder / (export.stem + ".card.json")).read_text())
     assert card["made_by"]["epoch"] == best["epoch"] and card["made_by"]["trained_to_epochs"] == 5
     assert pd.read_csv(export)["PatientID"].nunique() == card["cohort"]["patients"]
+    from study.reporting.final import long_runs_html
+
+    assert f'href="long-e5/{export.stem}.card.html"' in long_runs_html(finished)  # the report links the card
     again = finalize(finished, "--epochs", 5, "--no-dashboard")
     assert again.returncode == 2 and "pass --resume" in again.stderr

@@ -85,3 +85,37 @@ def final_html(folder: Path) -> str:
     else:
         body += "</p>"
     return section("final", "Final evaluation", body + table_html(summary))
+
+
+def long_runs_html(folder: Path) -> str:
+    """The study's winners trained long (study/finalize.py): each long-eN/long_runs.csv with links to the cards."""
+    from study.long_runs import TABLE
+
+    parts = []
+    for table_file in sorted(folder.glob(f"long-e*/{TABLE}")):
+        runs = pd.read_csv(table_file)
+        link = [
+            f'<a href="{esc(table_file.parent.name)}/{esc(c)}">{esc(c)}</a>' if isinstance(c, str) else ""
+            for c in runs.get("card", pd.Series([None] * len(runs)))
+        ]
+        cols = [
+            c
+            for c in ("trial_id", "role", "best_epoch", f"best_{RANK_METRIC}", f"last_{RANK_METRIC}", "verdict")
+            if c in runs
+        ]
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{esc(r[c])}</td>" for c in cols) + f"<td>{link[i]}</td></tr>"
+            for i, (_, r) in enumerate(runs.iterrows())
+        )
+        head = "".join(f"<th>{esc(c)}</th>" for c in cols) + "<th>card</th>"
+        parts.append(
+            f"<h3>To {esc(table_file.parent.name.removeprefix('long-e'))} epochs (<code>{esc(table_file.parent.name)}"
+            f'</code>)</h3><table class="data"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        )
+    if not parts:
+        return ""
+    intro = note(
+        "Trials continued from their last checkpoints by <code>python study/finalize.py</code>; each cohort comes "
+        "from the run's best checkpoint by the ranking metric, its card beside it."
+    )
+    return section("long-runs", "The winners trained long", intro + "".join(parts))

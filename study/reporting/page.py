@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from study.reporting.final import final_html
+from study.reporting.final import final_html, long_runs_html
 from study.reporting.html import CSS, SORT_JS, esc, guarded
 from study.reporting.loading import Experiment
 from study.reporting.overview import header_html, leaderboard_html
@@ -21,6 +21,7 @@ def render(exp: Experiment) -> str:
         dynamics_html(exp),
         real_vs_synthetic_html(exp),
         guarded("final evaluation", lambda: final_html(exp.folder)),
+        guarded("long runs", lambda: long_runs_html(exp.folder)),
     ]
     footer = (
         f'<p class="caption">Written by <code>study/report.py</code> on {time.strftime("%Y-%m-%d %H:%M:%S")} from '
