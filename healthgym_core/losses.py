@@ -106,19 +106,20 @@ def texture_target(x: torch.Tensor, n_real: int) -> tuple[torch.Tensor, torch.Te
 
 
 def texture_loss(fake: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], n_real: int) -> torch.Tensor:
-    """How unlike real patients' the synthetic monthly changes are: the mean |difference| between their covariance
-    matrix measured in real sd units and the real correlation matrix. The diagonal says how rough each variable is
-    (0 when as rough as real, 1 when flat), the rest whether the variables move together as real ones do (real VL
-    and CD4 do not; a generator that roughens both with one noise makes them, and a classifier sees it at once).
-    Real sd units keep the gradients bounded however flat the synthetic trajectories start."""
+    """How unlike real patients' the synthetic monthly changes are, in real sd units: the mean of |each variable's sd
+    ratio - 1| (0 when as rough as real, 1 when flat) and of |covariance - real correlation| for each pair (whether
+    the variables move together as real ones do: real VL and CD4 do not; a generator that roughens both with one
+    noise makes them, and a classifier sees it at once). Real sd units keep the pair terms' gradients bounded
+    however flat the synthetic trajectories start; the sd ratios pull out of flatness at full strength."""
     sd, corr = target
     if fake.shape[1] < 2 or n_real == 0:
         return fake.new_zeros(())
     d = monthly_changes(fake, n_real) / sd
     d = d - d.mean(dim=0)
     cov = d.T @ d / max(d.shape[0] - 1, 1)
-    i, j = torch.triu_indices(n_real, n_real, device=fake.device)
-    return (cov[i, j] - corr[i, j]).abs().mean()
+    rough = torch.sqrt(torch.diagonal(cov) + 1e-12)  # sd ratios: a pull out of flatness that does not fade near 0
+    i, j = torch.triu_indices(n_real, n_real, offset=1, device=fake.device)
+    return torch.cat([(rough - 1.0).abs(), (cov[i, j] - corr[i, j]).abs()]).mean()
 
 
 def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
