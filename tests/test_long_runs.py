@@ -94,5 +94,16 @@ def test_the_winner_trains_on_keeps_its_best_and_resumes_after_a_kill(finished):
     from study.reporting.final import long_runs_html
 
     assert f'href="long-e5/{export.stem}.card.html"' in long_runs_html(finished)  # the report links the card
+    from tests.test_hardening import Server
+
+    page = Server(finished)  # and the dashboard serves it
+    try:
+        trial = table["trial_id"].iloc[0]
+        assert f'data-href="/long/5/{trial}"' in json.loads(page.get("/api/overview")[2])["header"]
+        code, _, body = page.get(f"/long/5/{trial}")
+        assert code == 200 and body == (folder / (export.stem + ".card.html")).read_bytes()
+        assert page.get("/long/5/..%2F..%2Fstudy")[0] == 404
+    finally:
+        page.close()
     again = finalize(finished, "--epochs", 5, "--no-dashboard")
     assert again.returncode == 2 and "pass --resume" in again.stderr

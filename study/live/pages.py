@@ -57,7 +57,7 @@ function render() {
     d.factors.forEach((f, i) => { const div = document.createElement('div'); div.id = 'factor' + i; div.className = 'chart';
                                   fx.appendChild(div); plot(div.id, f); });
     const r = document.getElementById('rungs'); r.style.display = d.rungs ? '' : 'none'; if (d.rungs) plot('rungs', d.rungs);
-    document.querySelectorAll('a.trial').forEach(a => a.href = link(a.getAttribute('data-href')));
+    document.querySelectorAll('a.trial, a.card').forEach(a => a.href = link(a.getAttribute('data-href')));
   });
 }
 watch(render);

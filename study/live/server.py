@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from healthgym_core.errors import ConfigError, HealthGymError
-from study.experiment import RANK_FLOOR, RANK_METRIC, companion_metric, plan_schedule_text, spent_text
+from study.experiment import RANK_FLOOR, RANK_METRIC, TRIAL_ID, companion_metric, plan_schedule_text, spent_text
 from study.leaderboard import collapse_summary
 from study.live import figures, pages
 from study.live.state import LiveStudy, LiveTrial, best, read_live
@@ -138,6 +138,9 @@ class Dashboard:
             ),
             ("trials", badges),
         ]
+        long_runs = self.long_runs_html()
+        if long_runs:
+            facts.append(("trained long", long_runs))
         dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
         cls = "simulated" if simulated else "real"
         warn = f'<div class="banner simulated">{esc(collapse)}</div>' if collapse else ""
@@ -189,6 +192,38 @@ class Dashboard:
             compare + f'<div class="scroll"><table class="data sortable"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>"
         )
+
+    def long_runs_html(self) -> str:
+        """The study's winners trained long (study/finalize.py), each with a link to its cohort's card."""
+        import pandas as pd
+
+        from study.long_runs import TABLE
+
+        out = []
+        for table in sorted(self.folder.glob(f"long-e*/{TABLE}")):
+            epochs = table.parent.name.removeprefix("long-e")
+            try:
+                runs = pd.read_csv(table)
+            except (OSError, ValueError):
+                continue
+            links = [
+                f'<a class="card" href="#" data-href="/long/{esc(epochs)}/{esc(r["trial_id"])}">{esc(r["trial_id"])} '
+                f"({esc(r.get('role', ''))}, best at epoch {esc(fmt(r.get('best_epoch')))})</a>"
+                for _, r in runs.iterrows()
+                if isinstance(r.get("card"), str)
+            ]
+            if links:
+                out.append(f"to {esc(epochs)} epochs: " + ", ".join(links))
+        return "<br>".join(out)
+
+    def long_card(self, epochs: str, trial_id: str) -> bytes:
+        """The card of a long run's cohort (long-eN/synthetic_TRIAL.card.html), by validated names only."""
+        if not epochs.isdigit() or not re.fullmatch(TRIAL_ID, trial_id):
+            raise NotFound("no such long run")
+        page = self.folder / f"long-e{int(epochs)}" / f"synthetic_{trial_id}.card.html"
+        if not page.is_file() or page.is_symlink():
+            raise NotFound(f"no card for {trial_id} trained to {int(epochs)} epochs")
+        return page.read_bytes()
 
     def links_html(self) -> str:
         found = [f'<a href="http://127.0.0.1:{p}/">{n}</a>' for n, p in LINKS.items() if port_open(p)]
@@ -427,6 +462,8 @@ class Handler(BaseHTTPRequestHandler):
         elif len(parts) == 4 and parts[:2] == ["api", "trial"] and parts[3] == "patients":
             html = app.patients(parts[2], one("checkpoint", ""), int(one("n", "1000")))
             self._send(200, html.encode(), "text/html; charset=utf-8")
+        elif len(parts) == 3 and parts[0] == "long":
+            self._send(200, app.long_card(parts[1], parts[2]), "text/html; charset=utf-8")
         elif len(parts) == 2 and parts[0] == "card":
             page = app.card(parts[1], one("checkpoint", ""), int(one("n", "1000")))
             self._send(200, page, "text/html; charset=utf-8")
