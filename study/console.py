@@ -36,6 +36,8 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
     counts = board["status"].value_counts().to_dict()
     print(f"\ntrials: {len(board)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     print(f"compute: {spent_text(int(board['epochs'].sum()), int(board['g_steps'].sum()), plan.budget)}")
+    for line in error_lines(board, folder):
+        print(line, file=sys.stderr)
     summary = collapse_summary(board, base)
     if summary:
         print("\n" + summary)
@@ -68,3 +70,19 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
         "  Ray dashboard: http://127.0.0.1:8265 while Ray runs (token: `ray get-auth-token`); on a cluster: ray dashboard cluster.yaml"
     )
     return 0 if counts.get("error", 0) < len(board) else 1
+
+
+def error_lines(board, folder: Path) -> list[str]:
+    """One line per trial that ended in error, with the last line of the traceback Ray kept in its folder (for
+    example a resume that found the trial's checkpoints deleted), so that the reason is not only in Ray's log."""
+    out = []
+    for _, r in board[board["status"] == "error"].iterrows():
+        error = folder / Path(str(r.get("path") or "")).name / "error.txt" if r.get("path") else None
+        lines = (
+            [x for x in error.read_text(errors="replace").splitlines() if x.strip()]
+            if error and error.is_file()
+            else []
+        )
+        text = lines[-1][:300] if lines else ""
+        out.append(f"trial {r['trial_id']} ended in error: {text or 'no error.txt left in its folder'}")
+    return out

@@ -393,3 +393,18 @@ def test_downloads_keep_one_export_per_checkpoint(served):
     kept = sorted(p.name for p in (folder / "exports").iterdir())
     stem = f"synthetic_{trial_id(folder)}_{ckpt}"
     assert sizes == [10, 12, 10, 11] and kept == [f"{stem}.card.html", f"{stem}.card.json", f"{stem}.csv"]
+
+
+def test_a_trial_that_ended_in_error_is_named_with_its_reason(copy):
+    from study.console import error_lines
+
+    board = pd.read_parquet(copy / "leaderboard.parquet")
+    t = trial_folder(copy)
+    (t / "error.txt").write_text(
+        "Traceback (most recent call last):\n  ...\nFileNotFoundError: checkpoint_000001 gone\n"
+    )
+    board["status"] = "error"
+    board["path"] = str(t)
+    assert error_lines(board, copy) == [
+        f"trial {trial_id(copy)} ended in error: FileNotFoundError: checkpoint_000001 gone"
+    ]
