@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from healthgym_core.errors import ConfigError, HealthGymError
+from healthgym_core.errors import ConfigError, HealthGymError, shown
 from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC, RANK_METRIC
 
 STUDY_FILE = "study.json"  # the driver's record: arguments, preset, space, data identity
@@ -102,7 +102,7 @@ def read_study_record(folder: Path) -> dict:
         raise ConfigError(f"{path}: not a study record")
     if record.get("version") != STUDY_VERSION:
         raise ConfigError(
-            f"{path}: study format version {str(record.get('version'))[:40]!r} is not supported "
+            f"{path}: study format version {shown(record.get('version'))} is not supported "
             f"(this version reads {STUDY_VERSION})"
         )
     for key in ("space", "data", "preset"):
