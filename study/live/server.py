@@ -195,8 +195,6 @@ class Dashboard:
 
     def long_runs_html(self) -> str:
         """The study's winners trained long (study/finalize.py), each with a link to its cohort's card."""
-        import pandas as pd
-
         from study.long_runs import TABLE
 
         out = []
@@ -292,7 +290,8 @@ class Dashboard:
         data = self.data()
         with self._sampling:
             gen, transform, meta = generator_from_checkpoint(load_checkpoint(path), "cpu")
-            fake = transform.decode(generate(gen, n, int(meta["n_months"]), study.plan.seed).numpy())
+            soft = generate(gen, n, int(meta["n_months"]), study.plan.seed).numpy()
+            fake = transform.decode(soft, study.plan.seed)  # the cohort its download holds
         comp = Comparison(
             data.schema,
             transform,

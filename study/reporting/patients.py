@@ -64,7 +64,7 @@ def build_comparison(exp: Experiment) -> Comparison | str:
     gen, transform, meta = generator_from_checkpoint(ckpt, "cpu")
     n = plan.export_patients
     soft = generate(gen, n, int(meta["n_months"]), plan.seed).numpy()
-    fake = transform.decode(soft)
+    fake = transform.decode(soft, plan.seed)  # as sampling.sample_arrays drew synthetic_best.csv
     real = (data.val_cohort.reals, data.val_cohort.codes)
     return Comparison(data.schema, transform, real, fake, best, data.features)
 
