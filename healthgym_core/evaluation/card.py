@@ -98,7 +98,11 @@ def cohort_card(
             "against": f"the {test[0].shape[0]} test patients; real_floor: the validation patients scored the same way",
             "targets_met": met,
             "targets": aimed,
-            "verdict": "faithful" if met == aimed else f"not yet faithful: {aimed - met} of {aimed} targets missed",
+            "verdict": (
+                f"faithful: meets all {aimed} targets"
+                if met == aimed
+                else f"not yet faithful: misses {aimed - met} of {aimed} targets"
+            ),
             "measures": fidelity,
         },
         "privacy": {
@@ -141,7 +145,7 @@ def card_html(card: dict) -> str:
     ok = {True: '<td class="ok">yes</td>', False: '<td class="bad">no</td>', None: "<td>-</td>"}
     rows = "".join(
         f"<tr><td><code>{e(r['measure'])}</code></td><td>{_fmt(r['value'])}</td><td>{_fmt(r['real_floor'])}</td>"
-        f"<td>{e(r['target'] or '')}</td>{ok[r['meets_target']]}<td>{e(r['what'])}</td></tr>"
+        f'<td class="rule">{e(r["target"] or "")}</td>{ok[r["meets_target"]]}<td>{e(r["what"])}</td></tr>'
         for r in f["measures"]
     )
     checks = "".join(
@@ -157,15 +161,14 @@ def card_html(card: dict) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Cohort card</title><style>'
         "body{font:15px/1.45 system-ui,sans-serif;max-width:1050px;margin:24px auto;padding:0 16px;color:#1f2328}"
         "table{border-collapse:collapse;margin:8px 0 18px}td,th{border-bottom:1px solid #e3e6ea;padding:4px 9px;"
-        "text-align:left;vertical-align:top}td.ok{color:#2e7d32;font-weight:600}td.bad{color:#b00020;font-weight:600}"
+        "text-align:left;vertical-align:top}td.ok{color:#2e7d32;font-weight:600}td.rule{white-space:nowrap}td.bad{color:#b00020;font-weight:600}"
         "dt{font-weight:600;float:left;clear:left;width:150px}dd{margin-left:160px}.banner{padding:8px 12px;"
         "border-radius:4px;margin:8px 0}.simulated{background:#fff4d6}.real{background:#e7f2ff}.verdict{font-size:1.1em}"
         "</style></head><body>"
         f"<h1>Cohort card: <code>{e(card['cohort']['file'])}</code></h1>"
         f'<div class="banner {banner}">Data: {e(d["source"])} (fingerprint {e(d["fingerprint"])}, schema '
         f"{e(d['schema'])})</div>"
-        f'<p class="verdict"><b>Fidelity:</b> {e(f["verdict"])} ({f["targets_met"]} of {f["targets"]} targets met). '
-        f"<b>Privacy:</b> {e(p['verdict'])}.</p>"
+        f'<p class="verdict"><b>Fidelity:</b> {e(f["verdict"])}. <b>Privacy:</b> {e(p["verdict"])}.</p>'
         f"<p>{card['cohort']['patients']:,} synthetic patients x {card['cohort']['months']} months.</p>"
         f"<h2>What made it</h2><dl>{made}</dl>"
         f"<h2>Fidelity</h2><p>Against {e(f['against'])}.</p><table><tr><th>measure</th><th>cohort</th>"
