@@ -95,7 +95,7 @@ def run_long(study: Path, folder: Path, plan: dict, data: PreparedData, cpus: fl
     from study.tuning import latest_checkpoints
 
     base = plan_of(read_study_record(study)).trial_base
-    configs = [{**r["params"], START: r["start"], "origin": r["trial_id"]} for r in plan["runs"]]
+    configs = [{**r["params"], START: r["start"]} for r in plan["runs"]]
     space = {"run": tune.grid_search(list(range(len(configs))))}  # each trial names its run; _continue looks it up
     runnable = tune.with_resources(
         tune.with_parameters(

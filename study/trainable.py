@@ -62,7 +62,6 @@ def train_healthgym(
     torch.set_num_threads(threads)
     config = dict(config)
     start = config.pop(START, None)
-    config.pop("origin", None)
     cfg = trial_config(config, base)
     trial_id = tune.get_context().get_trial_id()
     ckpt = tune.get_checkpoint()
