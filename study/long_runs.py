@@ -32,10 +32,10 @@ def run_folder(study: Path, epochs: int) -> Path:
     return study / f"long-e{epochs}"
 
 
-def choose_runs(study: Path, top: int, epochs: int, references: bool = True) -> tuple[StudyPlan, list[dict]]:
+def choose_runs(study: Path, top: int, epochs: int, references: bool = True) -> tuple[dict, StudyPlan, list[dict]]:
     """The trials to train on (the top `top` completed by rank, then the base and the upstream reference trial when
-    the study has them and `references`), each {"trial_id", "role", "params", "start"}; a one-line ConfigError for
-    a study that cannot give them."""
+    the study has them and `references`), each {"trial_id", "role", "params", "start"}, with the study's record and
+    plan; a one-line ConfigError for a study that cannot give them."""
     record = read_study_record(study)
     plan = plan_of(record)
     if epochs <= plan.max_epochs:
@@ -64,7 +64,7 @@ def choose_runs(study: Path, top: int, epochs: int, references: bool = True) -> 
             raise ConfigError(f"{study}: trial {row['trial_id']} has no checkpoint or params.json left to continue")
         role = str(row.get("role") or "") or ("best" if i == 0 else f"top {i + 1}")
         runs.append({"trial_id": str(row["trial_id"]), "role": role, "params": params, "start": str(start)})
-    return plan, runs
+    return record, plan, runs
 
 
 def new_plan(study: Path, epochs: int, runs: list[dict], export_patients: int) -> Path:
@@ -87,14 +87,14 @@ def read_plan(folder: Path) -> dict:
     return plan
 
 
-def run_long(study: Path, folder: Path, plan: dict, data: PreparedData, cpus: float, gpus: float) -> list[dict] | None:
-    """Train (or continue) every run of `plan` in `folder` through Ray; None when Tune stopped before all ended."""
+def run_long(folder: Path, plan: dict, data: PreparedData, base: dict, cpus: float, gpus: float) -> list[dict] | None:
+    """Train (or continue) every run of `plan` in `folder` through Ray, on the study's trial options `base`; None
+    when Tune stopped before all ended."""
     from ray import tune
 
     from study.trainable import START
     from study.tuning import latest_checkpoints
 
-    base = plan_of(read_study_record(study)).trial_base
     configs = [{**r["params"], START: r["start"]} for r in plan["runs"]]
     space = {"run": tune.grid_search(list(range(len(configs))))}  # each trial names its run; _continue looks it up
     runnable = tune.with_resources(
@@ -188,8 +188,7 @@ def main_flow(args) -> int:
     else:
         if (folder / PLAN_FILE).is_file():
             raise ConfigError(f"{folder} already holds these long runs; pass --resume to continue them")
-        study_plan, runs = choose_runs(study, args.top, args.epochs, not args.no_references)
-        record = read_study_record(study)
+        record, study_plan, runs = choose_runs(study, args.top, args.epochs, not args.no_references)
     data = study_data(record)
     from study import tuning
     from study.presets import gpus_per_trial
@@ -203,7 +202,12 @@ def main_flow(args) -> int:
         f"training {names} on to {plan_file['epochs']} epochs in {folder} (interrupted? add --resume)", file=sys.stderr
     )
     ended = run_long(
-        study, folder, plan_file, data, args.cpus_per_trial, gpus_per_trial(args.gpus_per_trial, gpus_seen)
+        folder,
+        plan_file,
+        data,
+        study_plan.trial_base,
+        args.cpus_per_trial,
+        gpus_per_trial(args.gpus_per_trial, gpus_seen),
     )
     if ended is None:
         print(f"stopped before every run ended; continue with --resume ({folder})", file=sys.stderr)

@@ -15,7 +15,7 @@ import numpy as np
 
 from healthgym_core.atomic import atomic_write
 from healthgym_core.data.prepared import PreparedData
-from healthgym_core.evaluation.final import METRIC_INFO, final_metrics
+from healthgym_core.evaluation.final import METRIC_INFO, final_metrics, real_floor
 from healthgym_core.evaluation.realism import TARGETS, misses, realism
 
 CARD_VERSION = 1  # bump when the JSON layout changes
@@ -46,7 +46,7 @@ def _floor(data: PreparedData, seed: int) -> dict[str, float]:
     if key not in _FLOOR_CACHE:
         real = (data.val_cohort.reals, data.val_cohort.codes)
         test = (data.test_cohort.reals, data.test_cohort.codes)
-        _FLOOR_CACHE[key] = {**final_metrics(data, *real, seed=seed), **realism(data.schema, test, real, seed)}
+        _FLOOR_CACHE[key] = {**real_floor(data, seed=seed), **realism(data.schema, test, real, seed)}
     return _FLOOR_CACHE[key]
 
 

@@ -342,7 +342,6 @@ class Dashboard:
         """The card of the cohort `export` writes for this trial, checkpoint and size (exported afresh)."""
         from healthgym_core.evaluation.card import card_paths
 
-        _, _, _, n = self._sample(trial_id, checkpoint, n)
         self.export(trial_id, checkpoint, n)
         out = self.folder / EXPORTS / safe_file_name(f"synthetic_{trial_id}_{checkpoint}.csv")
         return card_paths(out)[1].read_bytes()
