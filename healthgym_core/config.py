@@ -125,6 +125,12 @@ class TrainConfig:
         "how they move together) to the training patients' (0: off)",
         finite_at_least_0,
     )
+    switch_weight: float = option(
+        0.0,
+        "weight of a loss matching how often each categorical variable changes from month to month to the training "
+        "patients' rate (regimens that flicker; 0: off)",
+        finite_at_least_0,
+    )
     # Execution: none of these changes the maths.
     device: str = option("auto", "auto, cpu, cuda or cuda:N", _device, group="execution")
     kernel: str = option(

@@ -30,6 +30,7 @@ from healthgym_core.losses import (
     correlation_threshold,
     gradient_penalty,
     penalty_alpha,
+    switch_loss,
     texture_loss,
 )
 from healthgym_core.nn.prior import autoencoder_loss
@@ -207,6 +208,8 @@ def generator_gradients(state: TrainState, z: torch.Tensor, u: torch.Tensor | No
         loss = adv + cfg.corr_weight * corr
         if state.c_texture is not None:  # texture_weight > 0: month-to-month changes as real ones
             loss = loss + cfg.texture_weight * texture_loss(fake, state.c_texture, gen.layout.n_real)
+        if state.c_switch is not None:  # switch_weight > 0: categories switch from month to month as often as real
+            loss = loss + cfg.switch_weight * switch_loss(fake, *state.c_switch)
         torch.autograd.backward(loss, inputs=state.generator_params)
     finally:
         critic.requires_grad_(True)

@@ -122,6 +122,27 @@ def texture_loss(fake: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], 
     return torch.cat([(rough - 1.0).abs(), (cov[i, j] - corr[i, j]).abs()]).mean()
 
 
+def switch_rates(x: torch.Tensor, blocks: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """[B, L, F] model-space rows -> [C]: how often each categorical variable changes from one month to the next,
+    as the mean total-variation distance between consecutive months' one-hot (or probability) rows; for
+    probabilities, the share of months a patient would switch if drawn with as few switches as they allow."""
+    if x.shape[1] < 2 or not blocks:
+        return x.new_zeros(len(blocks))
+    return torch.stack([0.5 * (x[:, 1:, s:e] - x[:, :-1, s:e]).abs().sum(-1).mean() for s, e in blocks])
+
+
+def switch_loss(fake: torch.Tensor, target: torch.Tensor, blocks: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """How unlike real patients' the synthetic categories' month-to-month switching is: the mean over `blocks` (the
+    categorical variables real patients do change, `target` their rates, all > 0) of |s - r| / (s + r) for
+    synthetic rate s and real rate r: 0 when they switch as often as real patients, 1 when they never do, 0.82
+    when ten times as often (regimens flickering from month to month). Bounded, so a variable real patients
+    rarely change (a rate of 0.3% here) cannot swamp the critic's signal."""
+    if fake.shape[1] < 2 or not blocks:
+        return fake.new_zeros(())
+    s = switch_rates(fake, blocks)
+    return ((s - target).abs() / (s + target)).mean()
+
+
 def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """The 2025 loss's random thresholds u ~ U[0,1)^{F x F} (float32, as the correlations), fresh per step."""
     return torch.rand(width, width, generator=generator, device=device, dtype=torch.float32)

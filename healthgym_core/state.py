@@ -14,7 +14,7 @@ from healthgym_core.cpu import keep_freed_memory
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
-from healthgym_core.losses import correlation, texture_target
+from healthgym_core.losses import correlation, switch_rates, texture_target
 from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
@@ -104,6 +104,8 @@ class TrainState:
     c_texture: tuple[torch.Tensor, torch.Tensor] | None = (
         None  # texture_weight > 0: the training patients' monthly-change sds and correlations (texture_target)
     )
+    # switch_weight > 0: the categorical variables training patients change, and how often (real_switching)
+    c_switch: tuple[torch.Tensor, tuple[tuple[int, int], ...]] | None = None
     epoch: int = 0  # epochs completed
     g_steps: int = 0
     d_steps: int = 0
@@ -132,6 +134,15 @@ def real_texture(data: PreparedData, device: torch.device) -> tuple[torch.Tensor
     space)."""
     sd, corr = texture_target(data.tensor("train"), Layout.of(data.schema).n_real)
     return sd.to(device), corr.to(device)
+
+
+def real_switching(data: PreparedData, device: torch.device) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
+    """The switch loss's target: each categorical variable's month-to-month switch rate over all training patients,
+    for the variables they change (one no patient changes is held fixed by decoding, not by the loss)."""
+    blocks = Layout.of(data.schema).blocks
+    rates = switch_rates(data.tensor("train"), blocks)
+    kept = tuple(b for b, r in zip(blocks, rates.tolist()) if r > 0)
+    return rates[rates > 0].to(device), kept
 
 
 def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
@@ -189,4 +200,5 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
         autoencoder=autoencoder,
         opt_ae=opt_ae,
         c_texture=real_texture(data, device) if config.texture_weight > 0 else None,
+        c_switch=real_switching(data, device) if config.switch_weight > 0 else None,
     )

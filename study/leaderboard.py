@@ -16,7 +16,7 @@ from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC
 from healthgym_core.evaluation.verdicts import best_of
 from study.experiment import CODE_KEY, METRICS, PBT_LOG, PBT_LOG_KEPT, RANK_METRIC, TRIAL_DIR
 
-COLLAPSE = ("diversity_ratio", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
+COLLAPSE = ("diversity_ratio", "value_diversity", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
 FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor", "energy_feat_floor")
 
@@ -296,7 +296,8 @@ def collapse_summary(board: pd.DataFrame, base: dict | None = None) -> str:
     best = done.iloc[0] if len(done) else scored.iloc[0]
     status = best.get("collapse", "")
     numbers = (
-        f"diversity {best['last_diversity_ratio']:.2f} of real, distinct patients {best['last_distinct_share']:.2f}, "
+        f"diversity {best['last_diversity_ratio']:.2f} of real (values {best.get('last_value_diversity', np.nan):.2f}), "
+        f"distinct patients {best['last_distinct_share']:.2f}, "
         f"category coverage {best['last_coverage']:.2f}, Gender x Ethnic TVD {best['last_joint_tvd']:.2f}, "
         f"fd_feat {best['last_fd_feat']:.3g} (floor {best['fd_feat_floor']:.3g})"
     )

@@ -20,7 +20,7 @@ def data():
 def test_real_patients_are_diverse_distinct_and_cover_the_joint(data):
     val, test = data.val_cohort, data.test_cohort
     m = collapse_metrics(data.schema, data.features, (val.reals, val.codes), (test.reals, test.codes))
-    assert 0.7 < m["diversity_ratio"] < 1.4, m
+    assert 0.7 < m["diversity_ratio"] < 1.4 and 0.7 < m["value_diversity"] < 1.4, m
     assert m["distinct_share"] == 1.0
     assert m["joint_tvd"] < 0.1 and m["joint_cell_coverage"] >= 0.75 and m["joint_max_cell"] < 0.8, m
     status, why = verdict({**m, "coverage": 1.0, "fd_feat": 10.0, "fd_feat_floor": 10.0})
@@ -42,6 +42,23 @@ def test_one_patient_repeated_is_collapsed(data):
     assert diversity_ratio(data.features, (val.reals, val.codes), (jitter, codes)) < 1e-4
     final = final_metrics(data, jitter, codes, seed=0)
     assert final["distinct_share"] == 1 / 500 and final["diversity_ratio"] < 1e-4
+
+
+def test_one_patient_s_values_under_varied_flickering_categories_are_collapsed(data):
+    """What a collapsed generator decoded at quantiles gives: every patient the same values, but categories drawn
+    per patient and switching from month to month. The whole feature space counts the categories as diversity;
+    the values' own diversity does not."""
+    from healthgym_core.evaluation.damage import flicker
+
+    val, test = data.val_cohort, data.test_cohort
+    reals = np.repeat(test.reals[:1], len(test.reals), axis=0)
+    _, codes = flicker((test.reals, test.codes), 1.0, 0)
+    m = collapse_metrics(data.schema, data.features, (val.reals, val.codes), (reals, codes))
+    assert m["diversity_ratio"] > 0.1 and m["distinct_share"] > 0.1  # neither sees it
+    assert m["value_diversity"] < 1e-12
+    status, why = verdict(m)
+    assert status == "collapsed" and "value_diversity" in why, why
+    assert verdict({k: v for k, v in m.items() if k != "value_diversity"})[0] != "collapsed"  # recorded before it
 
 
 def test_joint_cells_count_within_a_factor_of_two():

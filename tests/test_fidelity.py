@@ -43,6 +43,11 @@ def test_realism_of_real_patients_meets_every_target_and_smoothed_ones_miss(data
     assert "variability_ratio/VL" in misses(smooth) and "detect_auc" in misses(smooth)
     rare = realism(data.schema, real, DAMAGES["drop_rare"](other, 1.0, 0))
     assert rare["absent_categories"] >= 1 and "absent_categories" in misses(rare)
+    assert 0.5 < m["switch_ratio"] < 2.0
+    ratios = [realism(data.schema, real, DAMAGES["flicker"](other, s, 0))["switch_ratio"] for s in (0.25, 1.0)]
+    assert m["switch_ratio"] < ratios[0] < ratios[1] and ratios[1] > 5  # 12 switches a patient against about 1
+    flickered = realism(data.schema, real, DAMAGES["flicker"](other, 1.0, 0))
+    assert "switch_ratio" in misses(flickered) and flickered["detect_auc"] > 0.85
 
 
 @pytest.mark.parametrize("name", list(SIGNALS))
@@ -54,7 +59,7 @@ def test_each_signal_is_0_for_identical_patients_and_grows_with_damage(data, nam
     assert abs(f(x, x)) < 1e-9 if name != "classifier_gap" else f(x, x) < 0.05
     floor = f(x, space.embed(fake))
     assert f(x, space.embed(fake)) == floor  # deterministic
-    for damage in ("collapse", "smooth", "squash_tails"):
+    for damage in ("collapse", "smooth", "squash_tails", "flicker"):
         values = [f(x, space.embed(DAMAGES[damage](fake, s, 0))) for s in (0.25, 1.0)]
         if name == "classifier_gap":  # bounded by log 2: it saturates once the two are told apart for sure
             assert floor < values[0] and floor < values[1] <= np.log(2), (damage, floor, values)

@@ -93,3 +93,26 @@ def test_the_texture_loss_is_0_for_real_patients_and_grows_as_they_are_smoothed_
     z = torch.cat([flat_rows, x[:, :, 2:]], dim=-1).requires_grad_(True)
     texture_loss(z, (sd, corr), 2).backward()
     assert torch.isfinite(z.grad).all() and float(z.grad.abs().max()) < 10
+
+
+def test_the_switch_loss_is_near_0_for_real_patients_bounded_and_1_for_frozen_categories():
+    from healthgym_core.data.cohort import load_cohort
+    from healthgym_core.data.prepared import prepare_data
+    from healthgym_core.losses import switch_loss, switch_rates
+    from healthgym_core.state import real_switching
+
+    data = prepare_data(load_cohort("simulated", "demo7", patients=600, seed=0), split_seed=0)
+    target, blocks = real_switching(data, torch.device("cpu"))
+    train = data.tensor("train")
+    assert len(blocks) == 3 and (target > 0).all()  # the regimen columns; Gender and Ethnic never change
+    assert float(switch_loss(train, target, blocks)) == pytest.approx(0.0, abs=1e-6)
+    assert torch.allclose(switch_rates(train, blocks), target)
+    frozen = train[:, :1].expand_as(train)
+    assert float(switch_loss(frozen, target, blocks)) == pytest.approx(1.0)
+    g = torch.Generator().manual_seed(0)
+    shuffled = train[torch.randint(0, len(train), train.shape[:2], generator=g), torch.arange(train.shape[1])]
+    flicker = float(switch_loss(shuffled, target, blocks))  # every month another patient's regimen
+    assert 0.8 < flicker < 1.0
+    soft = shuffled.clone().requires_grad_(True)
+    switch_loss(soft, target, blocks).backward()
+    assert torch.isfinite(soft.grad).all() and soft.grad[:, :, :8].abs().max() == 0  # reals, Gender, Ethnic untouched

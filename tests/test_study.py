@@ -128,14 +128,15 @@ def test_a_smoke_study_trains_every_remedy(tmp_path):
     space.write_text(
         'description = "every remedy on"\n[[factor]]\nname = "noise_prior"\nchoices = ["uniform", "buffer"]\n'
         'why = "x"\n[fixed]\ncritic_reach = "every_month"\ncritic_diffs = true\ncritic_hidden = 12\n'
-        "texture_weight = 10.0\n"
+        "texture_weight = 10.0\nswitch_weight = 10.0\n"
     )
     r = study("--space", space, "--smoke", "--num-samples", 2, "--storage", tmp_path, "--no-dashboard", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     board = pd.read_parquet(tmp_path / "remedies" / "leaderboard.parquet")
     assert (board["status"] == "completed").any() and board["last_energy_feat"].notna().all()
     record = json.loads((tmp_path / "remedies" / "study.json").read_text())
-    assert record["plan"]["trial_base"]["critic_hidden"] == 12 and record["plan"]["trial_base"]["texture_weight"] == 10
+    base = record["plan"]["trial_base"]
+    assert base["critic_hidden"] == 12 and base["texture_weight"] == 10 and base["switch_weight"] == 10
 
 
 @pytest.mark.parametrize("space", ["critic", "baseline", "all", "texture"])

@@ -7,14 +7,17 @@ from __future__ import annotations
 import numpy as np
 
 from healthgym_core.data.schema import Schema
-from healthgym_core.evaluation.features import FeatureSpace
+from healthgym_core.evaluation.features import FeatureSpace, value_columns
 from healthgym_core.evaluation.marginals import joint_metrics
 
 N_BINS = 10  # each real variable is binned at the reference patients' deciles to tell patients apart
 
-# Below either: the generator emits (nearly) one patient.
+# Below any: the generator emits (nearly) one patient. The values' own diversity is needed besides the whole
+# feature space's: decoded at quantiles, a generator whose values are one patient's still draws varied categories
+# (and may switch them every month), which the whole space counts as diversity.
 COLLAPSED_DIVERSITY = 0.1
 COLLAPSED_DISTINCT = 0.1
+COLLAPSED_VALUES = 0.1
 # All of these: the cohort is faithful at the study's scale (the targets of the default study).
 FAITHFUL = {
     "coverage": (">=", 0.9),
@@ -32,6 +35,20 @@ def diversity_ratio(
     er, ef = space.embed(*real), space.embed(*fake)
     tr = float(np.var(er, axis=0, ddof=1).sum())
     return float(np.var(ef, axis=0, ddof=1).sum()) / tr if tr > 0 else float("nan")
+
+
+def value_diversity(
+    schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """How much the synthetic patients' real-valued trajectories differ from one another, against real patients: the
+    mean over the per-patient value summaries (`features.value_columns`) of their variance ratio (1 for a sample
+    of the same population; 0 when every patient has the same values, whatever their categories)."""
+    ratios = [
+        float(np.var(f)) / vr
+        for (_, r), (_, f) in zip(value_columns(schema, real[0]), value_columns(schema, fake[0]))
+        if (vr := float(np.var(r))) > 0
+    ]
+    return float(np.mean(ratios)) if ratios else float("nan")
 
 
 def patient_keys(reference_reals: np.ndarray, reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -54,9 +71,13 @@ def distinct_share(reference_reals: np.ndarray, reals: np.ndarray, codes: np.nda
 def collapse_metrics(
     schema: Schema, space: FeatureSpace, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
 ) -> dict[str, float]:
-    """diversity_ratio, distinct_share and the joint tables of category pairs (TVD, largest cell, cells within a
+    """diversity_ratio, value_diversity, distinct_share and the joint tables of category pairs (TVD, largest cell, cells within a
     factor of 2) of synthetic patients against the real `reference` ones."""
-    out = {"diversity_ratio": diversity_ratio(space, real, fake), "distinct_share": distinct_share(real[0], *fake)}
+    out = {
+        "diversity_ratio": diversity_ratio(space, real, fake),
+        "value_diversity": value_diversity(schema, real, fake),
+        "distinct_share": distinct_share(real[0], *fake),
+    }
     out.update(joint_metrics(schema, real[1], fake[1]))
     return out
 
@@ -85,12 +106,13 @@ def verdict(metrics: dict) -> tuple[str, str]:
     """("collapsed" | "partial" | "faithful", the numbers behind it). `fd_feat_ratio` is fd_feat / its floor."""
     m = with_fd_feat_ratio(metrics)
     div, dist = m.get("diversity_ratio", np.nan), m.get("distinct_share", np.nan)
+    values = m.get("value_diversity", np.nan)  # NaN in results recorded before it existed: no verdict from it
     shown = ", ".join(
         f"{k} {m[k]:.3g}"
-        for k in ("diversity_ratio", "distinct_share", "coverage", "joint_tvd", "joint_max_cell", "fd_feat_ratio")
+        for k in ("diversity_ratio", "value_diversity", "distinct_share", "coverage", "joint_tvd", "joint_max_cell", "fd_feat_ratio")
         if k in m and m[k] == m[k]
     )
-    if div < COLLAPSED_DIVERSITY or dist < COLLAPSED_DISTINCT:
+    if div < COLLAPSED_DIVERSITY or dist < COLLAPSED_DISTINCT or values < COLLAPSED_VALUES:
         return "collapsed", shown
     return ("partial" if missed_targets(m) else "faithful"), shown
 

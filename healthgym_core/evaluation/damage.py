@@ -77,10 +77,29 @@ def scramble_joint(p: Patients, s: float, seed: int = 0) -> Patients:
     return reals.copy(), out
 
 
+def flicker(p: Patients, s: float, seed: int = 0) -> Patients:
+    """In a share 0.2 s of patient-months, every categorical some patient changes (the regimen columns in the demo
+    schema) takes another patient's codes of that month: each month's shares kept, but categories that switch from
+    month to month (s = 1: about 12 switches a patient in 60 months)."""
+    reals, codes = p
+    rng = np.random.default_rng(seed)
+    out = codes.copy()
+    if codes.shape[1] < 2:
+        return reals.copy(), out
+    moving = np.flatnonzero((codes[:, 1:] != codes[:, :-1]).any(axis=(0, 1)))
+    n, t = codes.shape[:2]
+    hit = rng.random((n, t)) < 0.2 * s
+    donor = rng.integers(n, size=(n, t))
+    for j in moving:
+        out[:, :, j] = np.where(hit, codes[donor, np.arange(t)[None, :], j], codes[:, :, j])
+    return reals.copy(), out
+
+
 DAMAGES: dict[str, Callable[[Patients, float, int], Patients]] = {
     "collapse": collapse,
     "smooth": smooth,
     "squash_tails": squash_tails,
     "drop_rare": drop_rare,
     "scramble_joint": scramble_joint,
+    "flicker": flicker,
 }

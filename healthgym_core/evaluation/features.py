@@ -23,8 +23,17 @@ from healthgym_core.evaluation.marginals import log1p10
 N_COMPONENTS = 32
 
 
-def _summary_columns(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """The named per-patient features, in their fixed order."""
+def regimen_changes(schema: Schema, codes: np.ndarray) -> np.ndarray:
+    """[N, T, C] internal codes -> [N]: the months in which a patient's regimen (any of its columns; without them,
+    any categorical) differs from the month before."""
+    idx = [j for j, v in enumerate(schema.categoricals) if v.name in REGIMEN] or list(range(codes.shape[2]))
+    reg = codes[:, :, idx]
+    return (reg[:, 1:] != reg[:, :-1]).any(axis=2).sum(axis=1).astype(np.float64)
+
+
+def value_columns(schema: Schema, reals: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The named per-patient summaries of the real variables (log10(x + 1)): mean, sd, first, last, OLS slope, sd
+    of the monthly change, lag-1 autocorrelation."""
     n, t = reals.shape[:2]
     cols: list[tuple[str, np.ndarray]] = []
     months = np.arange(t, dtype=np.float64)
@@ -42,14 +51,20 @@ def _summary_columns(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> li
             )
         else:
             cols += [(f"{v.name} sd of monthly change", np.zeros(n)), (f"{v.name} lag-1 autocorrelation", np.zeros(n))]
+    return cols
+
+
+def _summary_columns(schema: Schema, reals: np.ndarray, codes: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The named per-patient features, in their fixed order."""
+    t = reals.shape[1]
+    logs = log1p10(reals)
+    cols = value_columns(schema, reals)
     for j, v in enumerate(schema.categoricals):
         shares = np.eye(v.num_classes)[codes[:, :, j]].mean(axis=1)
         labels = v.labels or tuple(str(c) for c in v.codes)
         cols += [(f"{v.name}={labels[k]} share", shares[:, k]) for k in range(v.num_classes)]
-    idx = [j for j, v in enumerate(schema.categoricals) if v.name in REGIMEN] or list(range(codes.shape[2]))
-    if idx and t > 1:
-        reg = codes[:, :, idx]
-        cols.append(("regimen changes", (reg[:, 1:] != reg[:, :-1]).any(axis=2).sum(axis=1).astype(np.float64)))
+    if codes.shape[2] and t > 1:
+        cols.append(("regimen changes", regimen_changes(schema, codes)))
     if logs.shape[2] >= 2:
         cols.append(
             (

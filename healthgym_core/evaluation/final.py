@@ -13,7 +13,7 @@ import numpy as np
 
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.classifiers import detection, utility
-from healthgym_core.evaluation.collapse import distinct_share, diversity_ratio
+from healthgym_core.evaluation.collapse import distinct_share, diversity_ratio, value_diversity
 from healthgym_core.evaluation.dependence import dependence, static_corr_l1, variable_series
 from healthgym_core.evaluation.distances import MMD_MAX, emd_feat, fixed_directions, mmd2_rbf, sliced_wasserstein
 from healthgym_core.evaluation.features import FeatureSpace, detector_features
@@ -80,6 +80,11 @@ METRIC_INFO: dict[str, tuple[str, bool]] = _MetricInfo(
         ),
         "diversity_ratio": (
             "total variance of the scored patients over that of real ones in fd_feat's frozen feature space (0: one patient repeated)",
+            False,
+        ),
+        "value_diversity": (
+            "mean variance ratio of the per-patient summaries of the real variables (0: every patient's values the "
+            "same, whatever their categories)",
             False,
         ),
         "distinct_share": (
@@ -213,6 +218,7 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
     out["emd_feat"] = emd_feat(er, ef, seed=seed)
     out["energy_feat"] = energy_feat(data, (reals, codes), (test.reals, test.codes))
     out["diversity_ratio"] = diversity_ratio(space, (test.reals, test.codes), (reals, codes))
+    out["value_diversity"] = value_diversity(data.schema, (test.reals, test.codes), (reals, codes))
     out["distinct_share"] = distinct_share(test.reals, reals, codes)
     rng = metric_rng(seed, "mmd")
     er = er[np.sort(rng.choice(len(er), MMD_MAX, replace=False))] if len(er) > MMD_MAX else er

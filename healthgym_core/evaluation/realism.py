@@ -10,7 +10,7 @@ import numpy as np
 
 from healthgym_core.data.schema import Schema
 from healthgym_core.evaluation.classifiers import detection
-from healthgym_core.evaluation.features import detector_features
+from healthgym_core.evaluation.features import detector_features, regimen_changes
 from healthgym_core.evaluation.marginals import category_shares, joint_metrics, log1p10, tvd_and_coverage
 
 Patients = tuple[np.ndarray, np.ndarray]  # reals [N, T, R] in original units, internal codes [N, T, C]
@@ -20,6 +20,10 @@ TARGETS = {
     "variability_ratio/<variable>": ("median per-patient sd of the monthly change of log10(x + 1)", "within 2x"),
     "p95_ratio/<variable>": ("95th percentile of the values, over all patient-months", "within 2x"),
     "iqr_ratio/<variable>": ("interquartile range of log10(x + 1), over all patient-months", "within 2x"),
+    "switch_ratio": (
+        "mean regimen changes per patient (months whose regimen differs from the month before)",
+        "within 2x",
+    ),
     "absent_categories": (f"real categories holding >= {RARE_SHARE:.0%} of patient-months never generated", "= 0"),
     "coverage": ("share of real categories generated at >= half their real share", ">= 0.9"),
     "joint_tvd": ("total-variation distance of the Gender x Ethnic table", "<= 0.10"),
@@ -48,6 +52,8 @@ def realism(schema: Schema, real: Patients, fake: Patients, seed: int = 0) -> di
         out[f"p95_ratio/{v.name}"] = _ratio(np.percentile(fr[:, :, j], 95), np.percentile(rr[:, :, j], 95))
         iqr = [np.subtract(*np.percentile(log1p10(x[:, :, j]), [75, 25])) for x in (fr, rr)]
         out[f"iqr_ratio/{v.name}"] = _ratio(*iqr)
+    if schema.categoricals and rc.shape[1] > 1:
+        out["switch_ratio"] = _ratio(regimen_changes(schema, fc).mean(), regimen_changes(schema, rc).mean())
     if schema.categoricals:
         real_shares, fake_shares = category_shares(schema, rc), category_shares(schema, fc)
         out["absent_categories"] = float(

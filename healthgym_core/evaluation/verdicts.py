@@ -14,9 +14,9 @@ import pandas as pd
 
 # Metrics whose real-vs-real value is the target: a cohort above it is as wrong as one below (a diversity ratio of 1.3
 # overshoots real patients' spread as 0.7 falls short of it). They are judged by their distance to that value.
-NEAREST_REAL = frozenset({"diversity_ratio"})
+NEAREST_REAL = frozenset({"diversity_ratio", "value_diversity"})
 # The value real patients score by construction, where no measured real-vs-real floor is at hand (per epoch).
-REAL_VALUE = {"diversity_ratio": 1.0}
+REAL_VALUE = {"diversity_ratio": 1.0, "value_diversity": 1.0}
 
 
 def _lower_is_better(metric: str) -> bool:
