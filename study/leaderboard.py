@@ -16,7 +16,14 @@ from healthgym_core.evaluation.distances import EARLIER_RANK_METRIC
 from healthgym_core.evaluation.verdicts import best_of
 from study.experiment import CODE_KEY, METRICS, PBT_LOG, PBT_LOG_KEPT, RANK_METRIC, TRIAL_DIR
 
-COLLAPSE = ("diversity_ratio", "value_diversity", "distinct_share", "joint_tvd", "joint_max_cell", "joint_cell_coverage")
+COLLAPSE = (
+    "diversity_ratio",
+    "value_diversity",
+    "distinct_share",
+    "joint_tvd",
+    "joint_max_cell",
+    "joint_cell_coverage",
+)
 REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G_loss", "GP", "Corr", "W_gap")
 FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor", "energy_feat_floor")
 

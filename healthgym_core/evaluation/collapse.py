@@ -37,9 +37,7 @@ def diversity_ratio(
     return float(np.var(ef, axis=0, ddof=1).sum()) / tr if tr > 0 else float("nan")
 
 
-def value_diversity(
-    schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]
-) -> float:
+def value_diversity(schema: Schema, real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray]) -> float:
     """How much the synthetic patients' real-valued trajectories differ from one another, against real patients: the
     mean over the per-patient value summaries (`features.value_columns`) of their variance ratio (1 for a sample
     of the same population; 0 when every patient has the same values, whatever their categories)."""
@@ -109,7 +107,15 @@ def verdict(metrics: dict) -> tuple[str, str]:
     values = m.get("value_diversity", np.nan)  # NaN in results recorded before it existed: no verdict from it
     shown = ", ".join(
         f"{k} {m[k]:.3g}"
-        for k in ("diversity_ratio", "value_diversity", "distinct_share", "coverage", "joint_tvd", "joint_max_cell", "fd_feat_ratio")
+        for k in (
+            "diversity_ratio",
+            "value_diversity",
+            "distinct_share",
+            "coverage",
+            "joint_tvd",
+            "joint_max_cell",
+            "fd_feat_ratio",
+        )
         if k in m and m[k] == m[k]
     )
     if div < COLLAPSED_DIVERSITY or dist < COLLAPSED_DISTINCT or values < COLLAPSED_VALUES:
