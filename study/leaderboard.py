@@ -28,12 +28,13 @@ REPORTED = METRICS + ("ks_mean", "tvd_mean", "coverage", *COLLAPSE, "D_loss", "G
 FLOORS = ("fd_feat_floor", "emd_feat_floor", "critic_gap_floor", "energy_feat_floor")
 
 
-def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool) -> str:
+def trial_status(epochs: int, max_epochs: int, diverged: bool, error: bool, ended: bool = False) -> str:
+    """`ended`: the upstream reference trial stopped at its verdict (study/trainable.py), which completes it."""
     if error:
         return "error"
     if diverged:
         return "diverged"
-    return "completed" if epochs >= max_epochs else "pruned"
+    return "completed" if epochs >= max_epochs or ended else "pruned"
 
 
 def trial_row(
@@ -53,7 +54,8 @@ def trial_row(
         history[history.get("diverged", pd.Series(0, index=history.index)).fillna(0) == 0] if len(history) else history
     )
     epochs = int(good["epoch"].max()) if len(good) and "epoch" in good else 0
-    row = {"trial_id": trial_id, "status": trial_status(epochs, max_epochs, diverged, error), "epochs": epochs}
+    ended = bool("reference_ended" in good and (good["reference_ended"].fillna(0) > 0).any())
+    row = {"trial_id": trial_id, "status": trial_status(epochs, max_epochs, diverged, error, ended), "epochs": epochs}
     row["pruned"] = row["status"] == "pruned"
     for f in factors:
         row[f] = config.get(f)

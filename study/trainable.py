@@ -20,6 +20,7 @@ from healthgym_core.config import TrainConfig
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.epoch import run_epoch
 from healthgym_core.errors import NonFiniteLossError
+from healthgym_core.evaluation.collapse import verdict
 from healthgym_core.provenance import training_fingerprint
 from healthgym_core.state import build_state
 from study.base import UPSTREAM_REFERENCE, upstream_options
@@ -54,14 +55,18 @@ def train_healthgym(
     metric: str,
     threads: int = 1,
     keep_best: bool = False,
+    verdict_epoch: int | None = None,
 ) -> None:
     """Train one trial up to `max_epochs`, reporting metrics and a checkpoint after every epoch. A config with
     START continues that checkpoint (a study trial trained on); `keep_best` also keeps the checkpoint with the
-    lowest ranking metric so far as BEST_FILE in the trial's folder, with its epoch and score in BEST_RECORD."""
+    lowest ranking metric so far as BEST_FILE in the trial's folder, with its epoch and score in BEST_RECORD.
+    `verdict_epoch`: the upstream reference trial ends at the first epoch from then on at which it is collapsed
+    (all a study needs of it is that verdict), reporting `reference_ended` = 1."""
     # As many torch threads as CPUs reserved: more oversubscribes the machine and OpenMP spin-waits (10x slower).
     torch.set_num_threads(threads)
     config = dict(config)
     start = config.pop(START, None)
+    reference = config.get("reference") == UPSTREAM_REFERENCE
     cfg = trial_config(config, base)
     trial_id = tune.get_context().get_trial_id()
     ckpt = tune.get_checkpoint()
@@ -110,4 +115,10 @@ def train_healthgym(
         with tempfile.TemporaryDirectory() as tmp:
             meta = {"trial_id": trial_id, **({"best": {RANK_METRIC: best}} if best is not None else {})}
             save_checkpoint(Path(tmp) / CHECKPOINT_FILE, state, data, meta)
+            ended = reference and verdict_epoch is not None and state.epoch >= verdict_epoch
+            ended = ended and verdict(metrics)[0] == "collapsed"
+            if ended:
+                metrics["reference_ended"] = 1
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if ended:
+            return

@@ -95,6 +95,7 @@ def run_study(
             max_epochs=max_epochs,
             metric=plan.metric,
             threads=max(1, int(args.cpus_per_trial)),
+            verdict_epoch=plan.grace_period,
         ),
         {"cpu": args.cpus_per_trial, "gpu": gpus},
     )

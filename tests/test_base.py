@@ -128,6 +128,11 @@ def test_a_study_on_an_earlier_studys_base(tmp_path):
     ref_row = board[board["role"] == "upstream reference"]
     assert len(ref_row) == 1 and bool(ref_row["upstream"].iloc[0]) and ref_row["reference"].iloc[0] == "upstream"
     assert len(base_row) >= 1 and (base_row["schedule"] == "ladder:10-20-30-40-50-60").all()
+    # the reference trial ends at its verdict: collapsed at the first rung (epoch 1 of the smoke preset's 3)
+    assert ref_row["collapse"].iloc[0] == "collapsed" and int(ref_row["epochs"].iloc[0]) == 1
+    assert ref_row["status"].iloc[0] == "completed" and (base_row["epochs"] == 3).all(), board[
+        ["status", "epochs", "role"]
+    ]
     # the trials train on the base: the earlier study's critic settings and the --set value (the reference: upstream)
     import torch
 
