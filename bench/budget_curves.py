@@ -147,6 +147,9 @@ def plot(args: argparse.Namespace) -> int:
         if m.startswith(("variability", "p95", "switch")):
             for y in (0.5, 1.0, 2.0):
                 ax.axhline(y, color="k", ls=":" if y != 1 else "-", lw=0.8)
+        if m.endswith("_auc"):
+            ax.set_ylim(0.45, 1.02)
+            ax.axhline(0.5, color="k", lw=0.8)
         ax.axvline(SHORT, color="grey", ls="--", lw=0.8)
         ax.set_yscale("log" if log else "linear")
         ax.set_title(title, fontsize=10)
@@ -158,6 +161,9 @@ def plot(args: argparse.Namespace) -> int:
     )
     fig.savefig(Path(args.out) / "budget_curves.png", dpi=80)
     long = int(min(c["g_steps"].max() for c in curves.values()))
+    if len(curves) < 3:
+        print(f"{len(curves)} scored run(s): the ranking transfer needs 3 or more", file=sys.stderr)
+        return 0
     table, rho = transfer(curves, long)
     print(f"ranking transfer by {RANK_BY}, {SHORT:,} -> {long:,} generator steps:")
     print(table.to_string(index=False, float_format="%.3f"))
