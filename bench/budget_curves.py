@@ -75,17 +75,17 @@ def score(args: argparse.Namespace) -> int:
     out = CURVES / f"{args.name}.csv"
     old = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=["epoch"])
     done = set(old["epoch"].astype(int))
-    data = None
+    data = prepare_data(load_cohort("simulated", "demo7", patients=args.patients, seed=0), split_seed=0)
+    if data.fingerprint != load_checkpoint(found[0][1])["meta"]["data_fingerprint"]:
+        print(
+            f"error: {found[0][1]}: not trained on {args.patients:,} simulated patients (--patients)", file=sys.stderr
+        )
+        return 2
     rows = []
     for epoch, f in found:
         if epoch in done:
             continue
         ckpt = load_checkpoint(f)
-        if data is None:  # the simulated cohort the run must have been trained on
-            data = prepare_data(load_cohort("simulated", "demo7", patients=args.patients, seed=0), split_seed=0)
-            if data.fingerprint != ckpt["meta"]["data_fingerprint"]:
-                print(f"error: {f}: not trained on {args.patients:,} simulated patients (--patients)", file=sys.stderr)
-                return 2
         reals, codes, _ = sample_arrays(ckpt, SAMPLES, seed=SAMPLE_SEED)
         card = cohort_card(data, reals, codes, {}, f.name)
         row = {"name": args.name, "epoch": epoch, "g_steps": int(ckpt["meta"]["g_steps"])}
