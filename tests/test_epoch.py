@@ -108,6 +108,7 @@ def test_evaluation_metrics(small_data, tiny_config):
         "coverage",
         # the collapse measures (issue 13), every epoch
         "diversity_ratio",
+        "value_diversity",
         "distinct_share",
         "joint_tvd",
         "joint_max_cell",

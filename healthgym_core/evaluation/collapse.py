@@ -71,11 +71,9 @@ def collapse_metrics(
 ) -> dict[str, float]:
     """diversity_ratio, value_diversity, distinct_share and the joint tables of category pairs (TVD, largest cell, cells within a
     factor of 2) of synthetic patients against the real `reference` ones."""
-    out = {
-        "diversity_ratio": diversity_ratio(space, real, fake),
-        "value_diversity": value_diversity(schema, real, fake),
-        "distinct_share": distinct_share(real[0], *fake),
-    }
+    out = {"diversity_ratio": diversity_ratio(space, real, fake), "distinct_share": distinct_share(real[0], *fake)}
+    if schema.n_real:
+        out["value_diversity"] = value_diversity(schema, real, fake)
     out.update(joint_metrics(schema, real[1], fake[1]))
     return out
 

@@ -218,7 +218,8 @@ def final_metrics(data: PreparedData, reals: np.ndarray, codes: np.ndarray, *, s
     out["emd_feat"] = emd_feat(er, ef, seed=seed)
     out["energy_feat"] = energy_feat(data, (reals, codes), (test.reals, test.codes))
     out["diversity_ratio"] = diversity_ratio(space, (test.reals, test.codes), (reals, codes))
-    out["value_diversity"] = value_diversity(data.schema, (test.reals, test.codes), (reals, codes))
+    if data.schema.n_real:
+        out["value_diversity"] = value_diversity(data.schema, (test.reals, test.codes), (reals, codes))
     out["distinct_share"] = distinct_share(test.reals, reals, codes)
     rng = metric_rng(seed, "mmd")
     er = er[np.sort(rng.choice(len(er), MMD_MAX, replace=False))] if len(er) > MMD_MAX else er
