@@ -47,7 +47,6 @@ ARMS = {  # name -> trainer options (each starts from a named configuration)
     "strong_diffs": ["--config", "stronger_critic", "--critic-diffs"],
     "strong_texture": ["--config", "stronger_critic", "--texture-weight", "10"],
     "texture_switch": ["--config", "cpu_base", "--texture-weight", "10", "--switch-weight", "10"],
-    "switch_only": ["--config", "cpu_base", "--switch-weight", "10"],
 }
 SAMPLES = 1000
 
