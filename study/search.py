@@ -199,6 +199,24 @@ class ClampToSpace:
         return {k: (self.factors[k].clamp(v) if k in self.factors else v) for k, v in config.items()}
 
 
+class StudyASHA(ASHAScheduler):
+    """ASHA that leaves the upstream reference trial out of its rungs. The reference is there to be compared with,
+    not to set the bar: a collapsed generator can score well on the pruning signal early (emd_feat favoured the
+    collapsed reference over every `textured` trial at epoch 8, and ASHA stopped them all). It is never stopped by
+    ASHA either; it ends at its own verdict (study/trainable.py)."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if trial.config.get("reference") == UPSTREAM_REFERENCE:
+            return self.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if trial.config.get("reference") == UPSTREAM_REFERENCE:
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
+
 def make_scheduler(plan: StudyPlan, space: SearchSpace):
     if plan.scheduler == "none":
         return FIFOScheduler()
@@ -212,7 +230,7 @@ def make_scheduler(plan: StudyPlan, space: SearchSpace):
             quantile_fraction=0.25,
             resample_probability=0.25,
         )
-    return ASHAScheduler(
+    return StudyASHA(
         time_attr="epoch",
         max_t=plan.max_epochs,
         grace_period=plan.grace_period,

@@ -227,3 +227,26 @@ def test_base_from_a_named_configuration_and_from_the_preset():
     }
     assert "cpu preset's configuration cpu_base" in describe(cpu)
     assert study_base(None, None, [], {"name": "gpu", "base": "upstream"})["from"] == "upstream"
+
+
+def test_asha_leaves_the_upstream_reference_out_of_its_rungs():
+    """A collapsed reference scoring best at the first rung must not set the bar: plain ASHA stops the base's
+    trials behind it (what a default study on `textured` did at epoch 8), the study's ASHA does not."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler
+
+    from study.search import StudyASHA
+
+    actions = {}
+    for cls in (ASHAScheduler, StudyASHA):
+        s = cls(time_attr="epoch", metric="m", mode="min", max_t=36, grace_period=8, reduction_factor=3, brackets=1)
+        ref = SimpleNamespace(trial_id="ref", config={"reference": "upstream"})
+        a, b = SimpleNamespace(trial_id="a", config={}), SimpleNamespace(trial_id="b", config={})
+        for t in (ref, a, b):
+            s.on_trial_add(None, t)
+        results = [(ref, 1.0), (a, 5.0), (b, 6.0)]
+        actions[cls] = [s.on_trial_result(None, t, {"epoch": 8, "m": m}) for t, m in results]
+        s.on_trial_complete(None, ref, {"epoch": 8, "m": 1.0})
+    assert actions[ASHAScheduler] == ["CONTINUE", "STOP", "STOP"]
+    assert actions[StudyASHA] == ["CONTINUE", "CONTINUE", "STOP"]  # b is behind a, the first at the rung
