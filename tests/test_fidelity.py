@@ -45,7 +45,7 @@ def test_realism_of_real_patients_meets_every_target_and_smoothed_ones_miss(data
     assert rare["absent_categories"] >= 1 and "absent_categories" in misses(rare)
     assert 0.5 < m["switch_ratio"] < 2.0
     ratios = [realism(data.schema, real, DAMAGES["flicker"](other, s, 0))["switch_ratio"] for s in (0.25, 1.0)]
-    assert m["switch_ratio"] < ratios[0] < ratios[1] and ratios[1] > 5  # 12 switches a patient against about 1
+    assert m["switch_ratio"] < ratios[0] < ratios[1] and ratios[1] > 5  # about 19 changes a patient against about 1
     flickered = realism(data.schema, real, DAMAGES["flicker"](other, 1.0, 0))
     assert "switch_ratio" in misses(flickered) and flickered["detect_auc"] > 0.85
 

@@ -80,7 +80,7 @@ def scramble_joint(p: Patients, s: float, seed: int = 0) -> Patients:
 def flicker(p: Patients, s: float, seed: int = 0) -> Patients:
     """In a share 0.2 s of patient-months, every categorical some patient changes (the regimen columns in the demo
     schema) takes another patient's codes of that month: each month's shares kept, but categories that switch from
-    month to month (s = 1: about 12 switches a patient in 60 months)."""
+    month to month (s = 1: about 19 regimen changes a patient in 60 months, real patients about 1)."""
     reals, codes = p
     rng = np.random.default_rng(seed)
     out = codes.copy()
