@@ -121,6 +121,11 @@ def study_base(base_arg: str | None, sets: list[str] | None, searched: list[str]
     return {"from": origin, "set": fixed, "config": options}
 
 
+def is_reference(config: dict) -> bool:
+    """Whether a trial's config (or a leaderboard row) is the upstream reference trial's."""
+    return config.get("reference") == UPSTREAM_REFERENCE
+
+
 def is_upstream(base: dict) -> bool:
     up = upstream_options()
     return all(_same(base["config"].get(k), v) for k, v in up.items())

@@ -263,14 +263,14 @@ def mark_roles(
 ) -> pd.DataFrame:
     """`upstream`: the upstream configuration (its reference trial, or on an upstream base the trials with its factor
     values); `role`: "base" for the base point's trial, "upstream reference" for the reference trial."""
-    from study.base import UPSTREAM_REFERENCE
+    from study.base import is_reference
     from study.spaces import upstream_point
 
     def matches(row: dict, point: dict) -> bool:
         return all(row.get(k) == v for k, v in point.items())
 
     rows = board.to_dict("records")
-    ref = [r.get("reference") == UPSTREAM_REFERENCE for r in rows]
+    ref = [is_reference(r) for r in rows]
     up_point = upstream_point(list(factors))
     board = board.copy()
     board["upstream"] = [

@@ -13,7 +13,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from study.base import UPSTREAM_REFERENCE, is_upstream
+from study.base import UPSTREAM_REFERENCE, is_reference, is_upstream
 from study.experiment import OPTUNA_FILE
 from study.plan import StudyPlan
 from study.spaces import Factor, SearchSpace
@@ -206,12 +206,12 @@ class StudyASHA(ASHAScheduler):
     ASHA either; it ends at its own verdict (study/trainable.py)."""
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if trial.config.get("reference") == UPSTREAM_REFERENCE:
+        if is_reference(trial.config):
             return self.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if trial.config.get("reference") == UPSTREAM_REFERENCE:
+        if is_reference(trial.config):
             self._trial_info.pop(trial.trial_id, None)
             return
         super().on_trial_complete(tune_controller, trial, result)

@@ -23,7 +23,7 @@ from healthgym_core.errors import NonFiniteLossError
 from healthgym_core.evaluation.collapse import verdict
 from healthgym_core.provenance import training_fingerprint
 from healthgym_core.state import build_state
-from study.base import UPSTREAM_REFERENCE, upstream_options
+from study.base import is_reference, upstream_options
 from study.experiment import CHECKPOINT_FILE, CODE_KEY, RANK_METRIC, STEPS_FILE
 
 DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (the worst possible)
@@ -32,8 +32,9 @@ DIVERGED_SCORE = 1e9  # what a diverged trial reports for the pruning metric (th
 def trial_config(config: dict, base: dict) -> TrainConfig:
     """The base with the trial's own values; the upstream reference trial runs every upstream option instead."""
     config = dict(config)
-    if config.pop("reference", None) == UPSTREAM_REFERENCE:
+    if is_reference(config):
         config = {**upstream_options(), "seed": config["seed"]}
+    config.pop("reference", None)
     return TrainConfig.from_dict({**base, **config}).validate()
 
 
@@ -66,7 +67,7 @@ def train_healthgym(
     torch.set_num_threads(threads)
     config = dict(config)
     start = config.pop(START, None)
-    reference = config.get("reference") == UPSTREAM_REFERENCE
+    reference = is_reference(config)
     cfg = trial_config(config, base)
     trial_id = tune.get_context().get_trial_id()
     ckpt = tune.get_checkpoint()
