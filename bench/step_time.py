@@ -521,7 +521,7 @@ class Bench:
 
         def gen():
             with fast_cpu_kernels(device):
-                return generator_step(st, self.length, 1)
+                return generator_step(st, self.length, 1, real)
 
         return critic, gen
 

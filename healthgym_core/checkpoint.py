@@ -155,6 +155,7 @@ def generator_from_checkpoint(
         kernel=kernel,
         align_reverse=cfg.align_reverse,
         noise_prior=cfg.noise_prior,
+        real_head=cfg.real_head,
     )
     try:
         gen.load_state_dict(ckpt["generator"])

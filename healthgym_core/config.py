@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from healthgym_core.curriculum import UPSTREAM_SCHEDULE, Schedule
 from healthgym_core.errors import ConfigError
 from healthgym_core.losses import CORR_FORMS
+from healthgym_core.nn.generator import REAL_HEADS
 from healthgym_core.nn.prior import PRIORS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -110,6 +111,13 @@ class TrainConfig:
         choices=PRIORS,
     )
     # Remedies for too-smooth trajectories (off by default: upstream's critic).
+    real_head: str = option(
+        "sigmoid",
+        "the generator's head for real variables: sigmoid (v1; a patient pushed to a bound stays there) or linear "
+        "(the sigmoid's tangent at 0, never saturating; decoding clips to the training range)",
+        one_of(REAL_HEADS),
+        choices=REAL_HEADS,
+    )
     critic_reach: str = option(
         "final",
         "what the critic scores: final (upstream: its LSTMs' final states) or every_month (each month's states, "
@@ -129,6 +137,13 @@ class TrainConfig:
         0.0,
         "weight of a loss matching how often each categorical variable changes from month to month to the training "
         "patients' rate (regimens that flicker; 0: off)",
+        finite_at_least_0,
+    )
+    summary_weight: float = option(
+        0.0,
+        "weight of a loss matching the distribution of per-patient summaries (each variable's mean, sd, range, ends, "
+        "slope, monthly change and autocorrelation; category shares and switches) to a real batch's: the energy "
+        "coefficient, 0-1 (0: off)",
         finite_at_least_0,
     )
     # Execution: none of these changes the maths.

@@ -30,6 +30,7 @@ from healthgym_core.losses import (
     correlation_threshold,
     gradient_penalty,
     penalty_alpha,
+    summary_loss,
     switch_loss,
     texture_loss,
 )
@@ -109,7 +110,7 @@ def _run_steps(state: TrainState, plan: list, train: torch.Tensor, records: list
                 real = train[idx, :L].to(state.device, non_blocking=True)
             d = critic_step(state, real, i)
             state.sequence_months += real.shape[0] * L
-        g = generator_step(state, L, i)
+        g = generator_step(state, L, i, real)
         rec = {"epoch": state.epoch + 1, "step": i, "L": L, "batch": int(real.shape[0]), **d, **g}
         records.append({k: rec[k] for k in RECORD_KEYS})
         if progress is not None:
@@ -137,9 +138,11 @@ def critic_step(state: TrainState, real: torch.Tensor, step: int) -> dict[str, f
     return vals
 
 
-def generator_step(state: TrainState, length: int, step: int) -> dict[str, float]:
+def generator_step(state: TrainState, length: int, step: int, real: torch.Tensor) -> dict[str, float]:
+    """One generator update; `real` (the last critic step's batch) is what the summary loss compares with."""
     z, u = draw_generator_inputs(state, length)
-    out = _gradients(state, "generator", generator_gradients, state.generator_params, (z, u))
+    batch = real if state.config.summary_weight > 0 else None
+    out = _gradients(state, "generator", generator_gradients, state.generator_params, (z, u, batch))
     vals = _check_finite(state, step, length, out)
     state.opt_g.step()
     state.g_steps += 1
@@ -196,7 +199,9 @@ def critic_gradients(
     return {k: v.detach() for k, v in out.items()}
 
 
-def generator_gradients(state: TrainState, z: torch.Tensor, u: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def generator_gradients(
+    state: TrainState, z: torch.Tensor, u: torch.Tensor | None, real: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Forward and backward of one generator update on given draws (graph-capturable like `critic_gradients`);
     the critic's parameters collect no gradient."""
     cfg, gen, critic = state.config, state.generator, state.critic
@@ -210,6 +215,8 @@ def generator_gradients(state: TrainState, z: torch.Tensor, u: torch.Tensor | No
             loss = loss + cfg.texture_weight * texture_loss(fake, state.c_texture, gen.layout.n_real)
         if state.c_switch is not None:  # switch_weight > 0: categories switch from month to month as often as real
             loss = loss + cfg.switch_weight * switch_loss(fake, *state.c_switch)
+        if real is not None:  # summary_weight > 0: whole patients summarised as a detector sees them
+            loss = loss + cfg.summary_weight * summary_loss(fake, real, gen.layout.n_real, gen.layout.blocks)
         torch.autograd.backward(loss, inputs=state.generator_params)
     finally:
         critic.requires_grad_(True)

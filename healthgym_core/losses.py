@@ -143,6 +143,60 @@ def switch_loss(fake: torch.Tensor, target: torch.Tensor, blocks: tuple[tuple[in
     return ((s - target).abs() / (s + target)).mean()
 
 
+SUMMARY_EPS = 1e-4  # variance floor (model-space units, values in [0, 1]): bounds the gradient through flat patients
+
+
+def patient_summaries(x: torch.Tensor, n_real: int, blocks: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """[B, L, F] model-space rows -> [B, K]: what a detector reads off each patient, differentiably. For each real
+    variable its mean, sd, min, max, first, last, slope, sd of the monthly change and lag-1 autocorrelation; the
+    within-patient correlation of each pair of real variables; each categorical block's time-averaged shares and
+    its switches a month (as in `switch_rates`)."""
+    b, length = x.shape[:2]
+    v = x[:, :, :n_real]
+    mean = v.mean(1)
+    c = v - mean[:, None]
+    var = (c * c).mean(1)
+    sd = torch.sqrt(var + SUMMARY_EPS)
+    cols = [mean, sd, v.amin(1), v.amax(1), v[:, 0], v[:, -1]]
+    if length > 1:
+        t = torch.arange(length, dtype=x.dtype, device=x.device) - (length - 1) / 2
+        cols.append((c * t[None, :, None]).sum(1) / (t * t).sum())  # OLS slope per month
+        d = v[:, 1:] - v[:, :-1]
+        cols.append(torch.sqrt(d.var(1, unbiased=False) + SUMMARY_EPS))
+        a, n = v[:, :-1] - v[:, :-1].mean(1, keepdim=True), v[:, 1:] - v[:, 1:].mean(1, keepdim=True)
+        cols.append((a * n).mean(1) / torch.sqrt(((a * a).mean(1) + SUMMARY_EPS) * ((n * n).mean(1) + SUMMARY_EPS)))
+    for i, j in zip(*torch.triu_indices(n_real, n_real, offset=1).tolist()):
+        cols.append(((c[:, :, i] * c[:, :, j]).mean(1) / (sd[:, i] * sd[:, j]))[:, None])
+    for s, e in blocks:
+        p = x[:, :, s:e]
+        cols.append(p.mean(1))
+        if length > 1:
+            cols.append(0.5 * (p[:, 1:] - p[:, :-1]).abs().sum(-1).mean(1, keepdim=True))
+    return torch.cat(cols, dim=1) if cols else x.new_zeros(b, 0)
+
+
+def summary_loss(
+    fake: torch.Tensor, real: torch.Tensor, n_real: int, blocks: tuple[tuple[int, int], ...]
+) -> torch.Tensor:
+    """How unlike a real batch's the synthetic patients' summaries (`patient_summaries`, standardised by the real
+    batch) are as distributions: the energy coefficient D / (2 E|X - Y|) in [0, 1], with D the energy distance
+    2 E|X - Y| - E|X - X'| - E|Y - Y'|. 0 for identical batches, near 1 when every synthetic patient is far from
+    every real one. Bounded, with gradients of at most unit length per patient in the standardised space: the
+    distribution of whole patients that a classifier on such summaries judges, not one statistic at a time."""
+    r = patient_summaries(real, n_real, blocks)
+    f = patient_summaries(fake, n_real, blocks)
+    if r.shape[1] == 0:
+        return fake.new_zeros(())
+    mu, scale = r.mean(0), r.std(0).clamp_min(1e-2)
+    r, f = (r - mu) / scale, (f - mu) / scale
+
+    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # mean Euclidean distance, smooth at 0
+        return torch.sqrt(((a[:, None] - b[None]) ** 2).sum(-1) + 1e-8).mean()
+
+    xy = dist(f, r)
+    return (2 * xy - dist(f, f) - dist(r, r)) / (2 * xy)
+
+
 def correlation_threshold(width: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """The 2025 loss's random thresholds u ~ U[0,1)^{F x F} (float32, as the correlations), fresh per step."""
     return torch.rand(width, width, generator=generator, device=device, dtype=torch.float32)

@@ -165,6 +165,7 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
         kernel=kernel,
         align_reverse=config.align_reverse,
         noise_prior=config.noise_prior,
+        real_head=config.real_head,
     ).to(device)
     critic = Critic(
         layout,

@@ -78,6 +78,7 @@ TRAIN = {
         "texture_weight=-1.0: must be a finite number of 0 or more",
     ),
     "switch_weight_inf": (["--switch-weight", "inf"], "switch_weight=inf: must be a finite number of 0 or more"),
+    "summary_weight_nan": (["--summary-weight", "nan"], "summary_weight=nan: must be a finite number of 0 or more"),
     "lr_g_0": (["--lr-g", "0"], "lr_g=0.0: must be a positive number"),
     "lr_d_nan": (["--lr-d", "nan"], "lr_d=nan: must be a positive number"),
     "eval_samples_1": (["--eval-samples", "1"], "eval_samples=1: must be a whole number of 2-1,000,000"),
@@ -244,7 +245,14 @@ def test_study_refuses(case, tmp_path, monkeypatch, capsys, tripwires):
 
 
 @pytest.mark.parametrize(
-    "args", [["--n-critic", "abc"], ["--corr-form", "2030"], ["--kernel", "bogus"], ["--critic-reach", "sideways"]]
+    "args",
+    [
+        ["--n-critic", "abc"],
+        ["--corr-form", "2030"],
+        ["--kernel", "bogus"],
+        ["--critic-reach", "sideways"],
+        ["--real-head", "tanh"],
+    ],
 )
 def test_trainer_argparse_errors_exit_2_and_write_nothing(args, tmp_path, capsys):
     """argparse's own refusals: exit 2 and nothing written; argparse prints its usage line before the error."""

@@ -116,3 +116,36 @@ def test_the_switch_loss_is_near_0_for_real_patients_bounded_and_1_for_frozen_ca
     soft = shuffled.clone().requires_grad_(True)
     switch_loss(soft, target, blocks).backward()
     assert torch.isfinite(soft.grad).all() and soft.grad[:, :, :8].abs().max() == 0  # reals, Gender, Ethnic untouched
+
+
+def test_the_summary_loss_is_0_for_the_same_patients_small_for_real_ones_and_grows_with_each_damage():
+    from healthgym_core.data.cohort import load_cohort
+    from healthgym_core.data.prepared import prepare_data
+    from healthgym_core.losses import patient_summaries, summary_loss
+    from healthgym_core.nn.layout import Layout
+
+    data = prepare_data(load_cohort("simulated", "demo7", patients=600, seed=0), split_seed=0)
+    lay = Layout.of(data.schema)
+    train = data.tensor("train")
+    a, b = train[:140], train[140:280]
+
+    def loss(x: torch.Tensor, y: torch.Tensor = a) -> float:
+        return float(summary_loss(x, y, lay.n_real, lay.blocks))
+
+    assert patient_summaries(a, lay.n_real, lay.blocks).shape == (140, 9 * 2 + 1 + 20 + 5)
+    assert loss(a) == 0.0 and loss(b) == loss(b)  # identical batches; deterministic
+    floor = loss(b)  # other real patients
+    assert 0 < floor < 0.02
+    flat = b.clone()
+    flat[:, :, :2] = b[:, :, :2].mean(1, keepdim=True)  # each trajectory at its own mean
+    g = torch.Generator().manual_seed(0)
+    frozen = b[:, :1].expand_as(b)  # every month the first month's values and categories
+    regimens = b.clone()
+    regimens[:, :, 8:] = b[torch.randint(0, len(b), b.shape[:2], generator=g), torch.arange(b.shape[1]), 8:]
+    one = b[:1].expand_as(b)  # collapse: one patient repeated
+    damaged = {name: loss(x) for name, x in [("flat", flat), ("frozen", frozen), ("flicker", regimens), ("one", one)]}
+    assert all(v > 10 * floor for v in damaged.values()), damaged
+    assert all(loss(x[:, :10], a[:, :10]) > 5 * loss(b[:, :10], a[:, :10]) for x in (flat, one))  # a short stage
+    z = flat.clone().requires_grad_(True)  # flat patients: bounded gradients through their sds and correlations
+    summary_loss(z, a, lay.n_real, lay.blocks).backward()
+    assert torch.isfinite(z.grad).all() and 0 < float(z.grad.abs().max()) < 1

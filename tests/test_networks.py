@@ -149,3 +149,26 @@ def test_the_critic_remedies_give_the_same_penalty_gradients_on_every_kernel(rea
     y[:, 3, 0] += 0.2  # one month of VL
     assert not torch.allclose(native(x), native(y))
     assert native.fc1.in_features == lay.embedding_width + (lay.n_real if diffs else 0)
+
+
+def test_the_linear_head_is_the_sigmoids_tangent_and_does_not_saturate():
+    lay = Layout.of(BUILTIN_SCHEMAS["demo7"])
+    torch.manual_seed(0)
+    sig = Generator(lay, 8, 8)
+    lin = Generator(lay, 8, 8, real_head="linear")
+    lin.load_state_dict(sig.state_dict())
+    z = torch.rand(4, 6, 8)
+    a, b = sig(z), lin(z)
+    assert torch.allclose(a[..., 2:], b[..., 2:])  # the categories' heads are the same
+    assert torch.allclose(a[..., :2], b[..., :2], atol=2e-3)  # near the middle the two heads agree
+    with torch.no_grad():
+        sig.out.bias[:2] += 40.0
+        lin.out.bias[:2] += 40.0
+    zs = z.clone().requires_grad_(True)
+    sig(zs)[..., :2].sum().backward()
+    zl = z.clone().requires_grad_(True)
+    lin(zl)[..., :2].sum().backward()
+    assert float(zs.grad.abs().max()) < 1e-12 < float(zl.grad.abs().max())  # saturated: no gradient left
+    assert float(lin(z)[..., :2].min()) > 1.0  # beyond the range: decoding clips, the critic sees it
+    with pytest.raises(ValueError, match="real_head"):
+        Generator(lay, 8, 8, real_head="tanh")

@@ -73,6 +73,17 @@ def test_cohort_round_trip_is_exact(small_cohort):
     assert CohortTransform.from_dict(t.to_dict()) == t
 
 
+def test_values_beyond_the_unit_interval_decode_to_the_training_range(small_cohort):
+    """A linear head can step past [0, 1]; decoding clips there, to the training patients' extremes."""
+    t = CohortTransform.fit(small_cohort)
+    x = t.encode_arrays(small_cohort.reals, small_cohort.codes)
+    wild = x.copy()
+    wild[:, :, : len(t.reals)] = np.where(np.arange(x.shape[1]) % 2 == 0, -3.0, 4.0)[None, :, None]
+    reals = t.decode(wild)[0]
+    lo, hi = small_cohort.reals.min(axis=(0, 1)), small_cohort.reals.max(axis=(0, 1))
+    assert np.allclose(reals[:, 0::2], lo, rtol=1e-6) and np.allclose(reals[:, 1::2], hi, rtol=1e-6)
+
+
 def test_categories_keep_the_generators_shares_without_flicker(small_cohort):
     """Decoding draws each patient's category at one quantile of the month's probabilities: shares follow them (argmax
     would give only the most likely), a code never changes while they stay put, and a variable no training patient

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 
@@ -93,6 +94,10 @@ def test_smoke_study_prunes_records_and_exports(tmp_path):
     # Synthetic cohort from the best trial, in the input format.
     best = read_cohort(folder / "synthetic_best.csv", "demo7")
     assert best.n_patients == 1000 and best.n_months == 60
+    # Its card's verdict is the first thing the study prints once trials end, ahead of the leaderboard.
+    ended = r.stdout[r.stdout.index("the best trial's cohort (synthetic_best.csv): ") :]
+    assert re.match(r"the best trial's cohort \(synthetic_best.csv\): (NOT YET FAITHFUL|the cohort meets)", ended)
+    assert ended.index("privacy") < ended.index("Leaderboard (")
     assert "tensorboard --logdir" in r.stdout and "optuna-dashboard sqlite:///" in r.stdout
     # TensorBoard event files per trial.
     assert len(list(folder.glob("*/events.out.tfevents.*"))) == 6
@@ -128,7 +133,7 @@ def test_a_smoke_study_trains_every_remedy(tmp_path):
     space.write_text(
         'description = "every remedy on"\n[[factor]]\nname = "noise_prior"\nchoices = ["uniform", "buffer"]\n'
         'why = "x"\n[fixed]\ncritic_reach = "every_month"\ncritic_diffs = true\ncritic_hidden = 12\n'
-        "texture_weight = 10.0\nswitch_weight = 10.0\n"
+        'texture_weight = 10.0\nswitch_weight = 10.0\nsummary_weight = 10.0\nreal_head = "linear"\n'
     )
     r = study("--space", space, "--smoke", "--num-samples", 2, "--storage", tmp_path, "--no-dashboard", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -137,6 +142,7 @@ def test_a_smoke_study_trains_every_remedy(tmp_path):
     record = json.loads((tmp_path / "remedies" / "study.json").read_text())
     base = record["plan"]["trial_base"]
     assert base["critic_hidden"] == 12 and base["texture_weight"] == 10 and base["switch_weight"] == 10
+    assert base["summary_weight"] == 10 and base["real_head"] == "linear"
 
 
 @pytest.mark.parametrize("space", ["critic", "baseline", "all", "texture"])

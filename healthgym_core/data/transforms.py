@@ -80,16 +80,18 @@ class CohortTransform:
     def decode(self, x: np.ndarray, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
         """Generator rows [N, T, F] -> a released dataset's (reals in the file's units, internal codes).
 
-        Reals: the exact inverse transform. Each one-hot block holds the generator's probabilities of the categories;
-        every patient draws one uniform number per variable and takes, in each month, the category at that quantile
-        of the month's probabilities. The categories then keep the shares the generator gives them (argmax drops
-        every category that is never the most likely, so rare groups vanish), and a code changes between months only
-        when the probabilities move, never from fresh noise. A variable no training patient ever changes takes one
-        value for the whole record, from its probabilities averaged over the months. `seed=None`: argmax in every
-        month (Health Gym v1's post-processing). One-hot rows decode to their own categories either way."""
+        Reals: the exact inverse transform of values clipped to [0, 1], the training patients' range (a linear head
+        can step beyond it; a sigmoid's values are inside already). Each one-hot block holds the generator's
+        probabilities of the categories; every patient draws one uniform number per variable and takes, in each
+        month, the category at that quantile of the month's probabilities. The categories then keep the shares the
+        generator gives them (argmax drops every category that is never the most likely, so rare groups vanish), and
+        a code changes between months only when the probabilities move, never from fresh noise. A variable no
+        training patient ever changes takes one value for the whole record, from its probabilities averaged over the
+        months. `seed=None`: argmax in every month (Health Gym v1's post-processing). One-hot rows decode to their own
+        categories either way."""
         x = np.asarray(x, dtype=np.float64)
         reals = (
-            np.stack([p.inverse(x[:, :, j]) for j, p in enumerate(self.reals)], axis=-1)
+            np.stack([p.inverse(np.clip(x[:, :, j], 0.0, 1.0)) for j, p in enumerate(self.reals)], axis=-1)
             if self.reals
             else np.zeros(x.shape[:2] + (0,))
         )

@@ -10,6 +10,8 @@ from healthgym_core.nn.layout import Layout
 from healthgym_core.nn.lstm import BiLSTM
 from healthgym_core.nn.prior import NoisePrior
 
+REAL_HEADS = ("sigmoid", "linear")
+
 
 class Generator(nn.Module):
     """z ~ U[0,1)^{B x L x ID} -> [B, L, F] soft rows (reals in (0,1), a probability vector per block).
@@ -17,6 +19,10 @@ class Generator(nn.Module):
     `align_reverse=False` is the faithful upstream behaviour: the time-reversed LSTM's outputs are NOT flipped
     back, so position t pairs the forward state after z_0..z_t with the backward state after z_{L-1}..z_{L-1-t}.
     `align_reverse=True` is a standard bidirectional LSTM.
+
+    `real_head="sigmoid"` (v1) squashes each real variable into (0, 1); a patient pushed to a bound stays there, its
+    gradient vanishing. `real_head="linear"` is the sigmoid's tangent at 0, 0.5 + w / 4: the same near the middle,
+    never saturating; the critic sees values beyond [0, 1] and decoding clips them to the training range.
     """
 
     def __init__(
@@ -28,8 +34,12 @@ class Generator(nn.Module):
         kernel: str = "native",
         align_reverse: bool = False,
         noise_prior: str = "uniform",
+        real_head: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if real_head not in REAL_HEADS:
+            raise ValueError(f"real_head must be one of {REAL_HEADS}, got {real_head!r}")
+        self.real_head = real_head
         self.layout, self.noise_dim, self.hidden, self.align_reverse = layout, noise_dim, hidden, align_reverse
         self.prior = NoisePrior(noise_dim) if noise_prior == "buffer" else None  # Health Gym v2's buffer prior
         self.lstm = BiLSTM(noise_dim, hidden, kernel)
@@ -58,6 +68,7 @@ class Generator(nn.Module):
         u = F.leaky_relu(self.fc1(h), 0.1)  # [B, L, H]
         v = F.leaky_relu(self.fc2(u), 0.1)  # [B, L, H]
         w = self.out(v)  # [B, L, F] logits
-        parts = [torch.sigmoid(w[..., : self.layout.n_real])]
+        r = w[..., : self.layout.n_real]
+        parts = [torch.sigmoid(r) if self.real_head == "sigmoid" else 0.5 + 0.25 * r]
         parts += [torch.softmax(w[..., s:e], dim=-1) for s, e in self.layout.blocks]
         return torch.cat(parts, dim=-1)  # [B, L, F]
