@@ -1,5 +1,5 @@
-"""What a finished study leaves: its leaderboard written and printed, the collapse verdict, the best trial's
-synthetic cohort exported, and the commands that open it."""
+"""What a finished study leaves: the best trial's synthetic cohort exported with its card's verdict first, its
+leaderboard written and printed, the collapse verdict, and the commands that open it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from healthgym_core.data.prepared import PreparedData
 from healthgym_core.evaluation.card import card_paths
 from healthgym_core.sampling import card_summary, export_cohort
 from study.base import is_upstream
-from study.experiment import CHECKPOINT_FILE, OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, spent_text
+from study.experiment import CHECKPOINT_FILE, EXPORT_FILE, OPTUNA_FILE, RANK_FLOOR, RANK_METRIC, spent_text
 from study.leaderboard import board_from_results, collapse_summary, format_board, mark_roles
 from study.plan import StudyPlan
 from study.search import first_points
@@ -28,6 +28,15 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
     )
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
+    best = board[board["status"] == "completed"].head(1)
+    card = None
+    out = folder / EXPORT_FILE
+    if len(best) and best["checkpoint"].iloc[0]:  # exported first, so that its verdict leads what the study prints
+        row = best.iloc[0]
+        with tune.Checkpoint(row["checkpoint"]).as_directory() as d:
+            made_by = {"study": str(folder), "trial_id": str(row["trial_id"])}
+            card = export_cohort(Path(d) / CHECKPOINT_FILE, plan.export_patients, out, data, plan.seed, made_by)
+        print(f"\nthe best trial's cohort ({out.name}): {card_summary(card)}")
     print(
         f"\nLeaderboard (completed trials first, collapsed ones after the others, then by final {RANK_METRIC}; "
         "pruned = stopped early by ASHA):"
@@ -41,21 +50,15 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
     summary = collapse_summary(board, base)
     if summary:
         print("\n" + summary)
-    best = board[board["status"] == "completed"].head(1)
-    if len(best) and best["checkpoint"].iloc[0]:
+    if card is not None:
         row = best.iloc[0]
         ckpt_dir = row["checkpoint"]
-        out = folder / "synthetic_best.csv"
-        with tune.Checkpoint(ckpt_dir).as_directory() as d:
-            made_by = {"study": str(folder), "trial_id": str(row["trial_id"])}
-            card = export_cohort(Path(d) / CHECKPOINT_FILE, plan.export_patients, out, data, plan.seed, made_by)
         print(
             f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
             f"floor {row[RANK_FLOOR]:.4g})"
         )
         print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
         print(f"synthetic cohort from the best trial: {out} (its card: {card_paths(out)[1]})")
-        print(card_summary(card))
     elif not len(best):
         print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
     print(f"leaderboard: {folder / 'leaderboard.parquet'}")

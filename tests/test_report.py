@@ -170,6 +170,9 @@ def test_report_is_one_self_contained_file(experiment, written):
     assert not Path(board["checkpoint"].iloc[0]).exists()  # the recorded paths are stale after the move ...
     assert "Static correlations" in text or "static correlations" in text  # ... yet the best checkpoint was found
     assert 'id="leaderboard"' in text and 'class="data sortable"' in text
+    first_screen = text[: text.index('id="leaderboard"')]  # the exported cohort's verdict leads, with its card linked
+    assert 'href="synthetic_best.card.html"' in first_screen
+    assert "NOT YET FAITHFUL" in first_screen or "meets all" in first_screen
     for trial in board["trial_id"]:
         assert f'data-v="{trial}"' in text
     assert text.count('class="status-') == len(board)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from study.base import describe as describe_base
-from study.experiment import RANK_FLOOR, RANK_METRIC, plan_schedule_text, spent_text
+from study.experiment import EXPORT_FILE, RANK_FLOOR, RANK_METRIC, plan_schedule_text, spent_text
 from study.leaderboard import collapse_summary
 from study.reporting.html import esc, fmt, section, table_html
 from study.reporting.loading import STATUS_ORDER, Experiment
@@ -73,7 +75,7 @@ def header_html(exp: Experiment) -> str:
         )
     )
     return (
-        f"<h1>Health Gym tuning study <code>{esc(exp.name)}</code></h1>{banner}{collapse_html(exp)}"
+        f"<h1>Health Gym tuning study <code>{esc(exp.name)}</code></h1>{banner}{collapse_html(exp)}{card_banner(exp)}"
         f'<p class="lead">{headline(exp)}</p><dl class="facts">{dl}</dl><nav class="toc"><p>{toc}</p></nav>'
     )
 
@@ -85,6 +87,26 @@ def collapse_html(exp: Experiment) -> str:
         return ""
     cls = "banner real" if text.startswith("The best trial") and "meets the" in text else "banner simulated"
     return f'<div class="{cls}">{esc(text)}</div>'
+
+
+def card_note(cohort: Path, lead: str = "Its card") -> str:
+    """The exported cohort's card in one line and a link, when the study wrote one (healthgym_core/evaluation/card.py)."""
+    from healthgym_core.evaluation.card import card_paths
+    from healthgym_core.sampling import card_summary
+
+    js, page = card_paths(cohort)
+    try:
+        card = json.loads(js.read_text())
+        line = card_summary(card)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return f'<p><b>{esc(lead)}</b> (<a href="{esc(page.name)}">{esc(page.name)}</a>, beside it): {esc(line)}.</p>'
+
+
+def card_banner(exp: Experiment) -> str:
+    """The exported cohort's verdict from its card (fidelity targets missed, privacy), on the report's first screen."""
+    note = card_note(exp.folder / EXPORT_FILE, f"The exported cohort {EXPORT_FILE}: its card")
+    return f'<div class="banner simulated">{note}</div>' if note else ""
 
 
 def _describe_trial(exp: Experiment, row: pd.Series) -> str:

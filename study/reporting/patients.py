@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from healthgym_core.evaluation.dependence import (
 )
 from healthgym_core.evaluation.features import FeatureSpace
 from healthgym_core.evaluation.marginals import JOINT_MIN_MASS, joint_coverage, joint_pairs, joint_table
-from study.experiment import study_data
+from study.experiment import EXPORT_FILE, study_data
 from study.reporting.html import esc, figure_html, guarded, image_html, log, note, section
 from study.reporting.loading import Experiment, checkpoint_file
-from study.reporting.overview import _describe_trial
+from study.reporting.overview import _describe_trial, card_note
 
 TRAJECTORY_PATIENTS = 4
 
@@ -69,20 +68,6 @@ def build_comparison(exp: Experiment) -> Comparison | str:
     return Comparison(data.schema, transform, real, fake, best, data.features)
 
 
-def card_note(cohort: Path) -> str:
-    """The exported cohort's card in one line and a link, when the study wrote one (healthgym_core/evaluation/card.py)."""
-    from healthgym_core.evaluation.card import card_paths
-    from healthgym_core.sampling import card_summary
-
-    js, page = card_paths(cohort)
-    try:
-        card = json.loads(js.read_text())
-        line = card_summary(card)
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-    return f'<p><b>Its card</b> (<a href="{esc(page.name)}">{esc(page.name)}</a>, beside it): {esc(line)}.</p>'
-
-
 def real_vs_synthetic_html(exp: Experiment) -> str:
     log("real vs synthetic: rebuilding the data and sampling the best checkpoint")
     try:
@@ -103,7 +88,7 @@ def real_vs_synthetic_html(exp: Experiment) -> str:
     intro = (
         f"<p>{n_fake} synthetic patients from the best trial {_describe_trial(exp, comp.trial)} ({export}) "
         f"against the {n_real} held-out validation patients, {comp.real[0].shape[1]} months each.</p>"
-    ) + card_note(exp.folder / "synthetic_best.csv")
+    ) + card_note(exp.folder / EXPORT_FILE)
     parts = [
         intro,
         "<h3>Marginal distributions</h3>",
