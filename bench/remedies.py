@@ -26,9 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from healthgym_core.data.cohort import load_cohort  # noqa: E402
 from healthgym_core.data.prepared import prepare_data  # noqa: E402
+from healthgym_core.evaluation.classifiers import detection  # noqa: E402
 from healthgym_core.evaluation.distances import emd_feat  # noqa: E402
 from healthgym_core.evaluation.features import FeatureSpace  # noqa: E402
 from healthgym_core.evaluation.fidelity import SIGNALS, SignalSpace  # noqa: E402
+from healthgym_core.evaluation.marginals import log1p10  # noqa: E402
 from healthgym_core.evaluation.realism import realism  # noqa: E402
 from healthgym_core.sampling import sample_arrays  # noqa: E402
 
@@ -47,8 +49,17 @@ ARMS = {  # name -> trainer options (each starts from a named configuration)
     "strong_diffs": ["--config", "stronger_critic", "--critic-diffs"],
     "strong_texture": ["--config", "stronger_critic", "--texture-weight", "10"],
     "texture_switch": ["--config", "cpu_base", "--texture-weight", "10", "--switch-weight", "10"],
+    "summary_w10": ["--config", "textured", "--summary-weight", "10"],
+    "summary_w30": ["--config", "textured", "--summary-weight", "30"],
+    "linear_head": ["--config", "textured", "--real-head", "linear"],
+    "linear_summary": ["--config", "textured", "--real-head", "linear", "--summary-weight", "30"],  # = matched
 }
 SAMPLES = 1000
+
+
+def raw_months(reals: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """[N, T, R] reals and [N, T, C] codes -> [N, T * (R + C)]: every month's log10 values and category codes."""
+    return np.hstack([log1p10(reals).reshape(len(reals), -1), codes.reshape(len(codes), -1).astype(np.float64)])
 
 
 def command(arm: str, seed: int, folder: Path, epochs: int) -> list[str]:
@@ -84,6 +95,8 @@ def score(folder: Path, data, space: SignalSpace, features: FeatureSpace) -> dic
     test = (data.test_cohort.reals, data.test_cohort.codes)
     ref = space.embed(test)
     out = realism(data.schema, test, fake)
+    # A check the summary loss cannot game: the same detector on each month's raw values and codes.
+    out["detect_auc_raw"] = detection(raw_months(*test), raw_months(*fake), 0)["detect_auc"]
     out.update({name: f(ref, space.embed(fake)) for name, f in SIGNALS.items()})
     out["emd_feat"] = emd_feat(features.embed(*test), features.embed(*fake))
     return out
