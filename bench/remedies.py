@@ -6,7 +6,8 @@ configuration plus trainer options, with several seeds, scored on test patients 
 
 Each run is the plain trainer (`python -m healthgym_core.train`) in RUNS/ARM-sSEED; an interrupted run resumes, a
 finished one is only scored. Its last checkpoint samples 1,000 patients (seed 7), scored against the 300 test
-patients. Prints mean ± sd per arm; --csv keeps one row per run.
+patients. Prints mean ± sd per arm; --csv keeps one row per run; --plot draws each arm's validation curves (mean
+over seeds, their range shaded).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ ARMS = {  # name -> trainer options (each starts from a named configuration)
     "linear_head": ["--config", "textured", "--real-head", "linear"],
     "linear_summary": ["--config", "textured", "--real-head", "linear", "--summary-weight", "30"],  # = matched
 }
+NAMED_AS = {"texture_switch": "textured", "linear_head": "textured + linear head", "linear_summary": "matched"}
 SAMPLES = 1000
 
 
@@ -102,6 +104,41 @@ def score(folder: Path, data, space: SignalSpace, features: FeatureSpace) -> dic
     return out
 
 
+CURVES = {  # validation signal per epoch -> its label; what the runs' curves show
+    "energy_feat": "energy_feat (ranks trials; lower is better)",
+    "emd_feat": "emd_feat (prunes trials; lower is better)",
+    "value_diversity": "value diversity (real 1; collapse below 0.1)",
+}
+
+
+def plot_curves(runs: list[tuple[str, int, Path]], out: Path) -> None:
+    """Each arm's validation curves over epochs: the mean over its seeds, with their range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {(a, s): pd.read_csv(f / "epochs.csv").set_index("epoch") for a, s, f in runs}
+    arms = list(dict.fromkeys(a for a, _, _ in runs))
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8))
+    for ax, (signal, label) in zip(axes, CURVES.items()):
+        for arm in arms:
+            got = [c[signal] for (a, _), c in curves.items() if a == arm and signal in c]
+            if not got:
+                continue
+            frame = pd.concat(got, axis=1)
+            name = NAMED_AS.get(arm, arm)
+            line = ax.plot(frame.index, frame.mean(axis=1), label=f"{name} ({frame.shape[1]} seeds)")[0]
+            ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), color=line.get_color(), alpha=0.15)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("epoch (60 generator steps each)")
+        ax.set_yscale("log" if signal != "value_diversity" else "linear")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, required=True)
@@ -111,6 +148,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--csv", type=Path, default=None)
     p.add_argument("--score-only", action="store_true", help="score the finished runs, train nothing")
+    p.add_argument("--plot", type=Path, default=None, help="also draw each arm's validation curves to this PNG")
     args = p.parse_args()
     arms = args.arms.split(",")
     unknown = [a for a in arms if a not in ARMS]
@@ -128,6 +166,8 @@ def main() -> int:
     table = pd.DataFrame(rows)
     if args.csv:
         table.to_csv(args.csv, index=False, float_format="%.5g")
+    if args.plot:
+        plot_curves([(a, s, f) for a, s, f in runs if finished(f, args.epochs)], args.plot)
     cols = [c for c in table.columns if c not in ("arm", "seed")]
     g = table.groupby("arm")[cols]
     mean, sd = g.mean(), g.std(ddof=1)
