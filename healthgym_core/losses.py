@@ -187,7 +187,7 @@ def summary_loss(
     f = patient_summaries(fake, n_real, blocks)
     if r.shape[1] == 0:
         return fake.new_zeros(())
-    mu, scale = r.mean(0), r.std(0).clamp_min(1e-2)
+    mu, scale = r.mean(0), r.std(0, unbiased=False).clamp_min(1e-2)  # a batch of one patient has no spread
     r, f = (r - mu) / scale, (f - mu) / scale
 
     def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # mean Euclidean distance, smooth at 0

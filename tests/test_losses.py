@@ -149,3 +149,4 @@ def test_the_summary_loss_is_0_for_the_same_patients_small_for_real_ones_and_gro
     z = flat.clone().requires_grad_(True)  # flat patients: bounded gradients through their sds and correlations
     summary_loss(z, a, lay.n_real, lay.blocks).backward()
     assert torch.isfinite(z.grad).all() and 0 < float(z.grad.abs().max()) < 1
+    assert 0 < loss(flat, a[:1]) <= 1  # a last batch of one real patient: finite, in range

@@ -14,7 +14,7 @@ REAL_HEADS = ("sigmoid", "linear")
 
 
 class Generator(nn.Module):
-    """z ~ U[0,1)^{B x L x ID} -> [B, L, F] soft rows (reals in (0,1), a probability vector per block).
+    """z ~ U[0,1)^{B x L x ID} -> [B, L, F] soft rows (reals in (0,1) by the sigmoid head, a probability vector per block).
 
     `align_reverse=False` is the faithful upstream behaviour: the time-reversed LSTM's outputs are NOT flipped
     back, so position t pairs the forward state after z_0..z_t with the backward state after z_{L-1}..z_{L-1-t}.
