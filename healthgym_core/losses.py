@@ -187,7 +187,8 @@ def summary_loss(
     f = patient_summaries(fake, n_real, blocks)
     if r.shape[1] == 0:
         return fake.new_zeros(())
-    mu, scale = r.mean(0), r.std(0, unbiased=False).clamp_min(1e-2)  # a batch of one patient has no spread
+    scale = r.std(0) if len(r) > 1 else torch.zeros_like(r[0])  # a last batch of one patient has no spread
+    mu, scale = r.mean(0), scale.clamp_min(1e-2)
     r, f = (r - mu) / scale, (f - mu) / scale
 
     def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # mean Euclidean distance, smooth at 0
