@@ -128,7 +128,13 @@ def switch_rates(x: torch.Tensor, blocks: tuple[tuple[int, int], ...]) -> torch.
     probabilities, the share of months a patient would switch if drawn with as few switches as they allow."""
     if x.shape[1] < 2 or not blocks:
         return x.new_zeros(len(blocks))
-    return torch.stack([0.5 * (x[:, 1:, s:e] - x[:, :-1, s:e]).abs().sum(-1).mean() for s, e in blocks])
+    return torch.stack([month_switches(x[:, :, s:e]).mean() for s, e in blocks])
+
+
+def month_switches(p: torch.Tensor) -> torch.Tensor:
+    """[B, L, K] one categorical block's rows (L >= 2) -> [B, L - 1]: the total-variation distance between each pair
+    of consecutive months."""
+    return 0.5 * (p[:, 1:] - p[:, :-1]).abs().sum(-1)
 
 
 def switch_loss(fake: torch.Tensor, target: torch.Tensor, blocks: tuple[tuple[int, int], ...]) -> torch.Tensor:
@@ -171,7 +177,7 @@ def patient_summaries(x: torch.Tensor, n_real: int, blocks: tuple[tuple[int, int
         p = x[:, :, s:e]
         cols.append(p.mean(1))
         if length > 1:
-            cols.append(0.5 * (p[:, 1:] - p[:, :-1]).abs().sum(-1).mean(1, keepdim=True))
+            cols.append(month_switches(p).mean(1, keepdim=True))
     return torch.cat(cols, dim=1) if cols else x.new_zeros(b, 0)
 
 

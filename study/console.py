@@ -29,10 +29,9 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
     write_table(board, folder / "leaderboard.parquet")
     write_table(board, folder / "leaderboard.csv")
     best = board[board["status"] == "completed"].head(1)
-    card = None
+    row, card = (best.iloc[0] if len(best) else None), None
     out = folder / EXPORT_FILE
-    if len(best) and best["checkpoint"].iloc[0]:  # exported first, so that its verdict leads what the study prints
-        row = best.iloc[0]
+    if row is not None and row["checkpoint"]:  # exported first, so that its verdict leads what the study prints
         with tune.Checkpoint(row["checkpoint"]).as_directory() as d:
             made_by = {"study": str(folder), "trial_id": str(row["trial_id"])}
             card = export_cohort(Path(d) / CHECKPOINT_FILE, plan.export_patients, out, data, plan.seed, made_by)
@@ -51,15 +50,13 @@ def finish(results: tune.ResultGrid, plan: StudyPlan, space: SearchSpace, folder
     if summary:
         print("\n" + summary)
     if card is not None:
-        row = best.iloc[0]
-        ckpt_dir = row["checkpoint"]
         print(
             f"best trial: {row['trial_id']} (final {RANK_METRIC} {row[f'last_{RANK_METRIC}']:.4g}; "
             f"floor {row[RANK_FLOOR]:.4g})"
         )
-        print(f"best checkpoint: {ckpt_dir}/{CHECKPOINT_FILE}")
+        print(f"best checkpoint: {row['checkpoint']}/{CHECKPOINT_FILE}")
         print(f"synthetic cohort from the best trial: {out} (its card: {card_paths(out)[1]})")
-    elif not len(best):
+    elif row is None:
         print("no trial completed its epochs; see the leaderboard statuses", file=sys.stderr)
     print(f"leaderboard: {folder / 'leaderboard.parquet'}")
     print("\nInspect it:")
