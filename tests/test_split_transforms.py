@@ -110,6 +110,38 @@ def test_categories_keep_the_generators_shares_without_flicker(small_cohort):
     assert np.array_equal(t.decode(x, seed=3)[1], codes) and not np.array_equal(t.decode(x, seed=4)[1], codes)
 
 
+def test_codes_switch_as_rarely_as_the_probabilities_allow_and_regimen_columns_together(small_cohort):
+    """Mass moving from a block's first category to its third, past a second that holds still: each month keeps its
+    shares, and a patient switches in a share of months equal to the probabilities' month-to-month TVD (0.01 here).
+    One quantile a patient (the earlier decoding) switched twice as often, every crossing of the middle category's
+    interval. Two regimen columns whose probabilities move in the same months switch in the same months where both
+    can."""
+    t = CohortTransform.fit(small_cohort)
+    blocks = small_cohort.schema.blocks()
+    names = [v.name for v in small_cohort.schema.categoricals]
+    n, months = 20_000, 31
+    x = np.zeros((n, months, small_cohort.schema.width))
+    for s, e in blocks:
+        x[..., s] = 1.0  # every other variable held in its first category
+    moving = [names.index("Base_Drug_Combo"), names.index("Extra_PI")]
+    a = np.linspace(0.6, 0.3, months)  # the first category's share falls 0.01 a month, the third's rises as much
+    for j in moving:
+        s, _ = blocks[j]
+        x[..., s], x[..., s + 1], x[..., s + 2] = a, 0.2, 0.8 - a
+    _, codes = t.decode(x, seed=5)
+    for j in moving:
+        c = codes[:, :, j]
+        assert abs((c[:, 1:] != c[:, :-1]).mean() - 0.01) < 0.002
+        for month in (0, 15, 30):
+            shares = np.bincount(c[:, month], minlength=3)[:3] / n
+            assert np.abs(shares - [a[month], 0.2, 0.8 - a[month]]).max() < 0.015, (month, shares)
+    at_risk = (codes[:, :-1, moving] == 0).all(-1)  # both columns in the category that is losing patients
+    moved = codes[:, 1:, moving] != codes[:, :-1, moving]
+    both, either = moved.all(-1)[at_risk].mean(), moved.any(-1)[at_risk].mean()
+    assert both > 0.9 * either  # coupled: not both in ~1% of the months either does, as independent draws would
+    assert (codes[:, :, [j for j in range(len(blocks)) if j not in moving]] == 0).all()
+
+
 def test_transforms_are_fitted_on_training_patients_only(small_cohort, small_data):
     train_only = CohortTransform.fit(small_cohort.subset(small_data.split.train))
     everyone = CohortTransform.fit(small_cohort)

@@ -82,13 +82,16 @@ class CohortTransform:
 
         Reals: the exact inverse transform of values clipped to [0, 1], the training patients' range (a linear head
         can step beyond it; a sigmoid's values are inside already). Each one-hot block holds the generator's
-        probabilities of the categories; every patient draws one uniform number per variable and takes, in each
-        month, the category at that quantile of the month's probabilities. The categories then keep the shares the
-        generator gives them (argmax drops every category that is never the most likely, so rare groups vanish), and
-        a code changes between months only when the probabilities move, never from fresh noise. A variable no
-        training patient ever changes takes one value for the whole record, from its probabilities averaged over the
-        months. `seed=None`: argmax in every month (Health Gym v1's post-processing). One-hot rows decode to their own
-        categories either way."""
+        probabilities of the categories, and each patient's codes are drawn from them as a chain that keeps every
+        month's probabilities (so categories keep the shares the generator gives them, where argmax drops every
+        category that is never the most likely and rare groups vanish) and switches as rarely as they allow: a
+        patient keeps last month's category k with probability min(1, p_t(k) / p_{t-1}(k)), else moves to one whose
+        probability rose, so it switches in a share of months equal to the total-variation distance between
+        consecutive months' probabilities (what `losses.switch_rates` trains against) and never when they hold.
+        One keep-or-switch draw a patient-month serves every variable, so a regimen's columns change together, as
+        real regimen switches do. A variable no training patient ever changes takes one value for the whole record,
+        from its probabilities averaged over the months. `seed=None`: argmax in every month (Health Gym v1's
+        post-processing). One-hot rows decode to their own categories either way."""
         x = np.asarray(x, dtype=np.float64)
         reals = (
             np.stack([p.inverse(np.clip(x[:, :, j], 0.0, 1.0)) for j, p in enumerate(self.reals)], axis=-1)
@@ -100,16 +103,29 @@ class CohortTransform:
             return reals, np.zeros(x.shape[:2] + (0,), np.int64)
         if seed is None:
             return reals, np.stack([x[:, :, s:e].argmax(-1) for s, e in blocks], axis=-1).astype(np.int64)
-        u = np.random.default_rng(seed).random((x.shape[0], len(blocks)))  # [N, C]: one draw per patient, variable
-        codes = []
+        n, months = x.shape[:2]
+        rng = np.random.default_rng(seed)
+        first = rng.random((n, len(blocks)))  # [N, C]: each patient's draw of its first month's categories
+        keep_u = rng.random((n, months))  # [N, T]: one keep-or-switch draw a patient-month, shared by the variables
+        move_u = rng.random((n, months, len(blocks)))  # [N, T, C]: where a switch goes
+        rows = np.arange(n)
+        codes = np.zeros((n, months, len(blocks)), np.int64)
         for j, (s, e) in enumerate(blocks):
             p = np.clip(x[:, :, s:e], 0.0, None)
             if self.static and self.static[j]:
                 p = np.broadcast_to(p.mean(axis=1, keepdims=True), p.shape)
             p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
-            k = (np.cumsum(p, -1) <= u[:, None, j : j + 1]).sum(-1)  # [N, T]: the category at quantile u
-            codes.append(np.minimum(k, e - s - 1))
-        return reals, np.stack(codes, axis=-1).astype(np.int64)
+            k = _quantile(p[:, 0], first[:, j])
+            codes[:, 0, j] = k
+            for t in range(1, months):
+                before, now = p[rows, t - 1, k], p[rows, t, k]
+                rise = np.clip(p[:, t] - p[:, t - 1], 0.0, None)  # [N, K]: where the mass a switch takes goes
+                stay = (keep_u[:, t] * before < now) | (rise.sum(-1) <= 0)  # u < p_t(k) / p_{t-1}(k), without a 0/0
+                k = np.where(
+                    stay, k, _quantile(rise / np.maximum(rise.sum(-1, keepdims=True), 1e-300), move_u[:, t, j])
+                )
+                codes[:, t, j] = k
+        return reals, codes
 
     def to_dict(self) -> dict:
         return {"schema": self.schema.to_dict(), "reals": [asdict(p) for p in self.reals], "static": list(self.static)}
@@ -119,3 +135,8 @@ class CohortTransform:
         """A recorded transform (one recorded before `static` existed treats no variable as static)."""
         static = tuple(bool(v) for v in d.get("static", ()))
         return cls(Schema.from_dict(d["schema"]), tuple(BoxCoxMinMax(**p) for p in d["reals"]), static)
+
+
+def _quantile(p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """[N, K] probabilities (rows summing to 1), [N] uniforms -> [N]: the category at quantile u of each row."""
+    return np.minimum((np.cumsum(p, -1) <= u[:, None]).sum(-1), p.shape[-1] - 1)
