@@ -139,6 +139,12 @@ class TrainConfig:
         "patients' rate (regimens that flicker; 0: off)",
         finite_at_least_0,
     )
+    share_weight: float = option(
+        0.0,
+        "weight of a loss matching each categorical variable's shares and each pair's joint table (Gender x Ethnic, "
+        "regimen columns) to the training patients' (rare groups the generator drops; 0: off)",
+        finite_at_least_0,
+    )
     summary_weight: float = option(
         0.0,
         "weight of a loss matching the distribution of per-patient summaries (each variable's mean, sd, range, ends, "

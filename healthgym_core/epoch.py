@@ -30,6 +30,7 @@ from healthgym_core.losses import (
     correlation_threshold,
     gradient_penalty,
     penalty_alpha,
+    share_loss,
     summary_loss,
     switch_loss,
     texture_loss,
@@ -215,6 +216,8 @@ def generator_gradients(
             loss = loss + cfg.texture_weight * texture_loss(fake, state.c_texture, gen.layout.n_real)
         if state.c_switch is not None:  # switch_weight > 0: categories switch from month to month as often as real
             loss = loss + cfg.switch_weight * switch_loss(fake, *state.c_switch)
+        if state.c_share is not None:  # share_weight > 0: each group's share and every pair's joint table as real
+            loss = loss + cfg.share_weight * share_loss(fake, state.c_share, gen.layout.blocks)
         if real is not None:  # summary_weight > 0: whole patients summarised as a detector sees them
             loss = loss + cfg.summary_weight * summary_loss(fake, real, gen.layout.n_real, gen.layout.blocks)
         torch.autograd.backward(loss, inputs=state.generator_params)

@@ -149,6 +149,42 @@ def switch_loss(fake: torch.Tensor, target: torch.Tensor, blocks: tuple[tuple[in
     return ((s - target).abs() / (s + target)).mean()
 
 
+def category_tables(x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, L, F] model-space rows, categorical columns from `start` on -> ([L, W] each month's mean of the W one-hot
+    (or probability) columns over patients, [L, W, W] each month's mean outer product of them): the category shares
+    and, in the off-diagonal blocks, the joint tables of every pair of categorical variables (for probabilities,
+    the tables of codes drawn independently from them)."""
+    c = x[:, :, start:]
+    return c.mean(0), torch.einsum("blk,blm->lkm", c, c) / len(c)
+
+
+def share_loss(
+    fake: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor], blocks: tuple[tuple[int, int], ...]
+) -> torch.Tensor:
+    """How unlike the training patients' the synthetic categories' shares are: the mean over categorical variables
+    of the total-variation distance between their shares over the batch's patient-months and the training
+    patients' over the same months, plus the same mean over every pair of variables for their joint tables (Gender
+    x Ethnic, regimen columns). `target` holds the training patients' `category_tables`, averaged over their
+    first 1..T months. 0 when every share and table is matched; up to 2. GANs favour a variable's commonest
+    categories (a generator that never makes a rare one is rarely penalised by the critic); this asks for each
+    group's share directly, as a conditional GAN's training-by-sampling does."""
+    if not blocks:
+        return fake.new_zeros(())
+    start, length = blocks[0][0], fake.shape[1]
+    shares, joints = category_tables(fake, start)
+    shares, joints = shares.mean(0), joints.mean(0)
+    t_shares, t_joints = target[0][length - 1], target[1][length - 1]
+    cut = [(s - start, e - start) for s, e in blocks]
+    marg = torch.stack([0.5 * (shares[s:e] - t_shares[s:e]).abs().sum() for s, e in cut]).mean()
+    pairs = [(a, b) for i, a in enumerate(cut) for b in cut[i + 1 :]]
+    if not pairs:
+        return marg
+    joint = torch.stack(
+        [0.5 * (joints[a[0] : a[1], b[0] : b[1]] - t_joints[a[0] : a[1], b[0] : b[1]]).abs().sum() for a, b in pairs]
+    )
+    return marg + joint.mean()
+
+
 SUMMARY_EPS = 1e-4  # variance floor (model-space units, values in [0, 1]): bounds the gradient through flat patients
 
 

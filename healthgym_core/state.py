@@ -14,7 +14,7 @@ from healthgym_core.cpu import keep_freed_memory
 from healthgym_core.curriculum import Schedule
 from healthgym_core.data.prepared import PreparedData
 from healthgym_core.errors import ConfigError
-from healthgym_core.losses import correlation, switch_rates, texture_target
+from healthgym_core.losses import category_tables, correlation, switch_rates, texture_target
 from healthgym_core.nn import fused
 from healthgym_core.nn.critic import Critic
 from healthgym_core.nn.generator import Generator
@@ -106,6 +106,8 @@ class TrainState:
     )
     # switch_weight > 0: the categorical variables training patients change, and how often (real_switching)
     c_switch: tuple[torch.Tensor, tuple[tuple[int, int], ...]] | None = None
+    # share_weight > 0: the training patients' category shares and joint tables over their first 1..T months
+    c_share: tuple[torch.Tensor, torch.Tensor] | None = None
     epoch: int = 0  # epochs completed
     g_steps: int = 0
     d_steps: int = 0
@@ -143,6 +145,14 @@ def real_switching(data: PreparedData, device: torch.device) -> tuple[torch.Tens
     rates = switch_rates(data.tensor("train"), blocks)
     kept = tuple(b for b, r in zip(blocks, rates.tolist()) if r > 0)
     return rates[rates > 0].to(device), kept
+
+
+def real_shares(data: PreparedData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The share loss's target: the training patients' `category_tables` averaged over their first 1..T months
+    ([T, W] and [T, W, W]; row L - 1 serves a batch of L months)."""
+    shares, joints = category_tables(data.tensor("train"), Layout.of(data.schema).blocks[0][0])
+    months = torch.arange(1, len(shares) + 1, dtype=shares.dtype)
+    return (shares.cumsum(0) / months[:, None]).to(device), (joints.cumsum(0) / months[:, None, None]).to(device)
 
 
 def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
@@ -202,4 +212,5 @@ def build_state(config: TrainConfig, data: PreparedData) -> TrainState:
         opt_ae=opt_ae,
         c_texture=real_texture(data, device) if config.texture_weight > 0 else None,
         c_switch=real_switching(data, device) if config.switch_weight > 0 else None,
+        c_share=real_shares(data, device) if config.share_weight > 0 and data.schema.blocks() else None,
     )

@@ -79,6 +79,7 @@ TRAIN = {
     ),
     "switch_weight_inf": (["--switch-weight", "inf"], "switch_weight=inf: must be a finite number of 0 or more"),
     "summary_weight_nan": (["--summary-weight", "nan"], "summary_weight=nan: must be a finite number of 0 or more"),
+    "share_weight_negative": (["--share-weight", "-1"], "share_weight=-1.0: must be a finite number of 0 or more"),
     "lr_g_0": (["--lr-g", "0"], "lr_g=0.0: must be a positive number"),
     "lr_d_nan": (["--lr-d", "nan"], "lr_d=nan: must be a positive number"),
     "eval_samples_1": (["--eval-samples", "1"], "eval_samples=1: must be a whole number of 2-1,000,000"),

@@ -150,3 +150,39 @@ def test_the_summary_loss_is_0_for_the_same_patients_small_for_real_ones_and_gro
     summary_loss(z, a, lay.n_real, lay.blocks).backward()
     assert torch.isfinite(z.grad).all() and 0 < float(z.grad.abs().max()) < 1
     assert 0 < loss(flat, a[:1]) <= 1  # a last batch of one real patient: finite, in range
+
+
+def test_the_share_loss_is_0_for_the_training_patients_small_for_others_and_grows_for_missing_or_scrambled_groups():
+    from healthgym_core.data.cohort import load_cohort
+    from healthgym_core.data.prepared import prepare_data
+    from healthgym_core.losses import share_loss
+    from healthgym_core.nn.layout import Layout
+    from healthgym_core.state import real_shares
+
+    data = prepare_data(load_cohort("simulated", "demo7", patients=2000, seed=0), split_seed=0)
+    blocks = Layout.of(data.schema).blocks
+    target = real_shares(data, torch.device("cpu"))
+    train, test = data.tensor("train"), data.tensor("test")
+
+    def loss(x: torch.Tensor) -> float:
+        return float(share_loss(x, target, blocks))
+
+    assert loss(train) < 1e-5 and loss(train[:, :10]) < 1e-5  # its own tables, at any stage length
+    floor = loss(test)  # 300 other real patients: sampling noise in 10 joint tables
+    assert 0 < floor < 0.1 and loss(test) == floor
+    (gs, ge), (es, ee) = blocks[0], blocks[1]  # Gender, Ethnic
+    common = test.clone()
+    common[:, :, es:ee] = 0.0
+    common[:, :, es + int(test[:, 0, es:ee].sum(0).argmax())] = 1.0  # every patient in the commonest ethnic group
+    scrambled = test.clone()
+    scrambled[:, :, gs:ge] = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(0)), :, gs:ge]
+    soft = test.clone()
+    soft[:, :, es:ee] = 0.8 * test[:, :, es:ee] + 0.2 * common[:, :, es:ee]  # probabilities tilted to the commonest
+    # larger with each damage, the more so the more of a group is missing; Gender shuffled across patients keeps
+    # both marginals and loses only their joint table
+    assert floor + 0.1 < loss(common) and floor < loss(soft) < loss(common), (floor, loss(soft), loss(common))
+    assert floor < loss(scrambled) < loss(common), (floor, loss(scrambled))
+    z = soft.clone().requires_grad_(True)
+    share_loss(z, target, blocks).backward()
+    assert torch.isfinite(z.grad).all() and z.grad[:, :, : blocks[0][0]].abs().max() == 0  # reals untouched
+    assert float(z.grad[:, :, es:ee].abs().sum()) > 0

@@ -133,7 +133,8 @@ def test_a_smoke_study_trains_every_remedy(tmp_path):
     space.write_text(
         'description = "every remedy on"\n[[factor]]\nname = "noise_prior"\nchoices = ["uniform", "buffer"]\n'
         'why = "x"\n[fixed]\ncritic_reach = "every_month"\ncritic_diffs = true\ncritic_hidden = 12\n'
-        'texture_weight = 10.0\nswitch_weight = 10.0\nsummary_weight = 10.0\nreal_head = "linear"\n'
+        'texture_weight = 10.0\nswitch_weight = 10.0\nsummary_weight = 10.0\nshare_weight = 10.0\n'
+        'real_head = "linear"\n'
     )
     r = study("--space", space, "--smoke", "--num-samples", 2, "--storage", tmp_path, "--no-dashboard", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -142,7 +143,7 @@ def test_a_smoke_study_trains_every_remedy(tmp_path):
     record = json.loads((tmp_path / "remedies" / "study.json").read_text())
     base = record["plan"]["trial_base"]
     assert base["critic_hidden"] == 12 and base["texture_weight"] == 10 and base["switch_weight"] == 10
-    assert base["summary_weight"] == 10 and base["real_head"] == "linear"
+    assert base["summary_weight"] == 10 and base["share_weight"] == 10 and base["real_head"] == "linear"
 
 
 @pytest.mark.parametrize("space", ["critic", "baseline", "all", "texture"])
