@@ -54,10 +54,15 @@ ARMS = {  # name -> trainer options (each starts from a named configuration)
     "summary_w30": ["--config", "textured", "--summary-weight", "30"],
     "linear_head": ["--config", "textured", "--real-head", "linear"],
     "linear_summary": ["--config", "textured", "--real-head", "linear", "--summary-weight", "30"],  # = matched
-    "share_w10": ["--config", "matched", "--share-weight", "10"],
+    "share_w10": ["--config", "matched", "--share-weight", "10"],  # = balanced
     "share_w30": ["--config", "matched", "--share-weight", "30"],
 }
-NAMED_AS = {"texture_switch": "textured", "linear_head": "textured + linear head", "linear_summary": "matched"}
+NAMED_AS = {
+    "texture_switch": "textured",
+    "linear_head": "textured + linear head",
+    "linear_summary": "matched",
+    "share_w10": "balanced",
+}
 SAMPLES = 1000
 
 

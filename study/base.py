@@ -1,6 +1,6 @@
 """The base of a study: the training options every trial shares unless the space searches them.
 
-The preset's named configuration by default (the CPU preset's is `matched`, the GPU preset's `upstream`).
+The preset's named configuration by default (the CPU preset's is `balanced`, the GPU preset's `upstream`).
 `--base NAME|FILE` takes a named configuration or a configuration file (`healthgym_core/configs/`), `--base
 EXPERIMENT` the best completed trial of an earlier study (by the ranking metric), and `--set KEY=VALUE` fixes single
 options on top; sizes (batch, hidden, noise) stay the preset's. Every search evaluates its base point first; when the

@@ -116,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME|FILE|EXPERIMENT",
         help=f"start from a named configuration ({', '.join(NAMED)}), a .toml configuration file, or the best "
         "completed trial of an earlier study's folder (the leaderboard's first); default: the preset's (cpu: "
-        "matched, gpu: upstream)",
+        "balanced, gpu: upstream)",
     )
     b.add_argument(
         "--set",

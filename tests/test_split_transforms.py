@@ -121,7 +121,7 @@ def test_codes_switch_as_rarely_as_the_probabilities_allow_and_regimen_columns_t
     names = [v.name for v in small_cohort.schema.categoricals]
     n, months = 20_000, 31
     x = np.zeros((n, months, small_cohort.schema.width))
-    for s, e in blocks:
+    for s, _ in blocks:
         x[..., s] = 1.0  # every other variable held in its first category
     moving = [names.index("Base_Drug_Combo"), names.index("Extra_PI")]
     a = np.linspace(0.6, 0.3, months)  # the first category's share falls 0.01 a month, the third's rises as much

@@ -133,7 +133,7 @@ def test_a_smoke_study_trains_every_remedy(tmp_path):
     space.write_text(
         'description = "every remedy on"\n[[factor]]\nname = "noise_prior"\nchoices = ["uniform", "buffer"]\n'
         'why = "x"\n[fixed]\ncritic_reach = "every_month"\ncritic_diffs = true\ncritic_hidden = 12\n'
-        'texture_weight = 10.0\nswitch_weight = 10.0\nsummary_weight = 10.0\nshare_weight = 10.0\n'
+        "texture_weight = 10.0\nswitch_weight = 10.0\nsummary_weight = 10.0\nshare_weight = 10.0\n"
         'real_head = "linear"\n'
     )
     r = study("--space", space, "--smoke", "--num-samples", 2, "--storage", tmp_path, "--no-dashboard", timeout=300)
