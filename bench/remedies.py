@@ -37,6 +37,7 @@ from healthgym_core.sampling import sample_arrays  # noqa: E402
 
 CPU_PRESET = ["--hidden", "32", "--batch-size", "140", "--patients", "2000", "--eval-samples", "1000"]
 ARMS = {  # name -> trainer options (each starts from a named configuration)
+    "upstream": ["--config", "upstream"],
     "cpu_base": ["--config", "cpu_base"],
     "uniform_prior": ["--config", "cpu_base", "--noise-prior", "uniform"],
     "every_month": ["--config", "cpu_base", "--critic-reach", "every_month"],
