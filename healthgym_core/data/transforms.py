@@ -120,10 +120,9 @@ class CohortTransform:
             for t in range(1, months):
                 before, now = p[rows, t - 1, k], p[rows, t, k]
                 rise = np.clip(p[:, t] - p[:, t - 1], 0.0, None)  # [N, K]: where the mass a switch takes goes
-                stay = (keep_u[:, t] * before < now) | (rise.sum(-1) <= 0)  # u < p_t(k) / p_{t-1}(k), without a 0/0
-                k = np.where(
-                    stay, k, _quantile(rise / np.maximum(rise.sum(-1, keepdims=True), 1e-300), move_u[:, t, j])
-                )
+                total = rise.sum(-1, keepdims=True)  # [N, 1]: the mass that moved (the months' TVD)
+                stay = (keep_u[:, t] * before < now) | (total[:, 0] <= 0)  # u < p_t(k) / p_{t-1}(k), without a 0/0
+                k = np.where(stay, k, _quantile(rise / np.maximum(total, 1e-300), move_u[:, t, j]))
                 codes[:, t, j] = k
         return reals, codes
 
